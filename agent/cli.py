@@ -1,0 +1,125 @@
+"""`osmon-agent`: the agent's commands. The one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+import zmq
+
+from agent import __version__, keys, wire
+from agent import config as agent_config
+from agent.configfile import ConfigError
+from agent.shutdown import Shutdown
+from agent.spool import SpoolError
+
+log = logging.getLogger("osmon.agent")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="osmon-agent", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"osmon-agent {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = f"agent config (default {agent_config.DEFAULT_PATH})"
+
+    run = commands.add_parser("run", help="collect snapshots and push them to the collector")
+    run.add_argument("--config", default=agent_config.DEFAULT_PATH, help=config_help)
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    once = commands.add_parser("once", help="collect one snapshot and print it as JSON")
+    once.add_argument("--top", type=int, default=5, help="processes listed by CPU and by memory")
+
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("--config", default=agent_config.DEFAULT_PATH, help=config_help)
+
+    keygen = commands.add_parser("keygen", help="write a CurveZMQ key pair NAME.key / NAME.key_secret")
+    keygen.add_argument("directory")
+    keygen.add_argument("--name", required=True)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "INFO"),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, SpoolError, keys.KeyFileError) as e:
+        print(f"osmon-agent: {e}", file=sys.stderr)
+        return 2
+    except zmq.ZMQError as e:
+        print(f"osmon-agent: ZeroMQ: {e}", file=sys.stderr)
+        return 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.daemon import Agent
+    from agent.link import Link
+    from agent.sampler import Sampler
+    from agent.spool import Spool
+
+    config = agent_config.load(args.config)
+    spool = Spool(config.spool, config.spool_max)
+    context = zmq.Context()
+    shutdown = Shutdown()
+    link = None
+    try:
+        link = Link(context, config)
+        log.info(
+            "agent %s for host %s: a snapshot every %gs to %s (%d waiting in the spool)",
+            __version__,
+            config.host,
+            config.interval,
+            config.collector,
+            spool.pending_count(),
+        )
+        Agent(config, Sampler(top_n=config.top_processes), spool, link).run(shutdown)
+    finally:
+        if link is not None:
+            link.close()
+        shutdown.close()
+        spool.close()
+        context.destroy(linger=0)
+    return 0
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    import socket
+
+    from agent.sampler import Sampler
+
+    sampler = Sampler(top_n=args.top)
+    time.sleep(0.25)  # CPU and rate figures need two readings
+    probes, errors = sampler.sample()
+    snapshot = {
+        "v": wire.SCHEMA_VERSION,
+        "host": socket.gethostname().split(".")[0],
+        "seq": 0,
+        "ts": time.time(),
+        "agent": __version__,
+        "probes": probes,
+        "errors": errors,
+    }
+    print(json.dumps(snapshot, indent=2, sort_keys=False))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    agent_config.load(args.config)
+    print(f"{args.config}: ok")
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    public, secret = keys.generate(args.directory, args.name)
+    print(f"wrote {public} and {secret}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "once": cmd_once, "check-config": cmd_check_config, "keygen": cmd_keygen}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The agent's settings (`agent.toml`)."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent import wire
+from agent.configfile import (
+    REQUIRED,
+    ConfigError,
+    Key,
+    all_or_none,
+    apply_schema,
+    at_least,
+    integer,
+    load_toml,
+    parse_duration,
+    parse_size,
+    string,
+    zmq_endpoint,
+)
+
+DEFAULT_PATH = "/etc/osmonitoring/agent.toml"
+
+KEYS = [
+    Key("host", string, None, "host name sent with every snapshot; default: this machine's name"),
+    Key("collector", zmq_endpoint, REQUIRED, "collector endpoint, e.g. tcp://198.51.100.5:5555"),
+    Key("interval", at_least(0.05, parse_duration), 10.0, "time between snapshots"),
+    Key("spool", string, "/var/lib/osmonitoring/agent-spool.db", "on-disk queue of unacked snapshots"),
+    Key(
+        "spool_max",
+        at_least(1024 * 1024, parse_size),
+        256 * 1024**2,
+        "spool size bound; the oldest snapshots are dropped beyond it",
+    ),
+    Key("top_processes", at_least(1, integer), 5, "processes listed by CPU and by memory"),
+    Key("ack_timeout", at_least(0.1, parse_duration), 5.0, "resend a snapshot not acked after this"),
+    Key("in_flight", at_least(1, integer), 200, "snapshots sent and not yet acked, at most"),
+    Key("curve.secret_key", string, None, "this agent's secret key file (NAME.key_secret)"),
+    Key("curve.server_key", string, None, "the collector's public key file (NAME.key)"),
+]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Checked agent settings."""
+
+    path: str
+    host: str
+    collector: str
+    interval: float
+    spool: str
+    spool_max: int
+    top_processes: int
+    ack_timeout: float
+    in_flight: int
+    curve_secret_key: str | None
+    curve_server_key: str | None
+
+
+def load(path: str | Path) -> AgentConfig:
+    """Read and check an agent config, or raise ConfigError."""
+    settings = apply_schema(load_toml(path), KEYS, path)
+    all_or_none(settings, ["curve.secret_key", "curve.server_key"], path)
+    host = settings["host"] or socket.gethostname().split(".")[0]
+    if not wire.valid_host(host):
+        raise ConfigError(path, "host", f"{host!r} is not a valid host name (letters, digits, '.', '-', '_')")
+    for name in ("curve.secret_key", "curve.server_key"):
+        if settings[name] is not None and not Path(settings[name]).is_file():
+            raise ConfigError(path, name, f"file {settings[name]!r} does not exist")
+    return AgentConfig(
+        path=str(path),
+        host=host,
+        collector=settings["collector"],
+        interval=settings["interval"],
+        spool=settings["spool"],
+        spool_max=settings["spool_max"],
+        top_processes=settings["top_processes"],
+        ack_timeout=settings["ack_timeout"],
+        in_flight=settings["in_flight"],
+        curve_secret_key=settings["curve.secret_key"],
+        curve_server_key=settings["curve.server_key"],
+    )

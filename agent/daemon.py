@@ -1,0 +1,128 @@
+"""The agent's loop: a snapshot every interval into the spool, the spool out to the collector.
+
+Snapshots leave the spool only when the collector acks them. Up to
+`in_flight` are on the wire at once; one not acked within `ack_timeout`, or
+still unacked when a connection reopens, is sent again (the collector keeps
+each (host, seq) once, so a resend is harmless).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import zmq
+
+from agent import __version__, wire
+from agent.config import AgentConfig
+from agent.link import Link
+from agent.shutdown import Shutdown
+from agent.spool import Spool
+
+log = logging.getLogger("osmon.agent")
+
+STOP_GRACE = 1.0  # seconds to wait for acks of what is in flight when stopping
+# Snapshots per message when catching up after an outage: one frame each, so the
+# collector's per-snapshot size cap still applies, with one receive per batch.
+SEND_BATCH = 64
+
+
+class Agent:
+    """Collects on a fixed cadence and keeps the collector up to date with the spool."""
+
+    def __init__(self, config: AgentConfig, sampler: Any, spool: Spool, link: Link) -> None:
+        self.config, self.sampler, self.spool, self.link = config, sampler, spool, link
+        self.in_flight: dict[int, float] = {}  # seq -> when it was last sent
+        self.highest_sent = 0
+
+    def collect(self) -> int:
+        """Take a snapshot and spool it; returns its sequence number."""
+        probes, errors = self.sampler.sample()
+        seq = self.spool.append(
+            lambda seq: wire.encode_snapshot(
+                self.config.host, seq, time.time(), self.config.interval, __version__, probes, errors
+            )
+        )
+        log.debug("snapshot %d spooled (%d probes, %d errors)", seq, len(probes), len(errors))
+        return seq
+
+    def transmit(self, now: float) -> None:
+        """Resend what timed out, then send new snapshots while the window has room."""
+        due = []
+        for seq in [s for s, sent in self.in_flight.items() if now - sent >= self.config.ack_timeout]:
+            body = self.spool.get(seq)
+            if body is None:  # acked meanwhile, or dropped from a full spool
+                del self.in_flight[seq]
+            else:
+                due.append((seq, body))
+        if not self._send(due, now):
+            return
+        room = self.config.in_flight - len(self.in_flight)
+        if room > 0:
+            fresh = self.spool.after(self.highest_sent, room)
+            if self._send(fresh, now) and fresh:
+                self.highest_sent = fresh[-1][0]
+
+    def _send(self, snapshots: list[tuple[int, bytes]], now: float) -> bool:
+        """Send in messages of up to SEND_BATCH snapshots; False once the link takes no more."""
+        for i in range(0, len(snapshots), SEND_BATCH):
+            chunk = snapshots[i : i + SEND_BATCH]
+            if not self.link.send([body for _, body in chunk]):
+                return False
+            for seq, _ in chunk:
+                self.in_flight[seq] = now
+                self.highest_sent = max(self.highest_sent, seq)
+        return True
+
+    def receive(self) -> None:
+        """Apply acks and connection events."""
+        acked = self.link.acks()
+        if acked:
+            self.spool.ack(acked)
+            for seq in acked:
+                self.in_flight.pop(seq, None)
+        if self.link.connection_events():
+            # Whatever was on the old connection may be gone with it: send it again now.
+            self.in_flight = dict.fromkeys(self.in_flight, float("-inf"))
+
+    def next_resend(self) -> float:
+        if not self.in_flight:
+            return float("inf")
+        return min(self.in_flight.values()) + self.config.ack_timeout
+
+    def run(self, shutdown: Shutdown) -> None:
+        """Serve until SIGTERM/SIGINT."""
+        self.highest_sent = 0
+        poller = zmq.Poller()
+        poller.register(self.link.socket, zmq.POLLIN)
+        poller.register(self.link.monitor, zmq.POLLIN)
+        poller.register(shutdown.fd, zmq.POLLIN)
+        next_tick = time.monotonic()
+        while not shutdown.requested:
+            now = time.monotonic()
+            if now >= next_tick:
+                self.collect()
+                # Keep a fixed cadence; after a stall (suspend), skip rather than burst.
+                next_tick = max(next_tick + self.config.interval, now)
+            self.link.retry(now)
+            self.transmit(now)
+            wait = (
+                min(next_tick, self.next_resend(), self.link.retry_at or now + 1.0, now + 1.0)
+                - time.monotonic()
+            )
+            events = dict(poller.poll(max(0.0, wait) * 1000))
+            if shutdown.fd in events:
+                shutdown.drain()
+            self.receive()
+        self._finish()
+        log.info(
+            "stopped on %s; %d snapshots wait in the spool", shutdown.signal_name, self.spool.pending_count()
+        )
+
+    def _finish(self) -> None:
+        """Give acks of in-flight snapshots a moment; the spool keeps the rest for next time."""
+        deadline = time.monotonic() + STOP_GRACE
+        while self.in_flight and self.link.connected and time.monotonic() < deadline:
+            if self.link.socket.poll(50, zmq.POLLIN):
+                self.receive()

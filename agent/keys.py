@@ -1,0 +1,59 @@
+"""CurveZMQ key pairs in the format of pyzmq's zmq.auth certificates."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import zmq
+import zmq.auth
+
+KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+
+
+class KeyFileError(ValueError):
+    """A key file that is missing or not a CurveZMQ certificate."""
+
+
+def generate(directory: str | Path, name: str) -> tuple[Path, Path]:
+    """Write NAME.key and NAME.key_secret (mode 0600) in `directory`; refuse to overwrite."""
+    if not KEY_NAME.match(name) or ".." in name:
+        raise KeyFileError(f"invalid key name {name!r}: use letters, digits, '.', '-', '_'")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
+    for path in (public, secret):
+        if path.exists():
+            raise KeyFileError(f"{path} already exists; remove it first to replace the key pair")
+    # zmq.auth writes the secret file with the process umask: narrow it first.
+    old_umask = os.umask(0o077)
+    try:
+        zmq.auth.create_certificates(directory, name)
+    finally:
+        os.umask(old_umask)
+    os.chmod(secret, 0o600)
+    os.chmod(public, 0o644)
+    return public, secret
+
+
+def load_public(path: str | Path) -> bytes:
+    """The Z85 public key in a .key or .key_secret file."""
+    try:
+        public, _ = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as e:
+        raise KeyFileError(f"cannot read CurveZMQ key {path}: {e}") from None
+    if public is None or len(public) != 40:
+        raise KeyFileError(f"{path} holds no CurveZMQ public key")
+    return public
+
+
+def load_pair(path: str | Path) -> tuple[bytes, bytes]:
+    """The (public, secret) Z85 keys in a .key_secret file."""
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as e:
+        raise KeyFileError(f"cannot read CurveZMQ key {path}: {e}") from None
+    if not public or not secret:
+        raise KeyFileError(f"{path} is not a secret key file (NAME.key_secret)")
+    return public, secret

@@ -1,0 +1,135 @@
+"""The agent's ZeroMQ DEALER connection to the collector."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from agent import keys, wire
+from agent.config import AgentConfig
+
+log = logging.getLogger("osmon.link")
+
+MIN_RETRY, MAX_RETRY = 2.0, 30.0  # seconds between reconnects after a refused handshake
+
+_HANDSHAKE_FAILURES = {
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "no detail",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "protocol error",
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "authentication refused",
+}
+
+
+class Link:
+    """Sends snapshots and receives acks; reports (re)connections so the agent can resend."""
+
+    def __init__(self, context: zmq.Context, config: AgentConfig) -> None:
+        self.endpoint = config.collector
+        self.socket = context.socket(zmq.DEALER)
+        # Queue nothing on a connection that is not up: an unsent snapshot stays in
+        # the spool, where it survives a restart, instead of in ZeroMQ's memory.
+        self.socket.setsockopt(zmq.IMMEDIATE, 1)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SNDHWM, max(1000, config.in_flight * 2))
+        self.socket.setsockopt(zmq.RECONNECT_IVL, 500)
+        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
+        # Heartbeats notice a collector that vanished without closing TCP (power loss, partition).
+        self.socket.setsockopt(zmq.HEARTBEAT_IVL, 5000)
+        self.socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 15000)
+        if config.curve_secret_key:
+            public, secret = keys.load_pair(config.curve_secret_key)
+            self.socket.curve_publickey, self.socket.curve_secretkey = public, secret
+            self.socket.curve_serverkey = keys.load_public(config.curve_server_key)
+        self.monitor = self.socket.get_monitor_socket(
+            zmq.EVENT_CONNECTED
+            | zmq.EVENT_DISCONNECTED
+            | zmq.EVENT_HANDSHAKE_SUCCEEDED
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        )
+        self.curve = bool(config.curve_secret_key)
+        self.connected = self._tcp_up = False
+        self.retry_at: float | None = None  # when to reconnect after a refused handshake
+        self._backoff = MIN_RETRY
+        self._last_failure_log = -60.0
+        self.socket.connect(self.endpoint)
+
+    def send(self, bodies: list[bytes]) -> bool:
+        """Queue one message of snapshots (a frame each); False when no connection can take it now."""
+        try:
+            self.socket.send_multipart(bodies, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        return True
+
+    def acks(self) -> list[int]:
+        """Sequence numbers acked by the collector since the last call."""
+        seqs: list[int] = []
+        while True:
+            try:
+                message = self.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return seqs
+            try:
+                seqs.extend(wire.decode_ack(message))
+            except wire.WireError as e:
+                log.warning("ignored a malformed ack from %s: %s", self.endpoint, e)
+
+    def connection_events(self) -> bool:
+        """Drain monitor events; True if a connection (re)opened and unacked snapshots should go again."""
+        reopened = False
+        while True:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)["event"]
+            except zmq.Again:
+                return reopened
+            # With CURVE a connection is usable only after the handshake succeeded.
+            ready = zmq.EVENT_HANDSHAKE_SUCCEEDED if self.curve else zmq.EVENT_CONNECTED
+            if event == zmq.EVENT_CONNECTED:
+                self._tcp_up = True
+            if event == ready:
+                self.connected = reopened = True
+                self._backoff = MIN_RETRY
+                log.info("connected to collector %s", self.endpoint)
+            elif event == zmq.EVENT_DISCONNECTED and self.connected:
+                self.connected = self._tcp_up = False
+                log.warning("lost the connection to collector %s; spooling until it is back", self.endpoint)
+            elif event == zmq.EVENT_DISCONNECTED and self._tcp_up and self.curve:
+                # A collector that cannot decrypt our HELLO (wrong server key) or whose
+                # allow-list lacks our key just closes the connection mid-handshake.
+                self._tcp_up = False
+                self._handshake_failed("closed by the collector during the handshake")
+            elif event in _HANDSHAKE_FAILURES:
+                self._tcp_up = False  # the DISCONNECTED that follows is the same failure
+                self._handshake_failed(_HANDSHAKE_FAILURES[event])
+
+    def _handshake_failed(self, detail: str) -> None:
+        now = time.monotonic()
+        # libzmq gives up on a peer whose ZAP handler refused us; we try again later
+        # ourselves, since the collector's allow-list may gain our key meanwhile.
+        self.retry_at = now + self._backoff
+        self._backoff = min(self._backoff * 2, MAX_RETRY)
+        if now - self._last_failure_log >= 60:
+            self._last_failure_log = now
+            log.error(
+                "CurveZMQ handshake with %s failed (%s): check that curve.server_key is the "
+                "collector's public key and that this agent's public key is in the collector's "
+                "allow-list; snapshots stay in the spool meanwhile",
+                self.endpoint,
+                detail,
+            )
+
+    def retry(self, now: float) -> None:
+        """Reconnect if a refused handshake's backoff has passed."""
+        if self.retry_at is not None and now >= self.retry_at:
+            self.retry_at = None
+            self.socket.disconnect(self.endpoint)
+            self.socket.connect(self.endpoint)
+
+    def close(self) -> None:
+        self.socket.disable_monitor()
+        self.monitor.close(linger=0)
+        self.socket.close(linger=0)

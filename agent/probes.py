@@ -1,0 +1,574 @@
+"""One function per probe: each reads its data source and returns plain, msgpack-able values.
+
+The data source is an argument (the psutil module by default, a fake in tests), so a
+test can say "with this /proc/meminfo, memory is 37.5 %". The shapes follow
+`agent.wire.PROBE_SHAPES`. Units: bytes, percent 0-100, seconds, Unix UTC seconds.
+
+Probes that need two readings (CPU percentages, process CPU, I/O rates) are split in
+a reading and a pure function of two readings; `agent.sampler.Sampler` keeps the
+previous reading between samples.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import heapq
+import math
+import os
+import pwd
+import resource
+import socket
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import psutil
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CMDLINE_CHARS = 200
+
+# Read-only images (snaps, ISO files) are 100 % full by design: reporting them only makes noise.
+IMAGE_FSTYPES = frozenset({"squashfs", "iso9660", "udf", "erofs", "cramfs"})
+# Container runtimes and snapd mount their own internals here; the host's disks are mounted elsewhere.
+PRIVATE_MOUNTS = (
+    "/snap/",
+    "/var/snap/",
+    "/run/snapd/",
+    "/var/lib/docker/",
+    "/run/docker/",
+    "/var/lib/containers/",
+    "/run/containerd/",
+    "/var/lib/kubelet/",
+)
+# Loop devices back snaps and image files, ram/zram are memory: none of it is disk traffic.
+NOT_DISKS = ("loop", "ram", "zram")
+# One end of every container's network pair; its traffic is already counted on the bridge.
+NOT_INTERFACES = ("veth",)
+
+
+def finite(value: Any) -> float | None:
+    """`value` as a float, or None when it is missing, NaN or infinite."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _percent(part: float, whole: float) -> float | None:
+    return round(100.0 * part / whole, 2) if whole > 0 else None
+
+
+# --- CPU ---------------------------------------------------------------------------------------
+
+
+class CpuTimes(NamedTuple):
+    """One reading of the CPU time counters (seconds, in `CPU_FIELDS` order): machine and each core."""
+
+    total: tuple[float, ...]
+    per_core: list[tuple[float, ...]]
+
+
+# guest and guest_nice are already counted inside user and nice.
+CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+_IDLE, _IOWAIT = CPU_FIELDS.index("idle"), CPU_FIELDS.index("iowait")
+
+
+def cpu_times(ps: Any = psutil) -> CpuTimes:
+    """Read the CPU time counters."""
+    # The machine's total is the sum of its cores: one read of /proc/stat instead of two.
+    per_core = [tuple(getattr(t, f, 0.0) for f in CPU_FIELDS) for t in ps.cpu_times(percpu=True)]
+    return CpuTimes(tuple(map(sum, zip(*per_core, strict=True))), per_core)
+
+
+def _cpu_deltas(before: tuple[float, ...], after: tuple[float, ...]) -> list[float]:
+    # Linux's iowait counter may go backwards: clamp every delta at zero, as psutil does.
+    return [max(0.0, a - b) for a, b in zip(after, before, strict=True)]
+
+
+def _busy(deltas: list[float]) -> float | None:
+    total = sum(deltas)
+    return _percent(total - deltas[_IDLE] - deltas[_IOWAIT], total)
+
+
+def cpu(before: CpuTimes | None, after: CpuTimes) -> dict[str, Any]:
+    """CPU use between two readings, in percent of the time that passed (None if none did)."""
+    count = len(after.per_core)
+    if before is None:
+        empty = dict.fromkeys(("percent", "user", "nice", "system", "iowait", "steal"))
+        return {**empty, "per_core": [None] * count, "count": count}
+    deltas = _cpu_deltas(before.total, after.total)
+    result = {"percent": _busy(deltas)}
+    for field in ("user", "nice", "system", "iowait", "steal"):
+        result[field] = _percent(deltas[CPU_FIELDS.index(field)], sum(deltas))
+    if len(before.per_core) == count:
+        pairs = zip(before.per_core, after.per_core, strict=True)
+        result["per_core"] = [_busy(_cpu_deltas(b, a)) for b, a in pairs]
+    else:  # a core went on- or offline: indexes no longer match
+        result["per_core"] = [None] * count
+    result["count"] = count
+    return result
+
+
+# --- load, memory, swap ------------------------------------------------------------------------
+
+
+def load(ps: Any = psutil) -> dict[str, float | None]:
+    """Load average over 1, 5 and 15 minutes."""
+    avg1, avg5, avg15 = (finite(v) for v in ps.getloadavg())
+    # The kernel's fixed-point averages print as 1.43701171875: two decimals are all they mean.
+    return {"avg1": _round(avg1), "avg5": _round(avg5), "avg15": _round(avg15)}
+
+
+def memory(ps: Any = psutil) -> dict[str, Any]:
+    """Physical memory; used and percent count all but the available memory (free + reclaimable)."""
+    mem = ps.virtual_memory()
+    return {"total": mem.total, "available": mem.available, "used": mem.used, "percent": finite(mem.percent)}
+
+
+def swap(ps: Any = psutil) -> dict[str, Any]:
+    """Swap space."""
+    sw = ps.swap_memory()
+    return {"total": sw.total, "used": sw.used, "free": sw.free, "percent": finite(sw.percent)}
+
+
+# --- filesystems -------------------------------------------------------------------------------
+
+
+def _real_partitions(ps: Any) -> list[Any]:
+    by_mount = {}
+    for part in ps.disk_partitions(all=False):
+        if part.fstype in IMAGE_FSTYPES or (part.mountpoint + "/").startswith(PRIVATE_MOUNTS):
+            continue
+        by_mount[part.mountpoint] = part  # a later mount on the same point hides the earlier one
+    by_device: dict[str, Any] = {}
+    for part in by_mount.values():
+        kept = by_device.get(part.device)
+        # Bind mounts repeat a device; its shortest mount point is the real one (/ rather than /srv/x).
+        if kept is None or len(part.mountpoint) < len(kept.mountpoint):
+            by_device[part.device] = part
+    return sorted(by_device.values(), key=lambda p: p.mountpoint)
+
+
+def filesystems(ps: Any = psutil) -> list[dict[str, Any]]:
+    """Usage of every real mounted filesystem, one entry per device."""
+    result = []
+    for part in _real_partitions(ps):
+        try:
+            usage = ps.disk_usage(part.mountpoint)
+        except OSError:  # unmounted meanwhile, or not ours to read: the others still count
+            continue
+        if usage.total == 0:
+            continue
+        result.append(
+            {
+                "mount": part.mountpoint,
+                "device": part.device,
+                "fstype": part.fstype,
+                "total": usage.total,
+                "used": usage.used,
+                "free": usage.free,
+                "percent": finite(usage.percent),
+            }
+        )
+    return result
+
+
+# --- disk and network I/O ----------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)  # a device name does not turn from physical to virtual
+def _virtual(sys_path: str, kind: str, name: str) -> bool:
+    return os.path.exists(f"{sys_path}/devices/virtual/{kind}/{name}")
+
+
+def disk_io(ps: Any = psutil, sys_path: str = "/sys") -> dict[str, Any]:
+    """Bytes read and written per block device since boot; the totals count physical disks only."""
+    whole_disks = set(os.listdir(f"{sys_path}/block"))  # partitions are not listed there
+    counters = ps.disk_io_counters(perdisk=True, nowrap=True) or {}
+    devices, read, written = {}, 0, 0
+    for name, c in counters.items():
+        if name not in whole_disks or name.startswith(NOT_DISKS):
+            continue
+        devices[name] = {"read_bytes": c.read_bytes, "write_bytes": c.write_bytes}
+        # LVM and md devices are virtual and stacked on physical disks: count their bytes once.
+        if not _virtual(sys_path, "block", name):
+            read += c.read_bytes
+            written += c.write_bytes
+    return {"read_bytes": read, "write_bytes": written, "devices": devices}
+
+
+def net_io(ps: Any = psutil, sys_path: str = "/sys") -> dict[str, Any]:
+    """Bytes received and sent per interface since boot (no loopback); totals are what crossed a NIC."""
+    counters = ps.net_io_counters(pernic=True, nowrap=True) or {}
+    interfaces = {
+        name: {"rx_bytes": c.bytes_recv, "tx_bytes": c.bytes_sent}
+        for name, c in counters.items()
+        if name != "lo" and not name.startswith(NOT_INTERFACES)
+    }
+    # Bridges, bonds, VLANs and tunnels carry traffic that also crosses a physical interface.
+    physical = [n for n in interfaces if not _virtual(sys_path, "net", n)] or list(interfaces)
+    return {
+        "rx_bytes": sum(interfaces[n]["rx_bytes"] for n in physical),
+        "tx_bytes": sum(interfaces[n]["tx_bytes"] for n in physical),
+        "interfaces": interfaces,
+    }
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+class ProcStat(NamedTuple):
+    """What one read of /proc/<pid>/stat tells about a process."""
+
+    pid: int
+    name: str
+    start: int  # clock ticks after boot: tells a reused pid from the process that had it before
+    cpu: float  # user + system seconds
+    rss: int  # bytes
+
+
+def _read(path: str, limit: int = 4096) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # the process exited, or /proc hides it from us
+        return None
+    try:
+        return os.read(fd, limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+STAT_BYTES = 1024  # enough for the 24 first fields of /proc/<pid>/stat
+
+
+class StatFiles:
+    """/proc/<pid>/stat files kept open between scans: re-reading one costs a third of reopening it."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        if limit is None:
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            soft = 4096 if soft == resource.RLIM_INFINITY else soft
+            # Leave most descriptors to the rest of the agent; the kernel keeps a page per open file.
+            limit = min(512, soft // 4)
+        self.limit = limit
+        self._fds: dict[str, int] = {}
+
+    def read(self, proc: int, pid: str) -> bytes | None:
+        """What <pid>/stat under the open directory `proc` says now, or None if that process is gone."""
+        fd = self._fds.get(pid)
+        if fd is not None:
+            try:
+                return os.pread(fd, STAT_BYTES, 0)
+            except OSError:  # that process exited: the pid may already belong to a new one
+                os.close(self._fds.pop(pid))
+        try:
+            fd = os.open(f"{pid}/stat", os.O_RDONLY, dir_fd=proc)
+        except OSError:  # exited meanwhile, or /proc hides it from us
+            return None
+        try:
+            data = os.pread(fd, STAT_BYTES, 0)
+        except OSError:
+            data = None
+        if data and len(self._fds) < self.limit:
+            self._fds[pid] = fd
+        else:
+            os.close(fd)
+        return data
+
+    def keep_only(self, pids: set[str]) -> None:
+        """Close the files of processes no longer listed."""
+        for pid in self._fds.keys() - pids:
+            os.close(self._fds.pop(pid))
+
+    def close(self) -> None:
+        """Close every file."""
+        self.keep_only(set())
+
+
+def _parse_stat(pid: int, data: bytes) -> ProcStat:
+    close = data.rfind(b")")  # the name may itself contain spaces and parentheses
+    fields = data[close + 2 :].split(None, 22)
+    if close < 0 or len(fields) < 22:
+        raise ValueError(f"malformed /proc/{pid}/stat")
+    name = data[data.find(b"(") + 1 : close].decode("utf-8", "replace")
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return ProcStat(pid, name, int(fields[19]), cpu, int(fields[21]) * PAGE_SIZE)
+
+
+def process_table(ps: Any = psutil, files: StatFiles | None = None) -> dict[int, ProcStat]:
+    """Every process, from one read of /proc/<pid>/stat each (psutil.process_iter costs 5-8x more)."""
+    files = files if files is not None else StatFiles(limit=0)
+    table = {}
+    # Paths relative to an open /proc save the kernel a lookup per process.
+    proc = os.open(ps.PROCFS_PATH, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        pids = [name for name in os.listdir(proc) if name.isdigit()]  # in pid order: ties rank stably
+        for pid in pids:
+            data = files.read(proc, pid)
+            if data:
+                table[int(pid)] = _parse_stat(int(pid), data)
+    finally:
+        os.close(proc)
+    files.keep_only(set(pids))
+    return table
+
+
+def process_cpu(table: dict[int, ProcStat], before: dict[int, ProcStat]) -> dict[int, float]:
+    """CPU seconds each process used between two tables."""
+    result = {}
+    for pid, now in table.items():
+        then = before.get(pid)
+        # A process absent before (or a new one reusing the pid) used all its CPU time since then.
+        used = now.cpu - then.cpu if then is not None and then.start == now.start else now.cpu
+        result[pid] = max(0.0, used)
+    return result
+
+
+@functools.lru_cache(maxsize=512)
+def user_name(uid: int) -> str:
+    """The login name of `uid`, or the number when it has none (as ps shows it)."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _effective_uid(status: bytes | None) -> int | None:
+    for line in (status or b"").splitlines():
+        if line.startswith(b"Uid:"):
+            return int(line.split()[2])  # real, effective, saved, fs: top and ps show the effective one
+    return None
+
+
+def _details(proc: str, p: ProcStat, names: Callable[[int], str]) -> dict[str, Any]:
+    argv = (_read(f"{proc}/{p.pid}/cmdline") or b"").rstrip(b"\0").split(b"\0")
+    cmdline = b" ".join(argv).decode("utf-8", "replace")
+    name = p.name
+    # The kernel cuts names at 15 characters; the program path usually holds the whole name.
+    program = os.path.basename(argv[0].decode("utf-8", "replace"))
+    if len(name) >= 15 and program.startswith(name):
+        name = program
+    uid = _effective_uid(_read(f"{proc}/{p.pid}/status"))
+    return {"name": name, "user": None if uid is None else names(uid), "cmdline": cmdline[:CMDLINE_CHARS]}
+
+
+def processes(
+    table: dict[int, ProcStat],
+    before: dict[int, ProcStat] | None,
+    elapsed: float,
+    mem_total: int | None,
+    ps: Any = psutil,
+    top_n: int = 5,
+    names: Callable[[int], str] = user_name,
+) -> dict[str, Any]:
+    """Process count and the top N by CPU (100 % = one core, as in top) and by resident memory."""
+    cpu = process_cpu(table, before) if before is not None and elapsed > 0 else {}
+    details: dict[int, dict[str, Any]] = {}
+
+    def describe(p: ProcStat) -> dict[str, Any]:
+        if p.pid not in details:  # user and command line are read for the winners only
+            details[p.pid] = _details(ps.PROCFS_PATH, p, names)
+        return {
+            "pid": p.pid,
+            **details[p.pid],
+            "cpu_percent": round(100.0 * cpu[p.pid] / elapsed, 2) if cpu else None,
+            "mem_percent": _percent(p.rss, mem_total or 0),
+            "rss": p.rss,
+        }
+
+    by_cpu = heapq.nlargest(top_n, table.values(), key=lambda p: cpu[p.pid]) if cpu else []
+    by_mem = heapq.nlargest(top_n, table.values(), key=lambda p: p.rss)
+    return {
+        "count": len(table),
+        "top_cpu": [describe(p) for p in by_cpu],
+        "top_mem": [describe(p) for p in by_mem],
+    }
+
+
+# --- users, uptime, system ---------------------------------------------------------------------
+
+
+def users(ps: Any = psutil) -> list[dict[str, Any]]:
+    """Logged-in sessions, as `who` lists them."""
+    return [
+        {"name": u.name, "terminal": u.terminal, "host": u.host or None, "since": finite(u.started)}
+        for u in ps.users()
+    ]
+
+
+def uptime(ps: Any = psutil, now: Callable[[], float] = time.time) -> dict[str, float | None]:
+    """Seconds since boot, and the boot instant."""
+    # /proc/uptime is 20 bytes; psutil.boot_time() reads all of /proc/stat for one line.
+    with open(f"{ps.PROCFS_PATH}/uptime", "rb") as f:
+        seconds = float(f.read().split()[0])
+    return {"boot_time": finite(round(now() - seconds, 1)), "seconds": finite(seconds)}
+
+
+def _os_name(os_release: str) -> str | None:
+    fields = {}
+    try:
+        with open(os_release, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.strip().partition("=")
+                if sep:
+                    fields[key] = value.strip("\"'")
+    except OSError:
+        return None
+    return fields.get("PRETTY_NAME") or fields.get("NAME")
+
+
+def system(os_release: str = "/etc/os-release", uname: Callable[[], Any] = os.uname) -> dict[str, Any]:
+    """Distribution, kernel release, machine architecture and host name."""
+    u = uname()
+    name = _os_name(os_release) or _os_name("/usr/lib/os-release")
+    return {"os": name or u.sysname, "kernel": u.release, "arch": u.machine, "hostname": socket.gethostname()}
+
+
+# --- temperatures and GPUs (only where the host has them) --------------------------------------
+
+
+def temperatures(ps: Any = psutil) -> dict[str, list[dict[str, Any]]] | None:
+    """Temperature sensors in degrees Celsius, or None when the host exposes none."""
+    read = getattr(ps, "sensors_temperatures", None)
+    sensors = read() if read is not None else None
+    if not sensors:
+        return None
+    return {
+        sensor: [
+            {
+                "label": t.label or None,
+                "current": finite(t.current),
+                "high": finite(t.high),
+                "critical": finite(t.critical),
+            }
+            for t in entries
+        ]
+        for sensor, entries in sensors.items()
+    }
+
+
+class NvmlError(OSError):
+    """An NVML call failed."""
+
+
+class _Utilization(ctypes.Structure):
+    _fields_ = [("gpu", ctypes.c_uint), ("memory", ctypes.c_uint)]
+
+
+class _Memory(ctypes.Structure):
+    _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong)]
+
+
+_NVML_NOT_SUPPORTED = 3
+_NVML_DRIVER_NOT_LOADED = 9
+_NVML_TEMPERATURE_GPU = 0
+
+
+class Nvml:
+    """NVIDIA's management library (libnvidia-ml), called through ctypes: no extra dependency."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self._lib = lib
+        self._handles: dict[int, ctypes.c_void_p] = {}  # valid until nvmlShutdown
+        handle = ctypes.c_void_p
+        lib.nvmlErrorString.restype = ctypes.c_char_p
+        lib.nvmlDeviceGetHandleByIndex_v2.argtypes = [ctypes.c_uint, ctypes.POINTER(handle)]
+        lib.nvmlDeviceGetName.argtypes = [handle, ctypes.c_char_p, ctypes.c_uint]
+        lib.nvmlDeviceGetUtilizationRates.argtypes = [handle, ctypes.POINTER(_Utilization)]
+        lib.nvmlDeviceGetMemoryInfo.argtypes = [handle, ctypes.POINTER(_Memory)]
+        lib.nvmlDeviceGetTemperature.argtypes = [handle, ctypes.c_int, ctypes.POINTER(ctypes.c_uint)]
+
+    @classmethod
+    def load(cls, library: str = "libnvidia-ml.so.1") -> Nvml | None:
+        """The initialised library, None when the host has no NVIDIA driver, NvmlError if it fails."""
+        try:
+            lib = ctypes.CDLL(library)
+            nvml = cls(lib)
+            code = lib.nvmlInit_v2()
+        except (OSError, AttributeError):  # no library, or one too old to have these functions
+            return None
+        if code == _NVML_DRIVER_NOT_LOADED:  # the library without a GPU behind it
+            return None
+        nvml._check(code)  # anything else (no permission to /dev/nvidia*, ...) is worth reporting
+        return nvml
+
+    def close(self) -> None:
+        """Release the library's resources."""
+        self._handles.clear()
+        self._lib.nvmlShutdown()
+
+    def _check(self, code: int) -> bool:
+        """True on success, False when the device does not support the call; raises otherwise."""
+        if code == _NVML_NOT_SUPPORTED:
+            return False
+        if code != 0:
+            message = self._lib.nvmlErrorString(code) or b"unknown error"
+            raise NvmlError(f"NVML error {code}: {message.decode('ascii', 'replace')}")
+        return True
+
+    def _handle(self, index: int) -> ctypes.c_void_p:
+        if index not in self._handles:
+            handle = ctypes.c_void_p()
+            self._check(self._lib.nvmlDeviceGetHandleByIndex_v2(index, ctypes.byref(handle)))
+            self._handles[index] = handle
+        return self._handles[index]
+
+    def count(self) -> int:
+        """Number of GPUs."""
+        n = ctypes.c_uint()
+        self._check(self._lib.nvmlDeviceGetCount_v2(ctypes.byref(n)))
+        return n.value
+
+    def name(self, index: int) -> str:
+        """Product name of GPU `index`."""
+        buffer = ctypes.create_string_buffer(96)
+        self._check(self._lib.nvmlDeviceGetName(self._handle(index), buffer, len(buffer)))
+        return buffer.value.decode("utf-8", "replace")
+
+    def utilization(self, index: int) -> int | None:
+        """Percent of time a kernel ran on GPU `index` over the last sample period."""
+        rates = _Utilization()
+        ok = self._check(self._lib.nvmlDeviceGetUtilizationRates(self._handle(index), ctypes.byref(rates)))
+        return rates.gpu if ok else None
+
+    def memory(self, index: int) -> tuple[int, int] | tuple[None, None]:
+        """Used and total memory of GPU `index`, in bytes."""
+        mem = _Memory()
+        ok = self._check(self._lib.nvmlDeviceGetMemoryInfo(self._handle(index), ctypes.byref(mem)))
+        return (mem.used, mem.total) if ok else (None, None)
+
+    def temperature(self, index: int) -> int | None:
+        """Core temperature of GPU `index` in degrees Celsius."""
+        value = ctypes.c_uint()
+        code = self._lib.nvmlDeviceGetTemperature(
+            self._handle(index), _NVML_TEMPERATURE_GPU, ctypes.byref(value)
+        )
+        return value.value if self._check(code) else None
+
+
+def gpus(nvml: Any) -> list[dict[str, Any]] | None:
+    """Load, memory and temperature of each NVIDIA GPU, or None without NVML."""
+    if nvml is None:
+        return None
+    result = []
+    for index in range(nvml.count()):
+        used, total = nvml.memory(index)
+        result.append(
+            {
+                "index": index,
+                "name": nvml.name(index),
+                "util_percent": nvml.utilization(index),
+                "mem_used": used,
+                "mem_total": total,
+                "temperature": nvml.temperature(index),
+            }
+        )
+    return result or None

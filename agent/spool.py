@@ -1,0 +1,136 @@
+"""The agent's on-disk spool: the sequence counter and every snapshot not yet acked.
+
+A snapshot is numbered and written in one SQLite transaction, so a crash
+either loses the snapshot before it was ever numbered or keeps both; after a
+restart the agent resumes the sequence and resends what is still here. The
+spool is bounded in bytes: past `max_bytes` the oldest snapshots are dropped
+(and counted) so that a long outage cannot fill the host's disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("osmon.spool")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
+"""
+
+
+class SpoolError(Exception):
+    """The spool file cannot be opened or written."""
+
+
+class Spool:
+    """Unacked snapshots by sequence number, in a SQLite file."""
+
+    def __init__(self, path: str | Path, max_bytes: int) -> None:
+        self.path, self.max_bytes = str(path), max_bytes
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL survives a SIGKILL of the agent; an OS crash may lose the
+            # last snapshot, which was never sent, so nothing acked is ever lost.
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            self.size = self.db.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM pending").fetchone()[0]
+        except (sqlite3.Error, OSError) as e:
+            raise SpoolError(f"cannot open spool {self.path}: {e}") from None
+
+    def _meta(self, key: str) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else 0
+
+    @property
+    def last_seq(self) -> int:
+        """The last sequence number handed out (0 before the first snapshot)."""
+        return self._meta("last_seq")
+
+    @property
+    def dropped(self) -> int:
+        """Snapshots dropped unsent because the spool was full, over its lifetime."""
+        return self._meta("dropped")
+
+    def append(self, build: Callable[[int], bytes]) -> int:
+        """Number the next snapshot, store `build(seq)`, and return seq."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            seq = self.last_seq + 1
+            body = build(seq)
+            self.db.execute("INSERT INTO pending (seq, body) VALUES (?, ?)", (seq, body))
+            self.db.execute(
+                "INSERT INTO meta (key, value) VALUES ('last_seq', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (seq,),
+            )
+            dropped = self._enforce_bound(len(body))
+            self.db.execute("COMMIT")
+        except sqlite3.Error as e:
+            self._rollback()
+            raise SpoolError(f"cannot write spool {self.path}: {e}") from None
+        self.size += len(body) - dropped
+        return seq
+
+    def _enforce_bound(self, incoming: int) -> int:
+        """Drop the oldest snapshots until the spool fits; returns the bytes freed."""
+        excess = self.size + incoming - self.max_bytes
+        freed = count = 0
+        if excess <= 0:
+            return 0
+        for seq, length in self.db.execute("SELECT seq, LENGTH(body) FROM pending ORDER BY seq").fetchall():
+            if freed >= excess:
+                break
+            self.db.execute("DELETE FROM pending WHERE seq = ?", (seq,))
+            freed, count = freed + length, count + 1
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES ('dropped', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
+            (count,),
+        )
+        log.warning("spool full (%d bytes): dropped the %d oldest unsent snapshots", self.max_bytes, count)
+        return freed
+
+    def after(self, seq: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to `limit` pending snapshots with a sequence number above `seq`, oldest first."""
+        return self.db.execute(
+            "SELECT seq, body FROM pending WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        ).fetchall()
+
+    def get(self, seq: int) -> bytes | None:
+        row = self.db.execute("SELECT body FROM pending WHERE seq = ?", (seq,)).fetchone()
+        return row[0] if row else None
+
+    def ack(self, seqs: list[int]) -> None:
+        """Forget snapshots the collector has committed."""
+        if not seqs:
+            return
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            freed = 0
+            for seq in seqs:
+                row = self.db.execute("DELETE FROM pending WHERE seq = ? RETURNING LENGTH(body)", (seq,))
+                freed += sum(length for (length,) in row)
+            self.db.execute("COMMIT")
+        except sqlite3.Error as e:
+            self._rollback()
+            raise SpoolError(f"cannot write spool {self.path}: {e}") from None
+        self.size -= freed
+
+    def _rollback(self) -> None:
+        try:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the connection is unusable; the error being raised says why
+
+    def pending_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,327 @@
+"""The snapshot format shared by the agent and the collector.
+
+A snapshot is one msgpack map::
+
+    {"v": 1, "host": "web-01", "seq": 42, "ts": 1764000000.25,
+     "interval": 10.0, "agent": "0.1.0",
+     "metrics": {"cpu.percent": 12.5, "mem.percent": 37.5, ...},
+     "series": {"cpu.core": [10.0, 15.0], "disk.percent": {"/": 41.0},
+                "disk.io": {"vda": [read_bps, write_bps]}, "net.io": {"eth0": [rx_bps, tx_bps]}},
+     "probes": <bin: msgpack map of every probe's full result>,
+     "errors": {"temperatures": "PermissionError: ..."}}
+
+The numbers the collector stores and alerts on travel in `metrics` (flat,
+host-wide) and `series` (per core, mount, disk, interface), which it decodes
+and validates for every message. The full probe results (processes, users,
+filesystems, system facts ...) travel as one embedded msgpack document that
+the collector keeps as is and decodes only to show a host's latest snapshot:
+decoding every process list of every snapshot would cost more than all the
+rest of ingest (see benchmarks/ingest.py).
+
+A ZeroMQ message carries one or more snapshots, one per frame: an agent
+catching up after an outage sends its spool in batches, and the collector's
+size cap (ZMQ_MAXMSGSIZE) applies to each frame. The collector answers each
+batch it has committed with one map per agent::
+
+    {"v": 1, "ack": [40, 41, 42]}
+
+Units are bytes, percent 0-100, seconds, and Unix UTC seconds for instants.
+Unknown keys are ignored so that newer agents can talk to older collectors;
+a missing or mistyped required key, or a known metric that is not a finite
+number, rejects the message.
+
+This module must not import psutil: the collector imports it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+import msgpack
+
+SCHEMA_VERSION = 1
+
+# Host names become file names (CurveZMQ allow-list), URL segments and HTML:
+# keep them to what DNS and /etc/hostname allow.
+HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252})$")
+MAX_SEQ = 2**63 - 1
+
+# Documentation of what each probe sends; the agent's tests check it holds.
+PROBE_SHAPES: dict[str, str] = {
+    "cpu": "{percent, user, system, iowait, steal, per_core: [percent], count}",
+    "load": "{avg1, avg5, avg15}",
+    "memory": "{total, available, used, percent}",
+    "swap": "{total, used, percent}",
+    "filesystems": "[{mount, device, fstype, total, used, free, percent}]",
+    "disk_io": "{read_bytes, write_bytes, read_bps?, write_bps?, devices: {name: {...}}}",
+    "net_io": "{rx_bytes, tx_bytes, rx_bps?, tx_bps?, interfaces: {name: {...}}}",
+    "processes": "{count, top_cpu: [proc], top_mem: [proc]}; proc = "
+    "{pid, name, user, cpu_percent, mem_percent, rss, cmdline}",
+    "users": "[{name, terminal, host, since}]",
+    "uptime": "{boot_time, seconds}",
+    "system": "{os, kernel, arch, hostname}",
+    "temperatures": "{sensor: [{label, current, high, critical}]} (only where present)",
+    "gpus": "[{index, name, util_percent, mem_used, mem_total, temperature}] (only where present)",
+}
+
+
+class WireError(ValueError):
+    """A message that does not follow the wire format."""
+
+
+class Snapshot(NamedTuple):
+    """A validated snapshot; `raw` is the message exactly as received."""
+
+    host: str
+    seq: int
+    ts: float
+    interval: float | None
+    metrics: dict[str, float]
+    series: dict[str, Any]
+    probes_raw: bytes
+    raw: bytes
+
+    def probes(self) -> dict[str, Any]:
+        """The full probe results, decoded on demand (WireError if malformed)."""
+        return decode_probes(self.probes_raw)
+
+
+# Host-wide numbers: name -> what it is. The collector stores each in a column.
+METRICS: dict[str, str] = {
+    "cpu.percent": "CPU busy, all cores, %",
+    "cpu.iowait": "CPU waiting for I/O, %",
+    "cpu.count": "logical CPUs",
+    "mem.percent": "memory used, %",
+    "swap.percent": "swap used, %",
+    "load.1": "load average, 1 minute",
+    "load.5": "load average, 5 minutes",
+    "load.15": "load average, 15 minutes",
+    "disk.read_bps": "disk reads, bytes/s",
+    "disk.write_bps": "disk writes, bytes/s",
+    "net.rx_bps": "network received, bytes/s",
+    "net.tx_bps": "network sent, bytes/s",
+    "processes.count": "processes",
+    "users.count": "logged-in sessions",
+}
+
+
+_known_hosts: set[str] = set()  # names already checked: the same few recur in every batch
+
+
+def valid_host(name: object) -> bool:
+    """True if `name` is a host name we accept (no path, markup or spaces)."""
+    if name in _known_hosts:
+        return True
+    ok = isinstance(name, str) and HOST_NAME.match(name) is not None and ".." not in name
+    if ok and len(_known_hosts) < 100_000:
+        _known_hosts.add(name)
+    return ok
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """Serialise a snapshot or an ack."""
+    return msgpack.packb(message, use_bin_type=True)
+
+
+def _finite(value: object) -> bool:
+    """A real number that is not NaN or infinite (bool excluded). Runs on every metric: kept cheap."""
+    kind = type(value)
+    if kind is float:
+        return value - value == 0.0  # NaN - NaN and inf - inf are NaN
+    return kind is int
+
+
+def _get(table: dict, *path: str) -> Any:
+    for key in path:
+        if not isinstance(table, dict):
+            return None
+        table = table.get(key)
+    return table
+
+
+def metrics_from_probes(probes: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+    """The (metrics, series) parts of a snapshot, read from the probe results (agent side)."""
+    sources = {
+        "cpu.percent": ("cpu", "percent"),
+        "cpu.iowait": ("cpu", "iowait"),
+        "cpu.count": ("cpu", "count"),
+        "mem.percent": ("memory", "percent"),
+        "swap.percent": ("swap", "percent"),
+        "load.1": ("load", "avg1"),
+        "load.5": ("load", "avg5"),
+        "load.15": ("load", "avg15"),
+        "disk.read_bps": ("disk_io", "read_bps"),
+        "disk.write_bps": ("disk_io", "write_bps"),
+        "net.rx_bps": ("net_io", "rx_bps"),
+        "net.tx_bps": ("net_io", "tx_bps"),
+        "processes.count": ("processes", "count"),
+    }
+    metrics = {name: float(v) for name, path in sources.items() if _finite(v := _get(probes, *path))}
+    if isinstance(probes.get("users"), list):
+        metrics["users.count"] = float(len(probes["users"]))
+    series: dict[str, Any] = {
+        "cpu.core": [float(c) if _finite(c) else None for c in _get(probes, "cpu", "per_core") or []],
+        "disk.percent": {
+            fs["mount"]: float(fs["percent"])
+            for fs in probes.get("filesystems") or []
+            if isinstance(fs, dict) and isinstance(fs.get("mount"), str) and _finite(fs.get("percent"))
+        },
+        "disk.io": _pairs(_get(probes, "disk_io", "devices"), ("read_bps", "write_bps")),
+        "net.io": _pairs(_get(probes, "net_io", "interfaces"), ("rx_bps", "tx_bps")),
+    }
+    return metrics, series
+
+
+def _pairs(entities: object, keys: tuple[str, str]) -> dict[str, list[float | None]]:
+    pairs = {}
+    for name, counters in (entities or {}).items() if isinstance(entities, dict) else ():
+        if not isinstance(counters, dict):
+            continue
+        pair = [float(v) if _finite(v := counters.get(k)) else None for k in keys]
+        if pair != [None, None]:
+            pairs[name] = pair
+    return pairs
+
+
+def encode_snapshot(
+    host: str,
+    seq: int,
+    ts: float,
+    interval: float | None,
+    agent: str,
+    probes: dict[str, Any],
+    errors: dict[str, str] | None = None,
+) -> bytes:
+    """A snapshot message: header, the numbers, and the full probe results embedded."""
+    metrics, series = metrics_from_probes(probes)
+    message: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "host": host,
+        "seq": seq,
+        "ts": ts,
+        "interval": interval,
+        "agent": agent,
+        "metrics": metrics,
+        "series": series,
+        "probes": encode(probes),
+    }
+    if errors:
+        message["errors"] = errors
+    return encode(message)
+
+
+def _unpack(data: bytes, what: str) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
+        raise WireError(f"{what} is not msgpack: {e}") from None
+
+
+def decode_snapshot(data: bytes) -> Snapshot:
+    """Parse and validate one snapshot message, or raise WireError."""
+    message = _unpack(data, "snapshot")
+    if not isinstance(message, dict):
+        raise WireError("snapshot is not a map")
+    version = message.get("v")
+    if version != SCHEMA_VERSION:
+        raise WireError(f"unsupported schema version {version!r}")
+    host = message.get("host")
+    if not valid_host(host):
+        raise WireError(f"invalid host name {str(host)[:80]!r}")
+    seq = message.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
+        raise WireError(f"invalid seq {str(seq)[:40]!r}")
+    ts = message.get("ts")
+    if not _finite(ts) or ts <= 0:
+        raise WireError(f"invalid ts {str(ts)[:40]!r}")
+    interval = message.get("interval")
+    if interval is not None and not (_finite(interval) and interval > 0):
+        raise WireError(f"invalid interval {str(interval)[:40]!r}")
+    probes = message.get("probes")
+    if not isinstance(probes, bytes):
+        raise WireError("probes is not an embedded msgpack document")
+    return Snapshot(
+        host,
+        seq,
+        float(ts),
+        None if interval is None else float(interval),
+        _metrics(message.get("metrics")),
+        _series(message.get("series")),
+        probes,
+        data,
+    )
+
+
+def _metrics(metrics: object) -> dict[str, float]:
+    if not isinstance(metrics, dict):
+        raise WireError("metrics is not a map")
+    checked = {}
+    for name, value in metrics.items():
+        if name not in METRICS:
+            continue  # a newer agent's metric: ignored
+        if not _finite(value):
+            raise WireError(f"metric {name}: not a finite number: {str(value)[:40]!r}")
+        checked[name] = float(value)
+    return checked
+
+
+def _series(series: object) -> dict[str, Any]:
+    """Per-entity numbers: each present part must have its documented shape; None marks a gap."""
+    if series is None:
+        return {}
+    if not isinstance(series, dict):
+        raise WireError("series is not a map")
+    checked: dict[str, Any] = {}
+    cores = series.get("cpu.core")
+    if cores is not None:
+        if not isinstance(cores, list):
+            raise WireError("series cpu.core is not a list")
+        checked["cpu.core"] = [_optional(c, "cpu.core") for c in cores]
+    usage = series.get("disk.percent")
+    if usage is not None:
+        if not isinstance(usage, dict):
+            raise WireError("series disk.percent is not a map")
+        checked["disk.percent"] = {str(m): _optional(v, "disk.percent") for m, v in usage.items()}
+    for name in ("disk.io", "net.io"):
+        pairs = series.get(name)
+        if pairs is None:
+            continue
+        if not isinstance(pairs, dict) or not all(
+            isinstance(p, list) and len(p) == 2 for p in pairs.values()
+        ):
+            raise WireError(f"series {name} is not a map of [a, b] pairs")
+        checked[name] = {str(k): [_optional(a, name), _optional(b, name)] for k, (a, b) in pairs.items()}
+    return checked
+
+
+def _optional(value: object, field: str) -> float | None:
+    if value is None:
+        return None
+    if not _finite(value):
+        raise WireError(f"series {field}: not a finite number: {str(value)[:40]!r}")
+    return float(value)
+
+
+def decode_probes(data: bytes) -> dict[str, Any]:
+    """The embedded probe results, or WireError."""
+    probes = _unpack(data, "probes")
+    if not isinstance(probes, dict):
+        raise WireError("probes is not a map")
+    return probes
+
+
+def encode_ack(seqs: list[int]) -> bytes:
+    """The collector's answer: these sequence numbers are committed."""
+    return encode({"v": SCHEMA_VERSION, "ack": seqs})
+
+
+def decode_ack(data: bytes) -> list[int]:
+    """Parse an ack, or raise WireError."""
+    message = _unpack(data, "ack")
+    if not isinstance(message, dict) or message.get("v") != SCHEMA_VERSION:
+        raise WireError("ack is not a version 1 map")
+    seqs = message.get("ack")
+    if not isinstance(seqs, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seqs):
+        raise WireError("ack list is malformed")
+    return seqs

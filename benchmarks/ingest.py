@@ -1,0 +1,188 @@
+"""Sustained ingest rate of one collector process: receive, validate, store, ack.
+
+Starts the real `osmon-collector run` on loopback with a fresh SQLite file and
+simulates N agents from this process, each keeping a window of unacked
+snapshots in flight (as the real agent does). Counts acked snapshots only, so
+the figure is for data committed to disk.
+
+    python benchmarks/ingest.py [--agents 200] [--seconds 10] [--curve]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import zmq
+
+from agent import wire
+from agent.daemon import SEND_BATCH
+from agent.sampler import Sampler
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def real_probes() -> dict:
+    sampler = Sampler(top_n=5)
+    time.sleep(0.2)
+    probes, _ = sampler.sample()
+    return probes
+
+
+def start_collector(workdir: Path, port: int, curve: bool) -> tuple[subprocess.Popen, dict]:
+    config = workdir / "collector.toml"
+    text = f'listen = "tcp://127.0.0.1:{port}"\ndatabase = "{workdir / "osmon.db"}"\n'
+    client_keys: dict = {}
+    if curve:
+        from benchmarks.curve_keys import make_keys
+
+        text, client_keys = make_keys(workdir, text)
+    config.write_text(text)
+    log = open(workdir / "collector.log", "wb")  # noqa: SIM115 - lives as long as the process
+    cmd = [
+        *os.environ.get("OSMON_BENCH_WRAP", "").split(),
+        str(BIN / "osmon-collector"),
+        "run",
+        "--config",
+        str(config),
+    ]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+    return proc, client_keys
+
+
+class SimulatedAgents:
+    """N DEALER sockets, each sending snapshots of its own host with a window in flight."""
+
+    def __init__(
+        self, context: zmq.Context, port: int, count: int, window: int, probes: dict, client_keys: dict
+    ) -> None:
+        self.window = window
+        # What the real agent sends, prepared once: the generator must outrun the collector.
+        self.metrics, self.series = wire.metrics_from_probes(probes)
+        self.probes = wire.encode(probes)
+        self.sockets: list[zmq.Socket] = []
+        for i in range(count):
+            s = context.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.SNDHWM, window * 4)
+            if client_keys:
+                public, secret, server = client_keys[f"bench-{i:04d}"]
+                s.curve_publickey, s.curve_secretkey, s.curve_serverkey = public, secret, server
+            s.connect(f"tcp://127.0.0.1:{port}")
+            self.sockets.append(s)
+        self.hosts = [f"bench-{i:04d}" for i in range(count)]
+        self.next_seq = [1] * count
+        self.unacked = [0] * count
+        self.acked = 0
+
+    def fill(self, i: int) -> None:
+        """Top the window up, in messages of up to SEND_BATCH snapshots, as a catching-up agent does."""
+        while (room := self.window - self.unacked[i]) > 0:
+            bodies = [self.body(i) for _ in range(min(room, SEND_BATCH))]
+            self.sockets[i].send_multipart(bodies, zmq.NOBLOCK)
+            self.unacked[i] += len(bodies)
+
+    def body(self, i: int) -> bytes:
+        seq = self.next_seq[i]
+        self.next_seq[i] += 1
+        return wire.encode(
+            {
+                "v": 1,
+                "host": self.hosts[i],
+                "seq": seq,
+                "ts": time.time(),
+                "interval": 10.0,
+                "agent": "bench",
+                "metrics": self.metrics,
+                "series": self.series,
+                "probes": self.probes,
+            }
+        )
+
+    def run(self, seconds: float) -> int:
+        poller = zmq.Poller()
+        index = {}
+        for i, s in enumerate(self.sockets):
+            poller.register(s, zmq.POLLIN)
+            index[s] = i
+            self.fill(i)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for s, _ in poller.poll(100):
+                i = index[s]
+                while True:
+                    try:
+                        seqs = wire.decode_ack(s.recv(zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
+                    self.unacked[i] -= len(seqs)
+                    self.acked += len(seqs)
+                self.fill(i)
+        return self.acked
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--agents", type=int, default=200)
+    parser.add_argument(
+        "--window", type=int, default=200, help="snapshots in flight per agent (agent default)"
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--curve", action="store_true", help="CurveZMQ encryption and authentication")
+    args = parser.parse_args()
+
+    probes = real_probes()
+    size = len(wire.encode_snapshot("bench-0000", 1, time.time(), 10.0, "bench", probes))
+    with tempfile.TemporaryDirectory(prefix="osmon-bench-") as tmp:
+        workdir, port = Path(tmp), free_port()
+        collector, client_keys = start_collector(workdir, port, args.curve)
+        context = zmq.Context()
+        try:
+            agents = SimulatedAgents(context, port, args.agents, args.window, probes, client_keys)
+            agents.run(args.warmup)
+            before, cpu_before = agents.acked, collector_cpu(collector.pid)
+            agents.run(args.seconds)
+            acked, cpu = agents.acked - before, collector_cpu(collector.pid) - cpu_before
+        finally:
+            context.destroy(linger=0)
+            os.kill(collector.pid, signal.SIGTERM)
+            collector.wait(30)
+        db_size = sum(p.stat().st_size for p in workdir.glob("osmon.db*"))
+    mode = "CurveZMQ" if args.curve else "plain TCP"
+    rate = acked / args.seconds
+    print(
+        f"ingest: {rate:.0f} snapshots/s ({args.agents} agents, {mode}, SQLite, "
+        f"{size} B snapshots, acked after commit)"
+    )
+    print(
+        f"ingest collector cpu: {cpu / args.seconds * 100:.0f} % of one core, "
+        f"{cpu / max(acked, 1) * 1e6:.1f} us per snapshot"
+    )
+    print(f"ingest database: {db_size / max(agents.acked, 1):.0f} bytes per snapshot stored")
+    return 0
+
+
+def collector_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid`."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""osMonitoring collector: ingests snapshots, stores them, detects crises, serves the dashboard."""

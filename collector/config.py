@@ -1,0 +1,121 @@
+"""The collector's settings (`collector.toml`)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from agent.configfile import (
+    ConfigError,
+    Key,
+    all_or_none,
+    apply_schema,
+    at_least,
+    boolean,
+    integer,
+    load_toml,
+    parse_duration,
+    parse_size,
+    string,
+    zmq_endpoint,
+)
+
+DEFAULT_PATH = "/etc/osmonitoring/collector.toml"
+
+KEYS = [
+    Key("listen", zmq_endpoint, "tcp://0.0.0.0:5555", "ZeroMQ endpoint the agents connect to"),
+    Key("database", string, "/var/lib/osmonitoring/osmon.db", "SQLite database file"),
+    Key(
+        "max_message_size",
+        at_least(4096, parse_size),
+        1024 * 1024,
+        "largest snapshot accepted (ZMQ_MAXMSGSIZE); bigger ones drop the peer's connection",
+    ),
+    Key("batch_size", at_least(1, integer), 2000, "snapshots committed per transaction, at most"),
+    Key("allow_insecure", boolean, False, "listen without CurveZMQ on a non-loopback address"),
+    Key("curve.secret_key", string, None, "the collector's secret key file (NAME.key_secret)"),
+    Key("curve.agents", string, None, "directory of allowed agent public keys, <host>.key"),
+    Key("web.bind", string, "127.0.0.1:5000", "address:port of the dashboard"),
+    Key("web.anonymous_read", boolean, False, "allow read-only access without login"),
+    Key("alerts.down_after", at_least(1, integer), 3, "missed intervals before a host is down"),
+    Key("retention.raw", at_least(60, parse_duration), 7 * 86400.0, "how long raw samples are kept"),
+]
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    """Checked collector settings."""
+
+    path: str
+    listen: str
+    database: str
+    max_message_size: int
+    batch_size: int
+    allow_insecure: bool
+    curve_secret_key: str | None
+    curve_agents: str | None
+    web_bind: str
+    web_anonymous_read: bool
+    down_after: int
+    retention_raw: float
+
+    @property
+    def curve(self) -> bool:
+        return self.curve_secret_key is not None
+
+
+def load(path: str | Path) -> CollectorConfig:
+    """Read and check a collector config, or raise ConfigError."""
+    s = apply_schema(load_toml(path), KEYS, path)
+    all_or_none(s, ["curve.secret_key", "curve.agents"], path)
+    if s["curve.secret_key"] is not None and not Path(s["curve.secret_key"]).is_file():
+        raise ConfigError(path, "curve.secret_key", f"file {s['curve.secret_key']!r} does not exist")
+    if s["curve.agents"] is not None and not Path(s["curve.agents"]).is_dir():
+        raise ConfigError(path, "curve.agents", f"directory {s['curve.agents']!r} does not exist")
+    if s["curve.secret_key"] is None and not s["allow_insecure"] and not _loopback(s["listen"]):
+        raise ConfigError(
+            path,
+            "listen",
+            f"{s['listen']} is not a loopback address and [curve] is not configured: "
+            "set up CurveZMQ keys, or set allow_insecure = true to accept unauthenticated agents",
+        )
+    _check_bind(path, s["web.bind"])
+    return CollectorConfig(
+        path=str(path),
+        listen=s["listen"],
+        database=s["database"],
+        max_message_size=s["max_message_size"],
+        batch_size=s["batch_size"],
+        allow_insecure=s["allow_insecure"],
+        curve_secret_key=s["curve.secret_key"],
+        curve_agents=s["curve.agents"],
+        web_bind=s["web.bind"],
+        web_anonymous_read=s["web.anonymous_read"],
+        down_after=s["alerts.down_after"],
+        retention_raw=s["retention.raw"],
+    )
+
+
+def _loopback(endpoint: str) -> bool:
+    """True for ipc://, inproc:// and tcp:// endpoints bound to a loopback address."""
+    if not endpoint.startswith("tcp://"):
+        return True
+    host = endpoint[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_bind(path: str | Path, bind: str) -> None:
+    parsed = urlsplit(f"//{bind}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if not parsed.hostname or port is None:
+        raise ConfigError(path, "web.bind", f"expected host:port such as 127.0.0.1:5000, got {bind!r}")

@@ -1,0 +1,67 @@
+"""Per-host status: up or down, and how complete each host's stored sequence is."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from collector.store import HostInfo
+
+DEFAULT_INTERVAL = 10.0  # assumed for a host that never announced its interval
+
+
+def is_down(host: HostInfo, down_after: int, now: float) -> bool:
+    """A host is down when nothing arrived for `down_after` of its own intervals."""
+    return now - host.last_seen > down_after * (host.interval or DEFAULT_INTERVAL)
+
+
+def expand(ranges: list[tuple[int, int]]) -> list[int]:
+    """[(3, 5), (9, 9)] -> [3, 4, 5, 9]."""
+    return [seq for first, last in ranges for seq in range(first, last + 1)]
+
+
+def rows(hosts: list[HostInfo], down_after: int, now: float | None = None) -> list[dict]:
+    """One dict per host with the keys `status --json` promises."""
+    now = time.time() if now is None else now
+    return [
+        {
+            "host": h.name,
+            "status": "down" if is_down(h, down_after, now) else "up",
+            "last_seen": iso(h.last_seen),
+            "snapshots": h.snapshots,
+            "first_seq": h.first_seq,
+            "last_seq": h.last_seq,
+            "missing": expand(h.missing),
+            "interval": h.interval,
+            "last_seen_ago": round(now - h.last_seen, 1),
+        }
+        for h in hosts
+    ]
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def table(status_rows: list[dict]) -> str:
+    """A fixed-width text table for terminals."""
+    header = ("HOST", "STATUS", "LAST SEEN", "SNAPSHOTS", "FIRST SEQ", "LAST SEQ", "MISSING")
+    lines = [header]
+    for r in status_rows:
+        missing = r["missing"]
+        shown = ",".join(map(str, missing[:8])) + (f",… ({len(missing)})" if len(missing) > 8 else "")
+        lines.append(
+            (
+                r["host"],
+                r["status"],
+                r["last_seen"],
+                str(r["snapshots"]),
+                str(r["first_seq"]),
+                str(r["last_seq"]),
+                shown or "-",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )

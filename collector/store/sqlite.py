@@ -1,0 +1,291 @@
+"""The SQLite backend: every SQL statement of the collector lives here.
+
+One writer (the `run` process) commits a batch per transaction; readers
+(`status`, the dashboard) use their own connections, which WAL mode lets run
+beside the writer without blocking it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import msgpack
+
+from collector.samples import Sample
+from collector.store import HostInfo, IngestResult, Received, StoreError
+from collector.store.schema import MIGRATIONS
+from collector.store.seqranges import SeqRanges
+
+METRIC_COLUMNS = Sample._fields[3:-1]  # the numbers between (host, seq, ts) and detail
+_INSERT_SAMPLE = "INSERT INTO samples (host_id, seq, ts, {cols}, detail) VALUES (?, ?, ?, {marks}, ?)".format(
+    cols=", ".join(METRIC_COLUMNS), marks=", ".join("?" * len(METRIC_COLUMNS))
+)
+
+
+class SQLiteStore:
+    """Storage in one SQLite file in WAL mode."""
+
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self._host_ids: dict[str, int] = {}
+        self._ranges: dict[int, SeqRanges] = {}  # writer's cache of hosts.first_seq/last_seq + gaps
+        if not readonly:
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._migrate()
+            except (OSError, sqlite3.DatabaseError) as e:
+                raise StoreError(f"cannot open database {self.path}: {e}") from None
+        elif not Path(self.path).exists():
+            raise StoreError(f"database {self.path} does not exist (has the collector run yet?)")
+        elif (version := self.schema_version()) > len(MIGRATIONS):
+            raise StoreError(f"database {self.path} has a newer schema than this version understands")
+        elif version == 0:
+            raise StoreError(f"database {self.path} holds no osMonitoring data (has the collector run yet?)")
+
+    # -- connections -------------------------------------------------------
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection (sqlite3 connections must stay in their thread)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+                conn.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode survives a process crash (SIGKILL); only an OS
+                # crash can lose the last commits, and agents resend those.
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"cannot open database {self.path}: {e}") from None
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        version = self.schema_version()
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"database {self.path} has schema {version}, newer than this version's {len(MIGRATIONS)}"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            # executescript commits first; the BEGIN makes each migration atomic.
+            self.db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+
+    # -- ingest --------------------------------------------------------------
+
+    def ingest(self, batch: list[Received]) -> IngestResult:
+        """Store a batch in one transaction; duplicates of stored (host, seq) are skipped."""
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                fresh, touched = self._without_duplicates(batch)
+                db.executemany(_INSERT_SAMPLE, (self._sample_row(r) for r in fresh))
+                self._save_ranges(touched)
+                self._update_hosts(batch, fresh)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                # In-memory state may describe the rolled-back transaction: reload it.
+                self._host_ids.clear()
+                self._ranges.clear()
+                raise
+        except sqlite3.OperationalError as e:  # disk full, I/O error, locked too long
+            raise StoreError(f"cannot write {self.path}: {e}") from None
+        return IngestResult(fresh=fresh, duplicates=len(batch) - len(fresh))
+
+    def _host_id(self, name: str, now: float) -> int:
+        host_id = self._host_ids.get(name)
+        if host_id is None:
+            row = self.db.execute(
+                "INSERT INTO hosts (name, first_seen, last_seen) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET name = name RETURNING id",
+                (name, now, now),
+            ).fetchone()
+            host_id = self._host_ids[name] = row[0]
+        return host_id
+
+    def _seq_ranges(self, host_id: int) -> SeqRanges:
+        ranges = self._ranges.get(host_id)
+        if ranges is None:
+            first, last = self.db.execute(
+                "SELECT first_seq, last_seq FROM hosts WHERE id = ?", (host_id,)
+            ).fetchone()
+            gaps = self.db.execute("SELECT first, last FROM gaps WHERE host_id = ?", (host_id,)).fetchall()
+            ranges = self._ranges[host_id] = SeqRanges(first, last, gaps)
+        return ranges
+
+    def _without_duplicates(self, batch: list[Received]) -> tuple[list[Received], dict[int, list]]:
+        """The snapshots not stored yet, and {host_id: [gaps before, count added]} of hosts touched."""
+        fresh = []
+        touched: dict[int, list] = {}
+        for r in batch:
+            host_id = self._host_id(r.sample.host, r.received)
+            ranges = self._seq_ranges(host_id)
+            if r.sample.seq in ranges:
+                continue
+            state = touched.get(host_id)
+            if state is None:
+                state = touched[host_id] = [[g[:] for g in ranges.gaps], 0]
+            ranges.add(r.sample.seq)
+            state[1] += 1
+            fresh.append(r)
+        return fresh, touched
+
+    def _save_ranges(self, touched: dict[int, list]) -> None:
+        for host_id, (gaps_before, added) in touched.items():
+            ranges = self._ranges[host_id]
+            self.db.execute(
+                "UPDATE hosts SET first_seq = ?, last_seq = ?, stored = stored + ? WHERE id = ?",
+                (ranges.first, ranges.last, added, host_id),
+            )
+            if ranges.gaps != gaps_before:
+                self._save_gaps(host_id, ranges)
+
+    def _save_gaps(self, host_id: int, ranges: SeqRanges) -> None:
+        self.db.execute("DELETE FROM gaps WHERE host_id = ?", (host_id,))
+        self.db.executemany(
+            "INSERT INTO gaps (host_id, first, last) VALUES (?, ?, ?)",
+            [(host_id, a, b) for a, b in ranges.gaps],
+        )
+
+    def _sample_row(self, r: Received) -> tuple:
+        s = r.sample
+        return (self._host_ids[s.host], *s[1:-1], msgpack.packb(s.detail, use_bin_type=True))
+
+    def _update_hosts(self, batch: list[Received], fresh: list[Received]) -> None:
+        seen: dict[str, float] = {}
+        for r in batch:
+            seen[r.sample.host] = max(seen.get(r.sample.host, 0.0), r.received)
+        newest: dict[str, Received] = {}
+        for r in fresh:
+            best = newest.get(r.sample.host)
+            if best is None or r.sample.seq > best.sample.seq:
+                newest[r.sample.host] = r
+        self.db.executemany(
+            "UPDATE hosts SET last_seen = MAX(last_seen, ?) WHERE id = ?",
+            ((when, self._host_ids[host]) for host, when in seen.items()),
+        )
+        self.db.executemany(
+            "UPDATE hosts SET latest_seq = ?, latest_ts = ?, latest = ?, interval = ? "
+            "WHERE id = ? AND (latest_seq IS NULL OR latest_seq < ?)",
+            (
+                (r.sample.seq, r.sample.ts, r.raw, r.interval, self._host_ids[h], r.sample.seq)
+                for h, r in newest.items()
+            ),
+        )
+
+    def add_counters(self, increments: dict[str, int]) -> None:
+        """Add to the collector's persistent self-metrics (snapshots received, rejected ...)."""
+        self.db.executemany(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            [(k, v) for k, v in increments.items() if v],
+        )
+
+    def counters(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT name, value FROM counters").fetchall())
+
+    # -- reading ---------------------------------------------------------------
+
+    def hosts(self) -> list[HostInfo]:
+        """Every host with its sequence bookkeeping, by name."""
+        rows = self.db.execute(
+            "SELECT id, name, first_seen, last_seen, interval, latest_ts, stored, first_seq, last_seq "
+            "FROM hosts ORDER BY name"
+        ).fetchall()
+        gaps: dict[int, list[tuple[int, int]]] = {}
+        for host_id, first, last in self.db.execute(
+            "SELECT host_id, first, last FROM gaps ORDER BY host_id, first"
+        ):
+            gaps.setdefault(host_id, []).append((first, last))
+        return [
+            HostInfo(
+                name=name,
+                first_seen=first_seen,
+                last_seen=last_seen,
+                interval=interval,
+                latest_ts=latest_ts,
+                snapshots=stored,
+                first_seq=first,
+                last_seq=last,
+                missing=gaps.get(host_id, []),
+            )
+            for host_id, name, first_seen, last_seen, interval, latest_ts, stored, first, last in rows
+        ]
+
+    def latest(self, host: str) -> bytes | None:
+        """The latest full snapshot of `host`, msgpack as received."""
+        row = self.db.execute("SELECT latest FROM hosts WHERE name = ?", (host,)).fetchone()
+        return row[0] if row else None
+
+    def seqs(self, host: str) -> list[int]:
+        """Every stored sequence number of `host`, ascending."""
+        return [
+            seq
+            for (seq,) in self.db.execute(
+                "SELECT seq FROM samples JOIN hosts ON hosts.id = host_id WHERE name = ? ORDER BY seq",
+                (host,),
+            )
+        ]
+
+    def samples(self, host: str, start: float, end: float) -> list[Sample]:
+        """Stored samples of `host` with start <= ts < end, oldest first."""
+        rows = self.db.execute(
+            f"SELECT seq, ts, {', '.join(METRIC_COLUMNS)}, detail FROM samples "
+            "JOIN hosts ON hosts.id = host_id WHERE name = ? AND ts >= ? AND ts < ? ORDER BY ts",
+            (host, start, end),
+        )
+        return [Sample(host, *row[:-1], msgpack.unpackb(row[-1])) for row in rows]
+
+    # -- retention ---------------------------------------------------------------
+
+    def prune(self, before: float, limit: int = 2000) -> int:
+        """Delete up to `limit` samples older than `before`; small transactions keep ingest flowing."""
+        deleted = 0
+        for (host_id,) in self.db.execute("SELECT id FROM hosts").fetchall():
+            if deleted >= limit:
+                break
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                seqs = [
+                    seq
+                    for (seq,) in self.db.execute(
+                        "DELETE FROM samples WHERE rowid IN (SELECT rowid FROM samples "
+                        "WHERE host_id = ? AND ts < ? ORDER BY ts LIMIT ?) RETURNING seq",
+                        (host_id, before, limit - deleted),
+                    )
+                ]
+                if seqs:
+                    self._forget(host_id, max(seqs) + 1, len(seqs))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                self._ranges.clear()
+                raise
+            deleted += len(seqs)
+        return deleted
+
+    def _forget(self, host_id: int, first_kept: int, count: int) -> None:
+        """Bookkeeping after pruning: everything below `first_kept` is gone."""
+        ranges = self._seq_ranges(host_id)
+        ranges.drop_below(first_kept)
+        self.db.execute(
+            "UPDATE hosts SET first_seq = ?, last_seq = ?, stored = MAX(0, stored - ?) WHERE id = ?",
+            (ranges.first, ranges.last, count, host_id),
+        )
+        self._save_gaps(host_id, ranges)

@@ -1,0 +1,70 @@
+"""`make demo`: a collector and an agent for this machine, on SQLite under ./demo-data.
+
+Ctrl-C (or SIGTERM) stops everything this script started, by PID, and waits for it.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "demo-data"
+BIN = Path(sys.executable).parent
+
+
+def write_configs(port: int) -> tuple[Path, Path]:
+    DATA.mkdir(exist_ok=True)
+    collector = DATA / "collector.toml"
+    collector.write_text(
+        "# Written by `make demo`: plain TCP on loopback, which is why [curve] can be left out.\n"
+        f'listen = "tcp://127.0.0.1:{port}"\n'
+        f'database = "{DATA / "osmon.db"}"\n'
+    )
+    agent = DATA / "agent.toml"
+    agent.write_text(
+        f'host = "{socket.gethostname().split(".")[0]}"\n'
+        f'collector = "tcp://127.0.0.1:{port}"\n'
+        'interval = "5s"\n'
+        f'spool = "{DATA / "agent-spool.db"}"\n'
+    )
+    return collector, agent
+
+
+def main() -> int:
+    collector_config, agent_config = write_configs(port=5555)
+    for command, config in (("osmon-collector", collector_config), ("osmon-agent", agent_config)):
+        check = subprocess.run([BIN / command, "check-config", "--config", config])
+        if check.returncode:
+            return check.returncode
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    children = [
+        subprocess.Popen([BIN / "osmon-collector", "run", "--config", collector_config]),
+        subprocess.Popen([BIN / "osmon-agent", "run", "--config", agent_config]),
+    ]
+    print(f"\nosMonitoring demo running; data in {DATA}")
+    print(f"  status: {BIN / 'osmon-collector'} status --config {collector_config}")
+    print("  Ctrl-C stops it all.\n", flush=True)
+    while not stopping and all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    for child in reversed(children):
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    codes = [child.wait(timeout=15) for child in children]
+    print("demo stopped", flush=True)
+    return max(codes) if not stopping else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
