@@ -11,12 +11,12 @@ from typing import Any
 
 import psutil
 
-from agent import probes
+from agent import nvml, probes
 
 log = logging.getLogger(__name__)
 
 # What a probe may raise when the host, not our code, is at fault.
-PROBE_ERRORS = (psutil.Error, OSError, ValueError, probes.NvmlError)
+PROBE_ERRORS = (psutil.Error, OSError, ValueError, nvml.NvmlError)
 ERROR_CHARS = 200
 # No disk or network interface moves a terabyte per second: a faster "rate" is a reset we missed.
 MAX_RATE = 1e12
@@ -100,8 +100,8 @@ class Sampler:
         self._ps, self._top_n, self._clock, self._sys = ps, top_n, clock, sys_path
         self._nvml, self._nvml_error = None, ""
         try:
-            self._nvml = probes.Nvml.load(nvml_library) if nvml_library else None
-        except probes.NvmlError as e:  # GPUs are there but out of reach: say so in every snapshot
+            self._nvml = nvml.Nvml.load(nvml_library) if nvml_library else None
+        except nvml.NvmlError as e:  # GPUs are there but out of reach: say so in every snapshot
             self._nvml_error = str(e)
         self._disk = CounterRates("devices", ("read_bytes", "write_bytes"), ("read_bps", "write_bps"))
         self._net = CounterRates("interfaces", ("rx_bytes", "tx_bytes"), ("rx_bps", "tx_bps"))
@@ -186,7 +186,7 @@ class Sampler:
 
     def _gpus(self) -> list[dict[str, Any]] | None:
         if self._nvml_error:
-            raise probes.NvmlError(self._nvml_error)
+            raise nvml.NvmlError(self._nvml_error)
         return probes.gpus(self._nvml)
 
     def _disk_io(self) -> dict[str, Any]:

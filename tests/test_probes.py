@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
+from agent import nvml as nvml_lib
 from agent import probes
 from agent.probes import ProcStat
 from agent.sampler import Sampler
@@ -548,7 +549,7 @@ class FakeGpus:
 
 def test_gpus_absent_without_nvml():
     assert probes.gpus(None) is None
-    assert probes.Nvml.load("/nonexistent/libnvidia-ml.so.1") is None
+    assert nvml_lib.Nvml.load("/nonexistent/libnvidia-ml.so.1") is None
 
 
 def test_gpus_as_nvml_reports_them():
@@ -622,7 +623,7 @@ def build_fake_nvml(tmp_path, init_result=0, memory_result=0):
 
 
 def test_gpus_through_a_library_with_nvmls_c_interface(tmp_path):
-    nvml = probes.Nvml.load(build_fake_nvml(tmp_path))
+    nvml = nvml_lib.Nvml.load(build_fake_nvml(tmp_path))
     assert nvml is not None
     try:
         assert probes.gpus(nvml) == [
@@ -648,10 +649,12 @@ def test_gpus_through_a_library_with_nvmls_c_interface(tmp_path):
 
 
 def test_nvml_without_a_driver_is_absent_and_failures_are_errors(tmp_path):
-    assert probes.Nvml.load(build_fake_nvml(tmp_path, init_result=9)) is None  # NVML_ERROR_DRIVER_NOT_LOADED
-    assert probes.Nvml.load("libc.so.6") is None  # a library without NVML's functions
-    nvml = probes.Nvml.load(build_fake_nvml(tmp_path, memory_result=999))
-    with pytest.raises(probes.NvmlError, match="NVML error 999: Unknown Error"):
+    assert (
+        nvml_lib.Nvml.load(build_fake_nvml(tmp_path, init_result=9)) is None
+    )  # NVML_ERROR_DRIVER_NOT_LOADED
+    assert nvml_lib.Nvml.load("libc.so.6") is None  # a library without NVML's functions
+    nvml = nvml_lib.Nvml.load(build_fake_nvml(tmp_path, memory_result=999))
+    with pytest.raises(nvml_lib.NvmlError, match="NVML error 999: Unknown Error"):
         probes.gpus(nvml)
 
 
