@@ -267,40 +267,45 @@ def _metrics(metrics: object) -> dict[str, float]:
 
 
 def _series(series: object) -> dict[str, Any]:
-    """Per-entity numbers: each present part must have its documented shape; None marks a gap."""
+    """Per-entity numbers: each known part must have its documented shape; None marks a gap.
+
+    Validated in place (this runs for every snapshot); unknown parts are dropped.
+    """
     if series is None:
         return {}
-    if not isinstance(series, dict):
+    if type(series) is not dict:
         raise WireError("series is not a map")
     checked: dict[str, Any] = {}
     cores = series.get("cpu.core")
     if cores is not None:
-        if not isinstance(cores, list):
-            raise WireError("series cpu.core is not a list")
-        checked["cpu.core"] = [_optional(c, "cpu.core") for c in cores]
+        if type(cores) is not list or not all(c is None or _finite(c) for c in cores):
+            raise WireError("series cpu.core is not a list of finite numbers")
+        checked["cpu.core"] = cores
     usage = series.get("disk.percent")
     if usage is not None:
-        if not isinstance(usage, dict):
-            raise WireError("series disk.percent is not a map")
-        checked["disk.percent"] = {str(m): _optional(v, "disk.percent") for m, v in usage.items()}
+        if type(usage) is not dict or not all(
+            type(k) is str and (v is None or _finite(v)) for k, v in usage.items()
+        ):
+            raise WireError("series disk.percent is not a map of mount to a finite number")
+        checked["disk.percent"] = usage
     for name in ("disk.io", "net.io"):
         pairs = series.get(name)
         if pairs is None:
             continue
-        if not isinstance(pairs, dict) or not all(
-            isinstance(p, list) and len(p) == 2 for p in pairs.values()
-        ):
-            raise WireError(f"series {name} is not a map of [a, b] pairs")
-        checked[name] = {str(k): [_optional(a, name), _optional(b, name)] for k, (a, b) in pairs.items()}
+        if type(pairs) is not dict or not all(_pair(k, p) for k, p in pairs.items()):
+            raise WireError(f"series {name} is not a map of name to [finite number, finite number]")
+        checked[name] = pairs
     return checked
 
 
-def _optional(value: object, field: str) -> float | None:
-    if value is None:
-        return None
-    if not _finite(value):
-        raise WireError(f"series {field}: not a finite number: {str(value)[:40]!r}")
-    return float(value)
+def _pair(name: object, pair: object) -> bool:
+    return (
+        type(name) is str
+        and type(pair) is list
+        and len(pair) == 2
+        and (pair[0] is None or _finite(pair[0]))
+        and (pair[1] is None or _finite(pair[1]))
+    )
 
 
 def decode_probes(data: bytes) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import zmq
+from curve_keys import make_keys  # beside this script
 
 from agent import wire
 from agent.daemon import SEND_BATCH
@@ -42,14 +43,12 @@ def real_probes() -> dict:
     return probes
 
 
-def start_collector(workdir: Path, port: int, curve: bool) -> tuple[subprocess.Popen, dict]:
+def start_collector(workdir: Path, port: int, curve: bool, agents: int) -> tuple[subprocess.Popen, dict]:
     config = workdir / "collector.toml"
     text = f'listen = "tcp://127.0.0.1:{port}"\ndatabase = "{workdir / "osmon.db"}"\n'
     client_keys: dict = {}
     if curve:
-        from benchmarks.curve_keys import make_keys
-
-        text, client_keys = make_keys(workdir, text)
+        text, client_keys = make_keys(workdir, text, agents)
     config.write_text(text)
     log = open(workdir / "collector.log", "wb")  # noqa: SIM115 - lives as long as the process
     cmd = [
@@ -151,7 +150,7 @@ def main() -> int:
     size = len(wire.encode_snapshot("bench-0000", 1, time.time(), 10.0, "bench", probes))
     with tempfile.TemporaryDirectory(prefix="osmon-bench-") as tmp:
         workdir, port = Path(tmp), free_port()
-        collector, client_keys = start_collector(workdir, port, args.curve)
+        collector, client_keys = start_collector(workdir, port, args.curve, args.agents)
         context = zmq.Context()
         try:
             agents = SimulatedAgents(context, port, args.agents, args.window, probes, client_keys)

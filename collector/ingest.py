@@ -99,44 +99,48 @@ class Ingest:
         """Read what is waiting (up to batch_size snapshots), store it in one transaction, ack it."""
         batch: list[Received] = []
         senders: list[bytes] = []
+        socket = self.socket
         while len(batch) < self.config.batch_size:
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                # The routing frame is kept as a Frame for its metadata (User-Id,
+                # Peer-Address), shared by the whole message; snapshots come as bytes.
+                sender = socket.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            sender = frames[0].bytes
-            for received in self.accept(frames):
+            snapshots = []
+            while socket.rcvmore:
+                snapshots.append(socket.recv())
+            identity = sender.bytes
+            for received in self.accept(sender, snapshots):
                 batch.append(received)
-                senders.append(sender)
+                senders.append(identity)
         if batch:
             self.store_and_ack(batch, senders)
         return len(batch)
 
-    def accept(self, frames: list[zmq.Frame]) -> list[Received]:
+    def accept(self, sender: zmq.Frame, snapshots: list[bytes]) -> list[Received]:
         """The valid, authorized snapshots of one message (a frame each); the rest counted and logged."""
-        snapshots = frames[1:]
         self.counts["received"] += len(snapshots)
         if len(snapshots) > MAX_FRAMES:
             self.reject(
-                frames[-1],
+                sender,
                 f"{len(snapshots)} snapshots in one message, more than {MAX_FRAMES}",
                 count=len(snapshots),
             )
             return []
+        user = frame_property(sender, "User-Id") if self.access is not None else None
         now = time.time()
         accepted = []
-        for frame in snapshots:
+        for data in snapshots:
             try:
-                snapshot = wire.decode_snapshot(frame.bytes)
+                snapshot = wire.decode_snapshot(data)
             except wire.WireError as e:
-                self.reject(frame, str(e))
+                self.reject(sender, str(e))
                 continue
-            if self.access is not None and (
-                refusal := self.access.refusal(frame_property(frame, "User-Id"), snapshot.host)
-            ):
-                self.reject(frame, refusal, counter="unauthorized")
+            if self.access is not None and (refusal := self.access.refusal(user, snapshot.host)):
+                self.reject(sender, refusal, counter="unauthorized")
                 continue
-            accepted.append(Received(extract(snapshot), snapshot.raw, snapshot.interval, now))
+            accepted.append(Received(extract(snapshot), data, snapshot.interval, now))
         return accepted
 
     def reject(self, frame: zmq.Frame, reason: str, counter: str = "rejected", count: int = 1) -> None:

@@ -17,8 +17,13 @@ MIGRATIONS: list[str] = [
         last_seq INTEGER,
         stored INTEGER NOT NULL DEFAULT 0,
         latest_seq INTEGER,
-        latest_ts REAL,                   -- agent clock of the latest snapshot
-        latest BLOB                       -- that snapshot, msgpack, as received
+        latest_ts REAL                    -- agent clock of the latest snapshot
+    );
+    -- Apart from hosts: SQLite rewrites a whole row on UPDATE, and hosts rows
+    -- change with every batch while this blob changes once per host per batch.
+    CREATE TABLE latest (
+        host_id INTEGER PRIMARY KEY REFERENCES hosts(id),
+        snapshot BLOB NOT NULL            -- the latest snapshot, msgpack, as received
     );
     CREATE TABLE gaps (
         host_id INTEGER NOT NULL REFERENCES hosts(id),

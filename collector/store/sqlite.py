@@ -93,9 +93,9 @@ class SQLiteStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 fresh, touched = self._without_duplicates(batch)
-                db.executemany(_INSERT_SAMPLE, (self._sample_row(r) for r in fresh))
-                self._save_ranges(touched)
-                self._update_hosts(batch, fresh)
+                # Sorted by the index key, inserts touch each index page once per batch.
+                db.executemany(_INSERT_SAMPLE, sorted(self._sample_row(r) for r in fresh))
+                self._update_hosts(batch, fresh, touched)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -146,16 +146,6 @@ class SQLiteStore:
             fresh.append(r)
         return fresh, touched
 
-    def _save_ranges(self, touched: dict[int, list]) -> None:
-        for host_id, (gaps_before, added) in touched.items():
-            ranges = self._ranges[host_id]
-            self.db.execute(
-                "UPDATE hosts SET first_seq = ?, last_seq = ?, stored = stored + ? WHERE id = ?",
-                (ranges.first, ranges.last, added, host_id),
-            )
-            if ranges.gaps != gaps_before:
-                self._save_gaps(host_id, ranges)
-
     def _save_gaps(self, host_id: int, ranges: SeqRanges) -> None:
         self.db.execute("DELETE FROM gaps WHERE host_id = ?", (host_id,))
         self.db.executemany(
@@ -167,26 +157,47 @@ class SQLiteStore:
         s = r.sample
         return (self._host_ids[s.host], *s[1:-1], msgpack.packb(s.detail, use_bin_type=True))
 
-    def _update_hosts(self, batch: list[Received], fresh: list[Received]) -> None:
-        seen: dict[str, float] = {}
+    def _update_hosts(self, batch: list[Received], fresh: list[Received], touched: dict[int, list]) -> None:
+        """One UPDATE per host of the batch (last seen, sequence bookkeeping), then the latest snapshots."""
+        seen: dict[int, Received] = {}
         for r in batch:
-            seen[r.sample.host] = max(seen.get(r.sample.host, 0.0), r.received)
-        newest: dict[str, Received] = {}
+            host_id = self._host_ids[r.sample.host]
+            if host_id not in seen or r.received >= seen[host_id].received:
+                seen[host_id] = r
+        newest: dict[int, Received] = {}
         for r in fresh:
-            best = newest.get(r.sample.host)
-            if best is None or r.sample.seq > best.sample.seq:
-                newest[r.sample.host] = r
+            host_id = self._host_ids[r.sample.host]
+            if r.sample.seq == self._ranges[host_id].last:  # a resend of old data is never "latest"
+                newest[host_id] = r
+        rows = []
+        for host_id, r in seen.items():
+            ranges, added = self._ranges[host_id], touched.get(host_id, (None, 0))[1]
+            latest = newest.get(host_id)
+            rows.append(
+                (
+                    r.received,
+                    ranges.first,
+                    ranges.last,
+                    added,
+                    r.interval,
+                    latest and latest.sample.seq,
+                    latest and latest.sample.ts,
+                    host_id,
+                )
+            )
         self.db.executemany(
-            "UPDATE hosts SET last_seen = MAX(last_seen, ?) WHERE id = ?",
-            ((when, self._host_ids[host]) for host, when in seen.items()),
+            "UPDATE hosts SET last_seen = MAX(last_seen, ?), first_seq = ?, last_seq = ?, "
+            "stored = stored + ?, interval = COALESCE(?, interval), "
+            "latest_seq = COALESCE(?, latest_seq), latest_ts = COALESCE(?, latest_ts) WHERE id = ?",
+            rows,
         )
+        for host_id, (gaps_before, _) in touched.items():
+            if self._ranges[host_id].gaps != gaps_before:
+                self._save_gaps(host_id, self._ranges[host_id])
         self.db.executemany(
-            "UPDATE hosts SET latest_seq = ?, latest_ts = ?, latest = ?, interval = ? "
-            "WHERE id = ? AND (latest_seq IS NULL OR latest_seq < ?)",
-            (
-                (r.sample.seq, r.sample.ts, r.raw, r.interval, self._host_ids[h], r.sample.seq)
-                for h, r in newest.items()
-            ),
+            "INSERT INTO latest (host_id, snapshot) VALUES (?, ?) "
+            "ON CONFLICT(host_id) DO UPDATE SET snapshot = excluded.snapshot",
+            [(host_id, r.raw) for host_id, r in newest.items()],
         )
 
     def add_counters(self, increments: dict[str, int]) -> None:
@@ -230,7 +241,9 @@ class SQLiteStore:
 
     def latest(self, host: str) -> bytes | None:
         """The latest full snapshot of `host`, msgpack as received."""
-        row = self.db.execute("SELECT latest FROM hosts WHERE name = ?", (host,)).fetchone()
+        row = self.db.execute(
+            "SELECT snapshot FROM latest JOIN hosts ON hosts.id = host_id WHERE name = ?", (host,)
+        ).fetchone()
         return row[0] if row else None
 
     def seqs(self, host: str) -> list[int]:
