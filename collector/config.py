@@ -19,6 +19,7 @@ from agent.configfile import (
     parse_duration,
     parse_size,
     string,
+    string_list,
     zmq_endpoint,
 )
 
@@ -41,6 +42,11 @@ KEYS = [
     Key("web.anonymous_read", boolean, False, "allow read-only access without login"),
     Key("alerts.down_after", at_least(1, integer), 3, "missed intervals before a host is down"),
     Key("retention.raw", at_least(60, parse_duration), 7 * 86400.0, "how long raw samples are kept"),
+    Key("certfr.enabled", boolean, True, "follow the CERT-FR security alert feed"),
+    Key("certfr.url", http_url, "https://www.cert.ssi.gouv.fr/alerte/feed/", "CERT-FR alert feed (RSS)"),
+    Key("certfr.interval", at_least(60, parse_duration), 1800.0, "time between two polls of the feed"),
+    Key("certfr.timeout", at_least(1, parse_duration), 20.0, "give up on one fetch after this"),
+    Key("certfr.recipients", string_list, [], "mail each new CERT-FR alert to these addresses"),
 ]
 
 
@@ -60,6 +66,11 @@ class CollectorConfig:
     web_anonymous_read: bool
     down_after: int
     retention_raw: float
+    certfr_enabled: bool
+    certfr_url: str
+    certfr_interval: float
+    certfr_timeout: float
+    certfr_recipients: list[str]
 
     @property
     def curve(self) -> bool:
@@ -95,7 +106,21 @@ def load(path: str | Path) -> CollectorConfig:
         web_anonymous_read=s["web.anonymous_read"],
         down_after=s["alerts.down_after"],
         retention_raw=s["retention.raw"],
+        certfr_enabled=s["certfr.enabled"],
+        certfr_url=s["certfr.url"],
+        certfr_interval=s["certfr.interval"],
+        certfr_timeout=s["certfr.timeout"],
+        certfr_recipients=s["certfr.recipients"],
     )
+
+
+def http_url(value: object) -> str:
+    """An http:// or https:// URL."""
+    text = string(value)
+    parsed = urlsplit(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+    return text
 
 
 def _loopback(endpoint: str) -> bool:

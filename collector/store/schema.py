@@ -49,4 +49,17 @@ MIGRATIONS: list[str] = [
         value INTEGER NOT NULL
     );
     """,
+    # 2: CERT-FR security alerts, each stored once by guid.
+    """
+    CREATE TABLE certfr_items (
+        guid TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        link TEXT NOT NULL,
+        published REAL,                   -- pubDate, Unix seconds (an update keeps the original)
+        description TEXT NOT NULL,
+        first_seen REAL NOT NULL,         -- when this collector first saw it
+        mail_state TEXT NOT NULL DEFAULT 'none'  -- none | pending | sent | backlog
+    );
+    CREATE INDEX certfr_items_seen ON certfr_items (first_seen);
+    """,
 ]
