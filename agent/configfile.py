@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ConfigError(Exception):
@@ -116,6 +117,15 @@ def zmq_endpoint(value: object) -> str:
     text = string(value)
     if not re.match(r"^(tcp://[^\s:]+:(\d+|\*)|ipc://\S+|inproc://\S+)$", text):
         raise ValueError(f"expected an endpoint like tcp://198.51.100.5:5555, got {text!r}")
+    return text
+
+
+def http_url(value: object) -> str:
+    """An http:// or https:// URL."""
+    text = string(value)
+    parsed = urlsplit(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
     return text
 
 

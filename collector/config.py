@@ -14,6 +14,7 @@ from agent.configfile import (
     apply_schema,
     at_least,
     boolean,
+    http_url,
     integer,
     load_toml,
     parse_duration,
@@ -112,15 +113,6 @@ def load(path: str | Path) -> CollectorConfig:
         certfr_timeout=s["certfr.timeout"],
         certfr_recipients=s["certfr.recipients"],
     )
-
-
-def http_url(value: object) -> str:
-    """An http:// or https:// URL."""
-    text = string(value)
-    parsed = urlsplit(text)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
-    return text
 
 
 def _loopback(endpoint: str) -> bool:
