@@ -46,6 +46,7 @@ SCHEMA_VERSION = 1
 # keep them to what DNS and /etc/hostname allow.
 HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252})$")
 MAX_SEQ = 2**63 - 1
+MAX_TS = 7_258_118_400  # 2200-01-01: a later timestamp is a broken clock or garbage
 
 # Documentation of what each probe sends; the agent's tests check it holds.
 PROBE_SHAPES: dict[str, str] = {
@@ -233,7 +234,7 @@ def decode_snapshot(data: bytes) -> Snapshot:
     if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
         raise WireError(f"invalid seq {str(seq)[:40]!r}")
     ts = message.get("ts")
-    if not _finite(ts) or ts <= 0:
+    if not _finite(ts) or not 0 < ts < MAX_TS:
         raise WireError(f"invalid ts {str(ts)[:40]!r}")
     interval = message.get("interval")
     if interval is not None and not (_finite(interval) and interval > 0):

@@ -15,9 +15,17 @@ def is_down(host: HostInfo, down_after: int, now: float) -> bool:
     return now - host.last_seen > down_after * (host.interval or DEFAULT_INTERVAL)
 
 
-def expand(ranges: list[tuple[int, int]]) -> list[int]:
-    """[(3, 5), (9, 9)] -> [3, 4, 5, 9]."""
-    return [seq for first, last in ranges for seq in range(first, last + 1)]
+MAX_LISTED = 10_000  # missing numbers listed one by one; the count is always exact
+
+
+def expand(ranges: list[tuple[int, int]], limit: int = MAX_LISTED) -> list[int]:
+    """[(3, 5), (9, 9)] -> [3, 4, 5, 9], at most `limit` numbers (a gap may span billions)."""
+    numbers: list[int] = []
+    for first, last in ranges:
+        numbers.extend(range(first, min(last, first + limit - len(numbers) - 1) + 1))
+        if len(numbers) >= limit:
+            break
+    return numbers
 
 
 def rows(hosts: list[HostInfo], down_after: int, now: float | None = None) -> list[dict]:
@@ -32,6 +40,8 @@ def rows(hosts: list[HostInfo], down_after: int, now: float | None = None) -> li
             "first_seq": h.first_seq,
             "last_seq": h.last_seq,
             "missing": expand(h.missing),
+            "missing_count": (count := sum(b - a + 1 for a, b in h.missing)),
+            "missing_truncated": count > MAX_LISTED,
             "interval": h.interval,
             "last_seen_ago": round(now - h.last_seen, 1),
         }
@@ -40,7 +50,11 @@ def rows(hosts: list[HostInfo], down_after: int, now: float | None = None) -> li
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    """ISO 8601 UTC, e.g. 2026-11-24T18:44:27Z."""
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return str(ts)
 
 
 def table(status_rows: list[dict]) -> str:
@@ -49,7 +63,9 @@ def table(status_rows: list[dict]) -> str:
     lines = [header]
     for r in status_rows:
         missing = r["missing"]
-        shown = ",".join(map(str, missing[:8])) + (f",… ({len(missing)})" if len(missing) > 8 else "")
+        shown = ",".join(map(str, missing[:8])) + (
+            f",… ({r['missing_count']})" if r["missing_count"] > 8 else ""
+        )
         lines.append(
             (
                 r["host"],

@@ -131,3 +131,32 @@ def test_counters_accumulate(tmp_path: Path) -> None:
     store.add_counters({"received": 3, "rejected": 1, "stored": 0})
     store.add_counters({"received": 2})
     assert store.counters() == {"received": 5, "rejected": 1}
+
+
+def test_status_lists_missing_numbers_but_never_expands_a_huge_gap(tmp_path: Path) -> None:
+    from collector import status
+
+    store = open_store(tmp_path / "osmon.db")
+    store.ingest(
+        [received("a", 1), received("a", 3), received("a", 2**62, ts=T0 + 4)._replace(received=T0 + 5)]
+    )
+    [row] = status.rows(store.hosts(), down_after=3, now=T0)
+    assert row["missing"][:3] == [2, 4, 5]
+    assert len(row["missing"]) == status.MAX_LISTED and row["missing_truncated"]
+    assert row["missing_count"] == 2**62 - 3
+    assert "…" in status.table([row])
+
+
+def test_an_older_schema_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "osmon.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(f"BEGIN; {MIGRATIONS[0]} PRAGMA user_version = 1; COMMIT;")
+    conn.execute(
+        "INSERT INTO hosts (name, first_seen, last_seen, first_seq, last_seq, stored) VALUES ('old', 1, 2, 1, 1, 1)"
+    )
+    conn.execute("INSERT INTO samples (host_id, seq, ts, cpu) VALUES (1, 1, 1.0, 55.0)")
+    conn.close()
+    store = open_store(path)
+    assert store.schema_version() == len(MIGRATIONS)
+    assert store.seqs("old") == [1]
+    assert store.hosts()[0].snapshots == 1

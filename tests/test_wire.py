@@ -71,6 +71,8 @@ def test_unknown_keys_are_ignored_for_forward_compatibility() -> None:
         ({"ts": math.nan}, "ts"),
         ({"ts": math.inf}, "ts"),
         ({"ts": "yesterday"}, "ts"),
+        ({"ts": 1e300}, "ts"),
+        ({"ts": 0}, "ts"),
         ({"interval": -5}, "interval"),
         ({"interval": math.nan}, "interval"),
         ({"probes": [1, 2]}, "probes"),
