@@ -100,6 +100,17 @@ def string_list(value: object) -> list[str]:
     return value
 
 
+def one_of(*choices: str) -> Callable[[object], str]:
+    """A string among `choices`."""
+
+    def check(value: object) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return value  # type: ignore[return-value]
+
+    return check
+
+
 def at_least(minimum: float, parse: Callable[[object], Any]) -> Callable[[object], Any]:
     """Wrap a parser to refuse values below `minimum`."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from agent.configfile import (
@@ -17,6 +18,7 @@ from agent.configfile import (
     http_url,
     integer,
     load_toml,
+    one_of,
     parse_duration,
     parse_size,
     string,
@@ -25,6 +27,26 @@ from agent.configfile import (
 )
 
 DEFAULT_PATH = "/etc/osmonitoring/collector.toml"
+
+
+class Route(NamedTuple):
+    """Alerts of hosts matching `hosts` (a glob) also go to `recipients`."""
+
+    hosts: str
+    recipients: list[str]
+
+
+def routes(value: object) -> list[Route]:
+    """The [[alerts.route]] tables."""
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ValueError("expected [[alerts.route]] tables")
+    parsed = []
+    for i, table in enumerate(value):
+        if set(table) != {"hosts", "recipients"}:
+            raise ValueError(f"route {i + 1}: needs exactly 'hosts' (a glob) and 'recipients' (a list)")
+        parsed.append(Route(string(table["hosts"]), string_list(table["recipients"])))
+    return parsed
+
 
 KEYS = [
     Key("listen", zmq_endpoint, "tcp://0.0.0.0:5555", "ZeroMQ endpoint the agents connect to"),
@@ -43,6 +65,18 @@ KEYS = [
     Key("web.anonymous_read", boolean, False, "allow read-only access without login"),
     Key("alerts.down_after", at_least(1, integer), 3, "missed intervals before a host is down"),
     Key("retention.raw", at_least(60, parse_duration), 7 * 86400.0, "how long raw samples are kept"),
+    Key("web.public_url", http_url, None, "the dashboard's URL as users reach it, for links in mails"),
+    Key("smtp.host", string, None, "SMTP server; unset: mail goes through `sendmail` or nowhere"),
+    Key("smtp.port", at_least(1, integer), None, "default 25, 587 with starttls, 465 with tls"),
+    Key("smtp.security", one_of("none", "starttls", "tls"), "starttls", "none | starttls | tls"),
+    Key("smtp.username", string, None, "SMTP AUTH user"),
+    Key("smtp.password_file", string, None, "file holding the SMTP password (keep it 0400)"),
+    Key("smtp.from", string, "osmon@localhost", "sender address"),
+    Key("smtp.timeout", at_least(1, parse_duration), 30.0, "give up on one SMTP conversation after this"),
+    Key("sendmail", string, None, "a sendmail-compatible command instead of SMTP, e.g. /usr/bin/msmtp -t"),
+    Key("alerts.recipients", string_list, [], "who gets every host's alerts"),
+    Key("alerts.repeat", at_least(60, parse_duration), 4 * 3600.0, "reminder interval while an alert fires"),
+    Key("alerts.route", routes, [], "[[alerts.route]] hosts = glob, recipients = [...]"),
     Key("certfr.enabled", boolean, True, "follow the CERT-FR security alert feed"),
     Key("certfr.url", http_url, "https://www.cert.ssi.gouv.fr/alerte/feed/", "CERT-FR alert feed (RSS)"),
     Key("certfr.interval", at_least(60, parse_duration), 1800.0, "time between two polls of the feed"),
@@ -67,6 +101,19 @@ class CollectorConfig:
     web_anonymous_read: bool
     down_after: int
     retention_raw: float
+    public_url: str | None
+    smtp_host: str | None
+    smtp_port: int | None
+    smtp_security: str
+    smtp_username: str | None
+    smtp_password_file: str | None
+    smtp_from: str
+    smtp_timeout: float
+    sendmail: str | None
+    alert_recipients: list[str]
+    alert_repeat: float
+    alert_routes: list[Route]
+    thresholds: dict  # the raw [thresholds] table; collector.rules checks it
     certfr_enabled: bool
     certfr_url: str
     certfr_interval: float
@@ -80,7 +127,7 @@ class CollectorConfig:
 
 def load(path: str | Path) -> CollectorConfig:
     """Read and check a collector config, or raise ConfigError."""
-    s = apply_schema(load_toml(path), KEYS, path)
+    s = apply_schema(load_toml(path), KEYS, path, free_tables=("thresholds",))
     all_or_none(s, ["curve.secret_key", "curve.agents"], path)
     if s["curve.secret_key"] is not None and not Path(s["curve.secret_key"]).is_file():
         raise ConfigError(path, "curve.secret_key", f"file {s['curve.secret_key']!r} does not exist")
@@ -94,6 +141,8 @@ def load(path: str | Path) -> CollectorConfig:
             "set up CurveZMQ keys, or set allow_insecure = true to accept unauthenticated agents",
         )
     _check_bind(path, s["web.bind"])
+    if s["smtp.password_file"] is not None and s["smtp.username"] is None:
+        raise ConfigError(path, "smtp.username", "is required when smtp.password_file is set")
     return CollectorConfig(
         path=str(path),
         listen=s["listen"],
@@ -107,6 +156,19 @@ def load(path: str | Path) -> CollectorConfig:
         web_anonymous_read=s["web.anonymous_read"],
         down_after=s["alerts.down_after"],
         retention_raw=s["retention.raw"],
+        public_url=s["web.public_url"],
+        smtp_host=s["smtp.host"],
+        smtp_port=s["smtp.port"],
+        smtp_security=s["smtp.security"],
+        smtp_username=s["smtp.username"],
+        smtp_password_file=s["smtp.password_file"],
+        smtp_from=s["smtp.from"],
+        smtp_timeout=s["smtp.timeout"],
+        sendmail=s["sendmail"],
+        alert_recipients=s["alerts.recipients"],
+        alert_repeat=s["alerts.repeat"],
+        alert_routes=s["alerts.route"],
+        thresholds=s.get("thresholds", {}),
         certfr_enabled=s["certfr.enabled"],
         certfr_url=s["certfr.url"],
         certfr_interval=s["certfr.interval"],

@@ -62,4 +62,49 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX certfr_items_seen ON certfr_items (first_seen);
     """,
+    # 3: alerts and their history, silences, and the mail outbox.
+    """
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        host TEXT NOT NULL,
+        rule TEXT NOT NULL,               -- metric and subject: mem.percent, disk.percent:/var, host.down
+        severity TEXT NOT NULL,           -- warning | critical: the current one
+        started REAL NOT NULL,
+        ended REAL,                       -- NULL while the alert is active
+        value REAL,                       -- last value seen
+        peak REAL,                        -- worst value while active
+        threshold REAL,                   -- the level crossed for the current severity
+        updated REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX alerts_one_active ON alerts (host, rule) WHERE ended IS NULL;
+    CREATE INDEX alerts_host ON alerts (host, started);
+    CREATE TABLE alert_events (
+        alert_id INTEGER NOT NULL REFERENCES alerts(id),
+        ts REAL NOT NULL,
+        kind TEXT NOT NULL,               -- fired | escalated | deescalated | resolved | reminder
+        severity TEXT NOT NULL,
+        value REAL
+    );
+    CREATE INDEX alert_events_alert ON alert_events (alert_id, ts);
+    CREATE TABLE silences (
+        host TEXT PRIMARY KEY,
+        until REAL NOT NULL,
+        reason TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        created REAL NOT NULL,
+        message_id TEXT NOT NULL UNIQUE,  -- set once, so a retried mail is recognisably the same
+        recipients TEXT NOT NULL,         -- JSON list of addresses
+        subject TEXT NOT NULL,
+        text TEXT NOT NULL,
+        html TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL NOT NULL,
+        last_error TEXT,
+        sent REAL                         -- NULL until the SMTP server accepted it
+    );
+    CREATE INDEX outbox_due ON outbox (sent, next_attempt);
+    """,
 ]
