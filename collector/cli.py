@@ -6,15 +6,17 @@ import argparse
 import json
 import logging
 import sys
+import time
 
 import zmq
 
-from agent import keys
-from agent.configfile import ConfigError
+from agent import keys, wire
+from agent.configfile import ConfigError, parse_duration
 from agent.shutdown import Shutdown
 from collector import allowlist
 from collector import config as collector_config
 from collector import status as host_status
+from collector.detection import Detector
 from collector.ingest import Ingest, bind_socket
 from collector.store import StoreError, open_store
 
@@ -37,6 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
 
+    alerts = commands.add_parser("alerts", help="list active alerts")
+    alerts.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
+    alerts.add_argument("--json", action="store_true", help="print a JSON list")
+
+    silence = commands.add_parser("silence", help="stop mailing a host's alerts for a while (still recorded)")
+    silence.add_argument("host")
+    silence.add_argument("--for", dest="duration", required=True, help="e.g. 30m, 2h, 1d")
+    silence.add_argument("--reason", required=True)
+    silence.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
+
+    unsilence = commands.add_parser("unsilence", help="lift a host's silence")
+    unsilence.add_argument("host")
+    unsilence.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
+
     keygen = commands.add_parser("keygen", help="write a CurveZMQ key pair NAME.key / NAME.key_secret")
     keygen.add_argument("directory")
     keygen.add_argument("--name", required=True)
@@ -49,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, StoreError, keys.KeyFileError) as e:
+    except (ConfigError, StoreError, keys.KeyFileError, UsageError) as e:
         print(f"osmon-collector: {e}", file=sys.stderr)
         return 2
     except zmq.ZMQError as e:
@@ -75,7 +91,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         socket = bind_socket(context, config)
         log.info("listening on %s, storing in %s", config.listen, config.database)
-        Ingest(config, store, socket, access=access).run(shutdown)
+        detector = Detector(store, config.thresholds, config.down_after)
+        Ingest(
+            config, store, socket, access=access, on_batch=detector.process, on_tick=detector.check_down
+        ).run(shutdown)
     finally:
         if authenticator is not None:
             authenticator.stop()
@@ -94,6 +113,55 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    config = collector_config.load(args.config)
+    active = open_store(config.database, readonly=True).alerts_active()
+    rows = [
+        {
+            "host": a.host,
+            "rule": a.rule,
+            "severity": a.severity,
+            "since": host_status.iso(a.started),
+            "value": a.value,
+            "peak": a.peak,
+            "threshold": a.threshold,
+        }
+        for a in active
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no active alerts")
+    else:
+        for r in rows:
+            print(
+                f"{r['severity'].upper():9} {r['host']:24} {r['rule']:24} since {r['since']}  "
+                f"value {r['value']}  peak {r['peak']}  threshold {r['threshold']}"
+            )
+    return 0
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    config = collector_config.load(args.config)
+    if not wire.valid_host(args.host):
+        raise UsageError(f"{args.host!r} is not a valid host name")
+    try:
+        duration = parse_duration(args.duration)
+    except ValueError as e:
+        raise UsageError(f"--for: {e}") from None
+    now = time.time()
+    open_store(config.database, readonly=True).silence(args.host, now + duration, args.reason, now)
+    print(f"{args.host} silenced until {host_status.iso(now + duration)}: {args.reason}")
+    return 0
+
+
+def cmd_unsilence(args: argparse.Namespace) -> int:
+    config = collector_config.load(args.config)
+    lifted = open_store(config.database, readonly=True).unsilence(args.host)
+    print(f"{args.host}: silence lifted" if lifted else f"{args.host} was not silenced")
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     collector_config.load(args.config)
     print(f"{args.config}: ok")
@@ -106,7 +174,19 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "check-config": cmd_check_config, "keygen": cmd_keygen}
+class UsageError(Exception):
+    """A bad command-line argument."""
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "status": cmd_status,
+    "alerts": cmd_alerts,
+    "silence": cmd_silence,
+    "unsilence": cmd_unsilence,
+    "check-config": cmd_check_config,
+    "keygen": cmd_keygen,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

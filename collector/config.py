@@ -25,6 +25,7 @@ from agent.configfile import (
     string_list,
     zmq_endpoint,
 )
+from collector import rules
 
 DEFAULT_PATH = "/etc/osmonitoring/collector.toml"
 
@@ -113,7 +114,7 @@ class CollectorConfig:
     alert_recipients: list[str]
     alert_repeat: float
     alert_routes: list[Route]
-    thresholds: dict  # the raw [thresholds] table; collector.rules checks it
+    thresholds: rules.Rules
     certfr_enabled: bool
     certfr_url: str
     certfr_interval: float
@@ -168,7 +169,7 @@ def load(path: str | Path) -> CollectorConfig:
         alert_recipients=s["alerts.recipients"],
         alert_repeat=s["alerts.repeat"],
         alert_routes=s["alerts.route"],
-        thresholds=s.get("thresholds", {}),
+        thresholds=rules.parse(s.get("thresholds", {}), path),
         certfr_enabled=s["certfr.enabled"],
         certfr_url=s["certfr.url"],
         certfr_interval=s["certfr.interval"],

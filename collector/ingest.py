@@ -26,6 +26,7 @@ log = logging.getLogger("osmon.ingest")
 
 HOUSEKEEPING_EVERY = 5.0  # seconds between counter flushes and retention passes
 PRUNE_BUDGET = 0.05  # seconds of pruning per housekeeping pass, so ingest never stalls
+TICK = 1.0  # seconds between host-down checks
 MAX_FRAMES = 1000  # snapshots in one message, at most (agents send up to 64)
 
 
@@ -63,11 +64,14 @@ class Ingest:
         store: Store,
         socket: zmq.Socket,
         access: AllowList | None = None,
-        on_batch: Callable[[list[Received]], None] | None = None,
+        on_batch: Callable[[list[Received]], object] | None = None,
+        on_tick: Callable[[], object] | None = None,
     ) -> None:
         self.config, self.store, self.socket = config, store, socket
         self.access = access  # CurveZMQ allow-list: who may send for which host
-        self.on_batch = on_batch
+        self.on_batch = on_batch  # detection, on what each batch stored
+        self.on_tick = on_tick  # host-down checks, every TICK seconds
+        self._next_tick = time.monotonic() + TICK
         self.counts: Counter[str] = Counter()
         self.peer_log = PeerLog()
         self._next_housekeeping = time.monotonic() + HOUSEKEEPING_EVERY
@@ -78,7 +82,7 @@ class Ingest:
         poller.register(self.socket, zmq.POLLIN)
         poller.register(shutdown.fd, zmq.POLLIN)
         while not shutdown.requested:
-            timeout = max(0.0, self._next_housekeeping - time.monotonic())
+            timeout = max(0.0, min(self._next_housekeeping, self._next_tick) - time.monotonic())
             events = dict(poller.poll(timeout * 1000))
             if shutdown.fd in events:
                 shutdown.drain()
@@ -87,6 +91,9 @@ class Ingest:
                 self.access.reload()
             if self.socket in events:
                 self.receive_batch()
+            if time.monotonic() >= self._next_tick:
+                self._next_tick = time.monotonic() + TICK
+                self._guarded(self.on_tick)
             if time.monotonic() >= self._next_housekeeping:
                 self.housekeeping()
         # Whatever is already queued in the socket was sent by agents that will
@@ -166,8 +173,18 @@ class Ingest:
             except zmq.Again:
                 # The agent's queue is full or it went away: it resends, we dedupe.
                 self.counts["acks_dropped"] += 1
-        if self.on_batch is not None and result.fresh:
-            self.on_batch(result.fresh)
+        if result.fresh:
+            self._guarded(self.on_batch, result.fresh)
+
+    def _guarded(self, hook: Callable[..., object] | None, *args: object) -> None:
+        """Run a hook (detection); a storage failure there is logged, never stops ingest."""
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except StoreError as e:
+            self.counts["hook_errors"] += 1
+            self.peer_log.warn("hooks", f"detection could not store its results: {e}")
 
     def housekeeping(self) -> None:
         """Flush self-metrics, notice changed key files, prune expired samples a little at a time."""

@@ -1,0 +1,170 @@
+"""Crisis detection per host: thresholds with a duration and hysteresis, and hosts gone silent.
+
+Runs in the collector on every committed batch, samples in time order per host.
+A breach must last the rule's `for` before the alert fires (and before it
+escalates); it clears only once the value falls `hysteresis` below the level,
+so a value wobbling around a threshold does not flap. A host that sends
+nothing for `down_after` of its own intervals gets a `host.down` alert; its
+metric alerts are held meanwhile (no data resolves nothing) and its return
+resolves the down alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+from collector.rules import Rules, Threshold
+from collector.samples import Sample
+from collector.status import DEFAULT_INTERVAL
+from collector.store import Received, Store
+from collector.store.alerts import AlertEvent
+
+log = logging.getLogger("osmon.detection")
+
+DOWN = "host.down"
+
+
+class Active(NamedTuple):
+    """What detection keeps in memory of an alert that fires."""
+
+    severity: str
+    started: float
+    peak: float | None
+
+
+def readings(sample: Sample) -> Iterator[tuple[str, str, float]]:
+    """(rule, metric, value) of a sample; a rule is a metric, with the mount for disks."""
+    for metric, value in (
+        ("cpu.percent", sample.cpu),
+        ("mem.percent", sample.mem),
+        ("swap.percent", sample.swap),
+    ):
+        if value is not None:
+            yield metric, metric, value
+    for mount, value in (sample.detail.get("disk.percent") or {}).items():
+        if value is not None:
+            yield f"disk.percent:{mount}", "disk.percent", value
+    cores = len(sample.detail.get("cpu.core") or ())
+    if sample.load1 is not None and cores:
+        yield "load.1", "load.1", sample.load1 / cores
+
+
+class Detector:
+    """Turns samples and silence into alert events, stored, then handed to `notify`."""
+
+    def __init__(
+        self,
+        store: Store,
+        rules: Rules,
+        down_after: int,
+        notify: Callable[[list[AlertEvent]], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store, self.rules, self.down_after = store, rules, down_after
+        self.notify, self.clock = notify, clock
+        self.active: dict[tuple[str, str], Active] = {
+            (a.host, a.rule): Active(a.severity, a.started, a.peak) for a in store.alerts_active()
+        }
+        self.pending: dict[tuple[str, str], tuple[float, str]] = {}  # breach (or escalation) since, level
+        # A collector that was itself stopped must not call every host down at start:
+        # each host gets a full down_after window from now.
+        now = clock()
+        self.last_seen: dict[str, tuple[float, float]] = {
+            h.name: (max(h.last_seen, now), h.interval or DEFAULT_INTERVAL) for h in store.hosts()
+        }
+
+    def process(self, fresh: list[Received]) -> list[AlertEvent]:
+        """Evaluate a committed batch; returns (and stores, and notifies) the events it caused."""
+        events: list[AlertEvent] = []
+        touched: dict[tuple[str, str], tuple[float, float]] = {}
+        for r in fresh:
+            self.last_seen[r.sample.host] = (
+                max(r.received, self.last_seen.get(r.sample.host, (0, 0))[0]),
+                r.interval or DEFAULT_INTERVAL,
+            )
+        for host in {r.sample.host for r in fresh}:
+            if (host, DOWN) in self.active:
+                events.append(self._end(host, DOWN, self.clock(), None))
+        for r in sorted(fresh, key=lambda r: (r.sample.host, r.sample.ts)):
+            for rule, metric, value in readings(r.sample):
+                threshold = self.rules.for_host(r.sample.host, metric)
+                event = self._evaluate(r.sample.host, rule, threshold, value, r.sample.ts)
+                if event is not None:
+                    events.append(event)
+                if (r.sample.host, rule) in self.active:
+                    touched[(r.sample.host, rule)] = (value, r.sample.ts)
+        self._save(events, touched)
+        return events
+
+    def _evaluate(self, host: str, rule: str, t: Threshold, value: float, ts: float) -> AlertEvent | None:
+        key = (host, rule)
+        level = t.level(value)
+        active = self.active.get(key)
+        if active is None:
+            return self._maybe_fire(key, t, level, value, ts)
+        self.active[key] = active._replace(peak=max(active.peak or value, value))
+        floor = t.warning if t.warning is not None else t.critical
+        if floor is None or value < floor - t.hysteresis:
+            self.pending.pop(key, None)
+            return self._end(host, rule, ts, value)
+        if active.severity == "critical" and t.critical is not None and value < t.critical - t.hysteresis:
+            self.active[key] = self.active[key]._replace(severity="warning")
+            return AlertEvent("deescalated", host, rule, "warning", ts, value, t.warning)
+        if active.severity == "warning" and level == "critical":
+            since, _ = self.pending.setdefault(key, (ts, "critical"))
+            if ts - since >= t.for_:
+                self.pending.pop(key)
+                self.active[key] = self.active[key]._replace(severity="critical")
+                return AlertEvent("escalated", host, rule, "critical", ts, value, t.critical)
+        else:
+            self.pending.pop(key, None)
+        return None
+
+    def _maybe_fire(
+        self, key: tuple[str, str], t: Threshold, level: str | None, value: float, ts: float
+    ) -> AlertEvent | None:
+        if level is None:
+            self.pending.pop(key, None)
+            return None
+        since, _ = self.pending.setdefault(key, (ts, level))
+        if ts - since < t.for_:
+            return None
+        self.pending.pop(key)
+        self.active[key] = Active(level, since, value)
+        return AlertEvent("fired", key[0], key[1], level, ts, value, t.limit(level), started=since)
+
+    def _end(self, host: str, rule: str, ts: float, value: float | None) -> AlertEvent:
+        active = self.active.pop((host, rule))
+        return AlertEvent("resolved", host, rule, active.severity, ts, value, None)
+
+    def check_down(self) -> list[AlertEvent]:
+        """Fire `host.down` for every host silent for down_after of its intervals."""
+        now = self.clock()
+        events = []
+        for host, (last, interval) in self.last_seen.items():
+            if (host, DOWN) not in self.active and now - last > self.down_after * interval:
+                self.active[(host, DOWN)] = Active("critical", last, None)
+                events.append(
+                    AlertEvent(
+                        "fired", host, DOWN, "critical", now, round(now - last, 1), self.down_after * interval
+                    )
+                )
+        self._save(events, {})
+        return events
+
+    def _save(self, events: list[AlertEvent], touched: dict[tuple[str, str], tuple[float, float]]) -> None:
+        updates = [
+            (host, rule, value, self.active[(host, rule)].peak, ts)
+            for (host, rule), (value, ts) in touched.items()
+            if (host, rule) in self.active
+        ]
+        if not events and not updates:
+            return
+        self.store.alerts_apply(events, updates)
+        for e in events:
+            log.info("%s %s %s %s (value %s)", e.host, e.kind, e.severity, e.rule, e.value)
+        if events and self.notify is not None:
+            self.notify(events)

@@ -1,0 +1,137 @@
+"""The SQL of alerts: their rows, their history of severity changes, and silences."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import NamedTuple
+
+
+class Alert(NamedTuple):
+    """One alert: active while `ended` is None."""
+
+    id: int
+    host: str
+    rule: str
+    severity: str
+    started: float
+    ended: float | None
+    value: float | None
+    peak: float | None
+    threshold: float | None
+    updated: float
+
+
+class AlertEvent(NamedTuple):
+    """A change of an alert: fired, escalated, deescalated, resolved (or a reminder)."""
+
+    kind: str
+    host: str
+    rule: str
+    severity: str
+    ts: float
+    value: float | None
+    threshold: float | None
+    started: float | None = None  # fired: when the breach began (`for` earlier than ts)
+
+
+class Silence(NamedTuple):
+    host: str
+    until: float
+    reason: str
+    created: float
+
+
+_ALERT_COLUMNS = "id, host, rule, severity, started, ended, value, peak, threshold, updated"
+
+
+class AlertQueries:
+    """Mixin of SQLiteStore: every statement about alerts and silences."""
+
+    db: sqlite3.Connection
+
+    def alerts_active(self) -> list[Alert]:
+        """Alerts that have not ended, by host then rule."""
+        rows = self.db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE ended IS NULL ORDER BY host, rule"
+        ).fetchall()
+        return [Alert(*row) for row in rows]
+
+    def alerts_history(self, host: str | None = None, limit: int = 100) -> list[Alert]:
+        """The most recent alerts, active or not, newest first."""
+        where, args = ("WHERE host = ?", (host, limit)) if host else ("", (limit,))
+        rows = self.db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts {where} ORDER BY started DESC, id DESC LIMIT ?", args
+        ).fetchall()
+        return [Alert(*row) for row in rows]
+
+    def alert_events(self, alert_id: int) -> list[tuple[float, str, str, float | None]]:
+        """(ts, kind, severity, value) of one alert, oldest first."""
+        return self.db.execute(
+            "SELECT ts, kind, severity, value FROM alert_events WHERE alert_id = ? ORDER BY ts, rowid",
+            (alert_id,),
+        ).fetchall()
+
+    def alerts_apply(
+        self, events: list[AlertEvent], updates: list[tuple[str, str, float, float, float]]
+    ) -> None:
+        """Record events and (host, rule, value, peak, updated) refreshes of active alerts, in one transaction."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for e in events:
+                self._apply(e)
+            self.db.executemany(
+                "UPDATE alerts SET value = ?, peak = ?, updated = ? WHERE host = ? AND rule = ? AND ended IS NULL",
+                [(value, peak, updated, host, rule) for host, rule, value, peak, updated in updates],
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _apply(self, e: AlertEvent) -> None:
+        if e.kind == "fired":
+            row = self.db.execute(
+                "INSERT INTO alerts (host, rule, severity, started, value, peak, threshold, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (e.host, e.rule, e.severity, e.started or e.ts, e.value, e.value, e.threshold, e.ts),
+            ).fetchone()
+            alert_id = row[0]
+        else:
+            row = self.db.execute(
+                "SELECT id FROM alerts WHERE host = ? AND rule = ? AND ended IS NULL", (e.host, e.rule)
+            ).fetchone()
+            if row is None:
+                return  # nothing active to change (e.g. resolved by another path)
+            alert_id = row[0]
+            if e.kind == "resolved":
+                self.db.execute(
+                    "UPDATE alerts SET ended = ?, updated = ? WHERE id = ?", (e.ts, e.ts, alert_id)
+                )
+            elif e.kind in ("escalated", "deescalated"):
+                self.db.execute(
+                    "UPDATE alerts SET severity = ?, threshold = ?, updated = ? WHERE id = ?",
+                    (e.severity, e.threshold, e.ts, alert_id),
+                )
+        self.db.execute(
+            "INSERT INTO alert_events (alert_id, ts, kind, severity, value) VALUES (?, ?, ?, ?, ?)",
+            (alert_id, e.ts, e.kind, e.severity, e.value),
+        )
+
+    def silence(self, host: str, until: float, reason: str, now: float) -> None:
+        """Silence `host`'s mail until `until` (alerts are still recorded)."""
+        self.db.execute(
+            "INSERT INTO silences (host, until, reason, created) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(host) DO UPDATE SET until = excluded.until, reason = excluded.reason, created = excluded.created",
+            (host, until, reason, now),
+        )
+
+    def unsilence(self, host: str) -> bool:
+        """Lift a silence; False if there was none."""
+        return self.db.execute("DELETE FROM silences WHERE host = ?", (host,)).rowcount > 0
+
+    def silences(self, now: float) -> list[Silence]:
+        """Silences still in force."""
+        rows = self.db.execute(
+            "SELECT host, until, reason, created FROM silences WHERE until > ? ORDER BY host", (now,)
+        ).fetchall()
+        return [Silence(*row) for row in rows]
