@@ -16,8 +16,8 @@ from agent.shutdown import Shutdown
 from collector import allowlist
 from collector import config as collector_config
 from collector import status as host_status
-from collector.detection import Detector
 from collector.ingest import Ingest, bind_socket
+from collector.service import Services
 from collector.store import StoreError, open_store
 
 log = logging.getLogger("osmon.collector")
@@ -91,10 +91,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         socket = bind_socket(context, config)
         log.info("listening on %s, storing in %s", config.listen, config.database)
-        detector = Detector(store, config.thresholds, config.down_after)
-        Ingest(
-            config, store, socket, access=access, on_batch=detector.process, on_tick=detector.check_down
-        ).run(shutdown)
+        services = Services(config, store)
+        services.start()
+        try:
+            Ingest(
+                config, store, socket, access=access, on_batch=services.on_batch, on_tick=services.on_tick
+            ).run(shutdown)
+        finally:
+            services.stop()
     finally:
         if authenticator is not None:
             authenticator.stop()

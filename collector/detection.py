@@ -11,9 +11,10 @@ resolves the down alert.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple
 
 from collector.rules import Rules, Threshold
@@ -35,21 +36,29 @@ class Active(NamedTuple):
     peak: float | None
 
 
-def readings(sample: Sample) -> Iterator[tuple[str, str, float]]:
+def readings(sample: Sample) -> list[tuple[str, str, float]]:
     """(rule, metric, value) of a sample; a rule is a metric, with the mount for disks."""
-    for metric, value in (
-        ("cpu.percent", sample.cpu),
-        ("mem.percent", sample.mem),
-        ("swap.percent", sample.swap),
-    ):
-        if value is not None:
-            yield metric, metric, value
+    found = [
+        (metric, metric, value)
+        for metric, value in (
+            ("cpu.percent", sample.cpu),
+            ("mem.percent", sample.mem),
+            ("swap.percent", sample.swap),
+        )
+        if value is not None
+    ]
     for mount, value in (sample.detail.get("disk.percent") or {}).items():
         if value is not None:
-            yield f"disk.percent:{mount}", "disk.percent", value
+            found.append((_disk_rule(mount), "disk.percent", value))
     cores = len(sample.detail.get("cpu.core") or ())
     if sample.load1 is not None and cores:
-        yield "load.1", "load.1", sample.load1 / cores
+        found.append(("load.1", "load.1", sample.load1 / cores))
+    return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _disk_rule(mount: str) -> str:
+    return f"disk.percent:{mount}"
 
 
 class Detector:
@@ -80,22 +89,26 @@ class Detector:
         """Evaluate a committed batch; returns (and stores, and notifies) the events it caused."""
         events: list[AlertEvent] = []
         touched: dict[tuple[str, str], tuple[float, float]] = {}
-        for r in fresh:
-            self.last_seen[r.sample.host] = (
-                max(r.received, self.last_seen.get(r.sample.host, (0, 0))[0]),
-                r.interval or DEFAULT_INTERVAL,
-            )
+        for r in fresh:  # arrival order: received times only grow
+            self.last_seen[r.sample.host] = (r.received, r.interval or DEFAULT_INTERVAL)
         for host in {r.sample.host for r in fresh}:
             if (host, DOWN) in self.active:
                 events.append(self._end(host, DOWN, self.clock(), None))
-        for r in sorted(fresh, key=lambda r: (r.sample.host, r.sample.ts)):
+        active, pending, lookup = self.active, self.pending, self.rules.lookup
+        # Arrival order is each agent's spool order: per host, oldest first.
+        for r in fresh:
+            host, ts = r.sample.host, r.sample.ts
             for rule, metric, value in readings(r.sample):
-                threshold = self.rules.for_host(r.sample.host, metric)
-                event = self._evaluate(r.sample.host, rule, threshold, value, r.sample.ts)
+                key = (host, rule)
+                threshold, floor = lookup(host, metric)
+                # The common case, kept cheap: nothing firing, nothing pending, value below every level.
+                if value < floor and key not in active and key not in pending:
+                    continue
+                event = self._evaluate(host, rule, threshold, value, ts)
                 if event is not None:
                     events.append(event)
-                if (r.sample.host, rule) in self.active:
-                    touched[(r.sample.host, rule)] = (value, r.sample.ts)
+                if key in active:
+                    touched[key] = (value, ts)
         self._save(events, touched)
         return events
 
@@ -112,13 +125,17 @@ class Detector:
             return self._end(host, rule, ts, value)
         if active.severity == "critical" and t.critical is not None and value < t.critical - t.hysteresis:
             self.active[key] = self.active[key]._replace(severity="warning")
-            return AlertEvent("deescalated", host, rule, "warning", ts, value, t.warning)
+            return AlertEvent(
+                "deescalated", host, rule, "warning", ts, value, t.warning, started=active.started
+            )
         if active.severity == "warning" and level == "critical":
             since, _ = self.pending.setdefault(key, (ts, "critical"))
             if ts - since >= t.for_:
                 self.pending.pop(key)
                 self.active[key] = self.active[key]._replace(severity="critical")
-                return AlertEvent("escalated", host, rule, "critical", ts, value, t.critical)
+                return AlertEvent(
+                    "escalated", host, rule, "critical", ts, value, t.critical, started=active.started
+                )
         else:
             self.pending.pop(key, None)
         return None
@@ -138,7 +155,7 @@ class Detector:
 
     def _end(self, host: str, rule: str, ts: float, value: float | None) -> AlertEvent:
         active = self.active.pop((host, rule))
-        return AlertEvent("resolved", host, rule, active.severity, ts, value, None)
+        return AlertEvent("resolved", host, rule, active.severity, ts, value, None, started=active.started)
 
     def check_down(self) -> list[AlertEvent]:
         """Fire `host.down` for every host silent for down_after of its intervals."""

@@ -26,7 +26,7 @@ log = logging.getLogger("osmon.ingest")
 
 HOUSEKEEPING_EVERY = 5.0  # seconds between counter flushes and retention passes
 PRUNE_BUDGET = 0.05  # seconds of pruning per housekeeping pass, so ingest never stalls
-TICK = 1.0  # seconds between host-down checks
+TICK = 0.5  # seconds between host-down checks
 MAX_FRAMES = 1000  # snapshots in one message, at most (agents send up to 64)
 
 

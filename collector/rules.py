@@ -37,6 +37,11 @@ class Threshold(NamedTuple):
             return "warning"
         return None
 
+    def floor(self) -> float:
+        """The lowest level: values below it can neither fire nor keep anything pending."""
+        levels = [v for v in (self.warning, self.critical) if v is not None]
+        return min(levels) if levels else float("inf")
+
     def limit(self, severity: str) -> float | None:
         return self.critical if severity == "critical" else self.warning
 
@@ -65,21 +70,25 @@ class Rules:
 
     def __init__(self, base: dict[str, Threshold], overrides: list[Override]) -> None:
         self.base, self.overrides = base, overrides
-        self._cache: dict[tuple[str, str], Threshold] = {}
+        self._cache: dict[tuple[str, str], tuple[Threshold, float]] = {}
 
     def for_host(self, host: str, metric: str) -> Threshold:
         """The threshold of `metric` on `host`; later overrides win."""
+        return self.lookup(host, metric)[0]
+
+    def lookup(self, host: str, metric: str) -> tuple[Threshold, float]:
+        """(threshold, its floor), cached: detection asks for every reading of every snapshot."""
         key = (host, metric)
-        threshold = self._cache.get(key)
-        if threshold is None:
+        found = self._cache.get(key)
+        if found is None:
             threshold = self.base[metric]
             for o in self.overrides:
                 if o.metric == metric and fnmatchcase(host, o.hosts):
                     threshold = threshold._replace(**o.changes)
             if len(self._cache) > 100_000:
                 self._cache.clear()
-            threshold = self._cache[key] = threshold
-        return threshold
+            found = self._cache[key] = (threshold, threshold.floor())
+        return found
 
 
 def _fields(table: dict[str, Any], where: str, path: str | Path) -> dict[str, Any]:

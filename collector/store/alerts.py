@@ -117,6 +117,28 @@ class AlertQueries:
             (alert_id, e.ts, e.kind, e.severity, e.value),
         )
 
+    def alert_notified(self, host: str, rule: str, when: float) -> None:
+        """Record that the active alert (host, rule) was just mailed."""
+        self.db.execute(
+            "UPDATE alerts SET notified = ? WHERE host = ? AND rule = ? AND ended IS NULL", (when, host, rule)
+        )
+
+    def alert_was_notified(self, host: str, rule: str) -> bool:
+        """Whether the latest alert (host, rule) was ever mailed."""
+        row = self.db.execute(
+            "SELECT notified FROM alerts WHERE host = ? AND rule = ? ORDER BY id DESC LIMIT 1", (host, rule)
+        ).fetchone()
+        return bool(row and row[0] is not None)
+
+    def alerts_due_reminder(self, now: float, repeat: float) -> list[Alert]:
+        """Active, already mailed alerts whose last mail is older than `repeat`."""
+        rows = self.db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE ended IS NULL AND notified IS NOT NULL "
+            "AND notified <= ? ORDER BY host, rule",
+            (now - repeat,),
+        ).fetchall()
+        return [Alert(*row) for row in rows]
+
     def silence(self, host: str, until: float, reason: str, now: float) -> None:
         """Silence `host`'s mail until `until` (alerts are still recorded)."""
         self.db.execute(

@@ -107,4 +107,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_due ON outbox (sent, next_attempt);
     """,
+    # 4: when an alert was last mailed, for reminders and for "resolved only if mailed".
+    """
+    ALTER TABLE alerts ADD COLUMN notified REAL;
+    """,
 ]

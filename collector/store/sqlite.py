@@ -16,6 +16,8 @@ import msgpack
 from collector.samples import Sample
 from collector.store import HostInfo, IngestResult, Received, StoreError
 from collector.store.alerts import AlertQueries
+from collector.store.certfr import CertfrQueries
+from collector.store.outbox import OutboxQueries
 from collector.store.schema import MIGRATIONS
 from collector.store.seqranges import SeqRanges
 
@@ -25,7 +27,7 @@ _INSERT_SAMPLE = "INSERT INTO samples (host_id, seq, ts, {cols}, detail) VALUES 
 )
 
 
-class SQLiteStore(AlertQueries):
+class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries):
     """Storage in one SQLite file in WAL mode."""
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:

@@ -1,0 +1,157 @@
+"""From alert events to mails: who gets them, what they say, when a reminder is due.
+
+One mail per host per batch of events (alerts that start together go out
+together); one when an alert fires, one when it escalates, a reminder every
+`repeat` while it fires, one when it resolves — only if the firing one went
+out. A silenced host's alerts are recorded but not mailed. Mails go to the
+persistent outbox, which retries until the SMTP server takes them.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections.abc import Callable
+from fnmatch import fnmatchcase
+from urllib.parse import quote
+
+from collector.config import CollectorConfig
+from collector.detection import DOWN
+from collector.mail import Mail
+from collector.status import iso
+from collector.store import Store
+from collector.store.alerts import Alert, AlertEvent
+
+log = logging.getLogger("osmon.notify")
+
+MAILED_KINDS = ("fired", "escalated", "resolved", "reminder")
+LABELS = {
+    "cpu.percent": ("CPU", " %"),
+    "mem.percent": ("memory", " %"),
+    "swap.percent": ("swap", " %"),
+    "disk.percent": ("disk", " %"),
+    "load.1": ("load per core", ""),
+}
+
+
+def recipients(config: CollectorConfig, host: str) -> list[str]:
+    """The default list plus every route whose glob matches `host`, without duplicates."""
+    found = list(config.alert_recipients)
+    for route in config.alert_routes:
+        if fnmatchcase(host, route.hosts):
+            found += route.recipients
+    return list(dict.fromkeys(found))
+
+
+def duration(seconds: float) -> str:
+    """Short human duration: 45s, 5m, 2h10m, 3d."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        h, m = divmod(seconds // 60, 60)
+        return f"{h}h{m:02d}m" if m else f"{h}h"
+    return f"{seconds // 86400}d"
+
+
+def describe(e: AlertEvent | Alert, started: float, now: float) -> str:
+    """'memory 96.2 % >= 95 % for 5m', 'disk / 97 % ...', 'host down, silent for 40s'."""
+    if e.rule == DOWN:
+        return f"host down, no snapshot for {duration(now - started)}"
+    metric, _, subject = e.rule.partition(":")
+    label, unit = LABELS.get(metric, (metric, ""))
+    if subject:
+        label = f"{label} {subject}"
+    value = "?" if e.value is None else f"{e.value:.1f}{unit}"
+    if isinstance(e, AlertEvent) and e.kind == "resolved":
+        return f"{label} back to {value}"
+    limit = "" if e.threshold is None else f" >= {e.threshold:g}{unit}"
+    return f"{label} {value}{limit} for {duration(now - started)}"
+
+
+class Notifier:
+    """Receives detection's events; enqueues mails in the outbox."""
+
+    def __init__(
+        self,
+        config: CollectorConfig,
+        store: Store,
+        enqueue: Callable[[Mail], object],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config, self.store, self.enqueue, self.clock = config, store, enqueue, clock
+
+    def silenced(self, host: str) -> bool:
+        return any(s.host == host for s in self.store.silences(self.clock()))
+
+    def on_events(self, events: list[AlertEvent]) -> None:
+        """Mail what deserves a mail, one mail per host."""
+        by_host: dict[str, list[AlertEvent]] = {}
+        for e in events:
+            if e.kind in MAILED_KINDS:
+                by_host.setdefault(e.host, []).append(e)
+        for host, host_events in by_host.items():
+            self._mail_host(host, host_events)
+
+    def _mail_host(self, host: str, events: list[AlertEvent]) -> None:
+        to = recipients(self.config, host)
+        if not to:
+            return
+        if self.silenced(host):
+            log.info("%s is silenced: %d alert change(s) recorded, not mailed", host, len(events))
+            return
+        # A resolution is news only to those who heard of the alert.
+        events = [e for e in events if e.kind != "resolved" or self.store.alert_was_notified(host, e.rule)]
+        if not events:
+            return
+        now = self.clock()
+        self.enqueue(self.compose(host, events, to, now))
+        for e in events:
+            if e.kind != "resolved":
+                self.store.alert_notified(host, e.rule, now)
+
+    def remind(self) -> None:
+        """Reminders for alerts still firing `repeat` after their last mail."""
+        now = self.clock()
+        due: dict[str, list[AlertEvent]] = {}
+        for a in self.store.alerts_due_reminder(now, self.config.alert_repeat):
+            due.setdefault(a.host, []).append(
+                AlertEvent(
+                    "reminder", a.host, a.rule, a.severity, now, a.value, a.threshold, started=a.started
+                )
+            )
+        for host, events in due.items():
+            self._mail_host(host, events)
+
+    def compose(self, host: str, events: list[AlertEvent], to: list[str], now: float) -> Mail:
+        """Subject like `[osMonitoring] CRITICAL web-01: memory 96.2 % >= 95 % for 5m`, text and HTML bodies."""
+        worst = max(events, key=lambda e: (e.kind != "resolved", e.severity == "critical"))
+        state = "RESOLVED" if worst.kind == "resolved" else worst.severity.upper()
+        headline = describe(worst, worst.started or worst.ts, now)
+        more = f" (+{len(events) - 1} more)" if len(events) > 1 else ""
+        subject = f"[osMonitoring] {state} {host}: {headline}{more}"
+        lines = [self._line(e, now) for e in events]
+        link = self._link(host)
+        text = (
+            "\n".join([f"{host}: {len(events)} alert change(s)", "", *lines, "", link or ""]).rstrip() + "\n"
+        )
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+        link_html = f'<p><a href="{html.escape(link)}">{html.escape(link)}</a></p>' if link else ""
+        body = f"<html><body><p><b>{html.escape(host)}</b></p><ul>{items}</ul>{link_html}</body></html>"
+        return Mail(to, subject, text, body)
+
+    def _line(self, e: AlertEvent, now: float) -> str:
+        started = e.started or e.ts
+        what = describe(e, started, now)
+        since = f"since {iso(started)}"
+        if e.kind == "resolved":
+            return f"RESOLVED {e.rule}: {what} ({e.severity} {since} until {iso(e.ts)})"
+        return f"{e.kind.upper()} {e.severity.upper()} {e.rule}: {what} ({since})"
+
+    def _link(self, host: str) -> str | None:
+        if not self.config.public_url:
+            return None
+        return f"{self.config.public_url.rstrip('/')}/host/{quote(host, safe='')}"

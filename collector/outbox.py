@@ -1,0 +1,183 @@
+"""The persistent outbox: mail waits in the database until a server accepts it.
+
+`Outbox.enqueue` only stores; `MailSender`, one thread of the collector, sends
+what is due, retries with exponential backoff while the server is down or
+answers 4xx, and gives up only on permanent refusals or very old mail.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from collector.mail import Mail, MailError, Transport, compose, message_id, transport_from_config
+from collector.store import Store, StoreError
+from collector.store.outbox import OutboxMessage
+
+if TYPE_CHECKING:
+    from collector.config import CollectorConfig
+
+log = logging.getLogger("osmon.outbox")
+
+FIRST_RETRY = 30.0
+MAX_RETRY = 3600.0
+JITTER = 0.2  # up to 20 % earlier, so mail queued together does not retry in lockstep
+# RFC 5321 4.5.4.1 asks MTAs to keep trying for 4-5 days; an alert older than that is history.
+GIVE_UP_AFTER = 5 * 86400.0
+KEEP_SENT = 30 * 86400.0
+
+
+def backoff(attempts: int, rng: Callable[[], float] = random.random) -> float:
+    """Seconds to wait after the `attempts`-th failure: 30 s doubling up to 1 h, minus jitter."""
+    delay = min(MAX_RETRY, FIRST_RETRY * 2 ** min(attempts - 1, 20))
+    return delay * (1 - JITTER * rng())
+
+
+class Outbox:
+    """Mail to send, kept in the store until a transport has handed it over."""
+
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport | None,
+        sender: str,
+        clock: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.store, self.transport, self.sender = store, transport, sender
+        self.clock, self.rng = clock, rng
+        self.on_enqueue: Callable[[], None] | None = None  # set by MailSender to wake it up
+        self._failing: str | None = None  # the outage being reported, so it is logged once
+        self._warned_no_transport = False
+
+    def enqueue(self, mail: Mail) -> int:
+        """Store `mail` for sending (returns at once); returns its outbox id."""
+        outbox_id = self.store.outbox_add(mail, message_id(self.sender), self.clock())
+        if self.transport is None:
+            self._warn_no_transport()
+        elif self.on_enqueue is not None:
+            self.on_enqueue()
+        return outbox_id
+
+    def size(self) -> int:
+        """Mail waiting to be sent."""
+        return self.store.outbox_size()
+
+    def deliver_due(self, now: float | None = None) -> int:
+        """Send the mail that is due; returns how many went out."""
+        if self.transport is None:
+            self._warn_no_transport()
+            return 0
+        now = self.clock() if now is None else now
+        sent = 0
+        for message in self.store.outbox_due(now):
+            try:
+                self._send(self.transport, message)
+            except MailError as e:
+                self._failed(message, e, now)
+                if not e.permanent:
+                    break  # the server is likely down for the rest too: try them next round
+            else:
+                sent += 1
+        return sent
+
+    def prune(self, now: float | None = None) -> int:
+        """Forget mail sent (or given up on) more than 30 days ago."""
+        return self.store.outbox_prune((self.clock() if now is None else now) - KEEP_SENT)
+
+    def _send(self, transport: Transport, message: OutboxMessage) -> None:
+        mail = Mail(message.recipients, message.subject, message.text, message.html)
+        email = compose(mail, self.sender, message.message_id, date=message.created)
+        refused = transport.send(email, message.recipients)
+        # Recorded right away: from here on, a failure must not send it a second time.
+        note = "; ".join(f"{rcpt} refused: {reply}" for rcpt, reply in refused.items()) or None
+        self.store.outbox_sent(message.id, self.clock(), note)
+        if note:
+            log.warning("mail %r sent, but %s", message.subject, note)
+        if self._failing is not None:
+            log.info("mail delivery through %s works again; %d mail waiting", transport, self.size())
+            self._failing = None
+
+    def _failed(self, message: OutboxMessage, e: MailError, now: float) -> None:
+        attempts = message.attempts + 1
+        if e.permanent or now - message.created >= GIVE_UP_AFTER:
+            self.store.outbox_failed(message.id, e.reason, None)
+            log.error(
+                "gave up on mail %r to %s after %d attempts: %s",
+                message.subject,
+                message.recipients,
+                attempts,
+                e,
+            )
+            return
+        self.store.outbox_failed(message.id, e.reason, now + backoff(attempts, self.rng))
+        if self._failing is None:
+            log.warning("mail delivery failing, mail waits in the outbox and is retried: %s", e)
+        self._failing = e.reason
+
+    def _warn_no_transport(self) -> None:
+        if not self._warned_no_transport:
+            log.warning("no smtp.host or sendmail configured: mail is kept in the outbox, not sent")
+            self._warned_no_transport = True
+
+
+def outbox_from_config(store: Store, config: CollectorConfig) -> Outbox:
+    """The outbox sending through the configured transport, from smtp.from."""
+    return Outbox(store, transport_from_config(config), config.smtp_from)
+
+
+class MailSender:
+    """The thread that empties the outbox: woken by `notify()`, else polling every `poll` seconds."""
+
+    def __init__(self, outbox: Outbox, poll: float = 5.0, prune_every: float = 3600.0) -> None:
+        self.outbox = outbox
+        self.poll, self.prune_every = poll, prune_every
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_prune = float("-inf")
+        self._last_error: str | None = None  # a persisting error is logged once, not every poll
+        outbox.on_enqueue = self.notify
+
+    def start(self) -> None:
+        """Start sending in a background thread."""
+        self._thread = threading.Thread(target=self._run, name="mail-sender", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """Mail was enqueued: send it now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop after the mail being sent, if any; waits for the thread up to `timeout`."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()  # before the round: a notify() during it wakes the next one
+                self._round()
+                self._wake.wait(self.poll)
+        finally:
+            self.outbox.store.close()  # this thread's connection
+
+    def _round(self) -> None:
+        """One pass; the errors of sending are handled here, so the thread carries on."""
+        try:
+            self.outbox.deliver_due()
+            if time.monotonic() - self._last_prune >= self.prune_every:
+                self._last_prune = time.monotonic()
+                self.outbox.prune()
+        except (MailError, StoreError, OSError) as e:
+            if str(e) != self._last_error:
+                log.error("mail sender: %s", e)
+            self._last_error = str(e)
+        else:
+            self._last_error = None
