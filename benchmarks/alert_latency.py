@@ -91,7 +91,7 @@ def latencies(runs: int, interval: float) -> tuple[list[float], list[float]]:
         config.write_text(
             f'listen = "tcp://127.0.0.1:{port}"\ndatabase = "{Path(tmp) / "osmon.db"}"\n'
             f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\nsecurity = "none"\n'
-            '[alerts]\nrecipients = ["ops@bench"]\ndown_after = 3\n'
+            '[certfr]\nenabled = false\n[alerts]\nrecipients = ["ops@bench"]\ndown_after = 3\n'
             '[thresholds."mem.percent"]\nwarning = 90\nfor = 0\nhysteresis = 5\n'
         )
         log = open(Path(tmp) / "collector.log", "wb")  # noqa: SIM115 - closed below

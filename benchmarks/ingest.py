@@ -45,7 +45,7 @@ def real_probes() -> dict:
 
 def start_collector(workdir: Path, port: int, curve: bool, agents: int) -> tuple[subprocess.Popen, dict]:
     config = workdir / "collector.toml"
-    text = f'listen = "tcp://127.0.0.1:{port}"\ndatabase = "{workdir / "osmon.db"}"\n'
+    text = f'listen = "tcp://127.0.0.1:{port}"\ndatabase = "{workdir / "osmon.db"}"\ncertfr.enabled = false\n'
     client_keys: dict = {}
     if curve:
         text, client_keys = make_keys(workdir, text, agents)

@@ -22,6 +22,7 @@ from collector.mail import Mail
 from collector.status import iso
 from collector.store import Store
 from collector.store.alerts import Alert, AlertEvent
+from collector.store.certfr import CertfrItem
 
 log = logging.getLogger("osmon.notify")
 
@@ -155,3 +156,21 @@ class Notifier:
         if not self.config.public_url:
             return None
         return f"{self.config.public_url.rstrip('/')}/host/{quote(host, safe='')}"
+
+
+def certfr_mail(items: list[CertfrItem], to: list[str]) -> Mail:
+    """One mail for the new CERT-FR alerts of one poll."""
+    first = items[0]
+    more = f" (+{len(items) - 1} more)" if len(items) > 1 else ""
+    subject = f"[osMonitoring] CERT-FR: {first.title}{more}"
+    blocks = [
+        f"{item.title}\n{iso(item.published) if item.published else ''}\n{item.link}\n\n{item.description}"
+        for item in items
+    ]
+    text = "\n\n----\n\n".join(blocks) + "\n"
+    body = "".join(
+        f'<h3><a href="{html.escape(item.link)}">{html.escape(item.title)}</a></h3>'
+        f"<p>{html.escape(item.description)}</p>"
+        for item in items
+    )
+    return Mail(to, subject, text, f"<html><body>{body}</body></html>")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
+from collector.certfr import CertfrPoller
 from collector.config import CollectorConfig
 from collector.detection import Detector
-from collector.notify import Notifier
+from collector.notify import Notifier, certfr_mail
 from collector.outbox import MailSender, outbox_from_config
 from collector.store import Received, Store
 
@@ -21,12 +22,22 @@ class Services:
         self.sender = MailSender(self.outbox)
         self.notifier = Notifier(config, store, self.outbox.enqueue)
         self.detector = Detector(store, config.thresholds, config.down_after, notify=self.notifier.on_events)
+        self.certfr = None
+        if config.certfr_enabled:
+            recipients = config.certfr_recipients
+            self.certfr = CertfrPoller(
+                config, store, notify=lambda items: self.outbox.enqueue(certfr_mail(items, recipients))
+            )
         self._next_remind = 0.0
 
     def start(self) -> None:
         self.sender.start()
+        if self.certfr is not None:
+            self.certfr.start()
 
     def stop(self) -> None:
+        if self.certfr is not None:
+            self.certfr.stop()
         self.sender.stop(timeout=10)
 
     def on_batch(self, fresh: list[Received]) -> None:

@@ -81,8 +81,10 @@ class Cluster:
         self.write_collector_config()
 
     def write_collector_config(self, extra: str = "") -> Path:
+        # Tests never reach outside hosts: the CERT-FR feed is off unless a test points it at its own server.
+        certfr = "" if "[certfr]" in extra else "[certfr]\nenabled = false\n"
         self.collector_config.write_text(
-            f'listen = "tcp://127.0.0.1:{self.port}"\ndatabase = "{self.dir / "osmon.db"}"\n{extra}\n'
+            f'listen = "tcp://127.0.0.1:{self.port}"\ndatabase = "{self.dir / "osmon.db"}"\n{extra}\n{certfr}'
         )
         return self.collector_config
 
