@@ -49,6 +49,8 @@ class Agent:
 
     def transmit(self, now: float) -> None:
         """Resend what timed out, then send new snapshots while the window has room."""
+        if not self.link.connected:
+            return  # nothing can go out; the reconnect event sends everything in flight again
         due = []
         for seq in [s for s, sent in self.in_flight.items() if now - sent >= self.config.ack_timeout]:
             body = self.spool.get(seq)
@@ -69,6 +71,10 @@ class Agent:
         for i in range(0, len(snapshots), SEND_BATCH):
             chunk = snapshots[i : i + SEND_BATCH]
             if not self.link.send([body for _, body in chunk]):
+                # Whatever was due waits a full ack_timeout again: no busy retry loop.
+                for seq, _ in snapshots[i:]:
+                    if seq in self.in_flight:
+                        self.in_flight[seq] = now
                 return False
             for seq, _ in chunk:
                 self.in_flight[seq] = now
@@ -87,7 +93,7 @@ class Agent:
             self.in_flight = dict.fromkeys(self.in_flight, float("-inf"))
 
     def next_resend(self) -> float:
-        if not self.in_flight:
+        if not self.in_flight or not self.link.connected:
             return float("inf")
         return min(self.in_flight.values()) + self.config.ack_timeout
 

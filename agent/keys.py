@@ -18,7 +18,7 @@ class KeyFileError(ValueError):
 
 def generate(directory: str | Path, name: str) -> tuple[Path, Path]:
     """Write NAME.key and NAME.key_secret (mode 0600) in `directory`; refuse to overwrite."""
-    if not KEY_NAME.match(name) or ".." in name:
+    if not KEY_NAME.fullmatch(name) or ".." in name:
         raise KeyFileError(f"invalid key name {name!r}: use letters, digits, '.', '-', '_'")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

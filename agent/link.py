@@ -86,8 +86,9 @@ class Link:
                 event = recv_monitor_message(self.monitor, zmq.NOBLOCK)["event"]
             except zmq.Again:
                 return reopened
-            # With CURVE a connection is usable only after the handshake succeeded.
-            ready = zmq.EVENT_HANDSHAKE_SUCCEEDED if self.curve else zmq.EVENT_CONNECTED
+            # A connection is usable only once the ZMTP handshake succeeded (TCP alone
+            # connects even to a stopped, SIGSTOPped collector).
+            ready = zmq.EVENT_HANDSHAKE_SUCCEEDED
             if event == zmq.EVENT_CONNECTED:
                 self._tcp_up = True
             if event == ready:

@@ -35,9 +35,10 @@ class Spool:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL survives a SIGKILL of the agent; an OS crash may lose the
-            # last snapshot, which was never sent, so nothing acked is ever lost.
-            self.db.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a power loss must not roll back last_seq after those numbers were
+            # sent and stored, or the next snapshots would reuse them (and be dropped
+            # as duplicates). One fsync per interval is cheap.
+            self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
             self.size = self.db.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM pending").fetchone()[0]
         except (sqlite3.Error, OSError) as e:
@@ -74,6 +75,9 @@ class Spool:
         except sqlite3.Error as e:
             self._rollback()
             raise SpoolError(f"cannot write spool {self.path}: {e}") from None
+        except BaseException:
+            self._rollback()
+            raise
         self.size += len(body) - dropped
         return seq
 
@@ -120,6 +124,9 @@ class Spool:
         except sqlite3.Error as e:
             self._rollback()
             raise SpoolError(f"cannot write spool {self.path}: {e}") from None
+        except BaseException:
+            self._rollback()
+            raise
         self.size -= freed
 
     def _rollback(self) -> None:

@@ -46,6 +46,8 @@ SCHEMA_VERSION = 1
 # keep them to what DNS and /etc/hostname allow.
 HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252})$")
 MAX_SEQ = 2**63 - 1
+MAX_INT = 2**53
+MAX_INTERVAL = 7 * 86400.0  # an agent reporting less often than weekly is misconfigured
 MAX_TS = 7_258_118_400  # 2200-01-01: a later timestamp is a broken clock or garbage
 
 # Documentation of what each probe sends; the agent's tests check it holds.
@@ -112,9 +114,11 @@ _known_hosts: set[str] = set()  # names already checked: the same few recur in e
 
 def valid_host(name: object) -> bool:
     """True if `name` is a host name we accept (no path, markup or spaces)."""
+    if not isinstance(name, str):
+        return False
     if name in _known_hosts:
         return True
-    ok = isinstance(name, str) and HOST_NAME.match(name) is not None and ".." not in name
+    ok = HOST_NAME.fullmatch(name) is not None and ".." not in name
     if ok and len(_known_hosts) < 100_000:
         _known_hosts.add(name)
     return ok
@@ -130,7 +134,8 @@ def _finite(value: object) -> bool:
     kind = type(value)
     if kind is float:
         return value - value == 0.0  # NaN - NaN and inf - inf are NaN
-    return kind is int
+    # Integers beyond 2**53 are no measurement, and would overflow SQLite's 64-bit integers.
+    return kind is int and -MAX_INT <= value <= MAX_INT
 
 
 def _get(table: dict, *path: str) -> Any:
@@ -237,7 +242,7 @@ def decode_snapshot(data: bytes) -> Snapshot:
     if not _finite(ts) or not 0 < ts < MAX_TS:
         raise WireError(f"invalid ts {str(ts)[:40]!r}")
     interval = message.get("interval")
-    if interval is not None and not (_finite(interval) and interval > 0):
+    if interval is not None and not (_finite(interval) and 0.01 <= interval <= MAX_INTERVAL):
         raise WireError(f"invalid interval {str(interval)[:40]!r}")
     probes = message.get("probes")
     if not isinstance(probes, bytes):
@@ -328,6 +333,6 @@ def decode_ack(data: bytes) -> list[int]:
     if not isinstance(message, dict) or message.get("v") != SCHEMA_VERSION:
         raise WireError("ack is not a version 1 map")
     seqs = message.get("ack")
-    if not isinstance(seqs, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seqs):
+    if not isinstance(seqs, list) or not all(type(s) is int and 0 <= s <= MAX_SEQ for s in seqs):
         raise WireError("ack list is malformed")
     return seqs

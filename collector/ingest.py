@@ -49,8 +49,9 @@ class PeerLog:
             return
         more = self._suppressed.pop(peer, 0)
         self._last[peer] = now
-        if len(self._last) > 10_000:  # forget old peers so the table stays bounded
+        if len(self._last) > 10_000:  # forget old peers so the tables stay bounded
             self._last = {p: t for p, t in self._last.items() if now - t < self.period}
+            self._suppressed = Counter({p: n for p, n in self._suppressed.items() if p in self._last})
         extra = f" ({more} more since the last report)" if more else ""
         log.warning("%s%s", message, extra)
 
@@ -95,11 +96,11 @@ class Ingest:
                 self._next_tick = time.monotonic() + TICK
                 self._guarded(self.on_tick)
             if time.monotonic() >= self._next_housekeeping:
-                self.housekeeping()
+                self._guarded(self.housekeeping)
         # Whatever is already queued in the socket was sent by agents that will
         # resend it if unacked; taking it now just saves them the wait.
         self.receive_batch()
-        self.flush_counters()
+        self._guarded(self.flush_counters)
         log.info("stopped on %s", shutdown.signal_name or "request")
 
     def receive_batch(self) -> int:
@@ -107,7 +108,10 @@ class Ingest:
         batch: list[Received] = []
         senders: list[bytes] = []
         socket = self.socket
-        while len(batch) < self.config.batch_size:
+        # Bounded in messages too: a flood of invalid ones must not starve ticks or shutdown.
+        for _ in range(self.config.batch_size):
+            if len(batch) >= self.config.batch_size:
+                break
             try:
                 # The routing frame is kept as a Frame for its metadata (User-Id,
                 # Peer-Address), shared by the whole message; snapshots come as bytes.
@@ -184,7 +188,7 @@ class Ingest:
             hook(*args)
         except StoreError as e:
             self.counts["hook_errors"] += 1
-            self.peer_log.warn("hooks", f"detection could not store its results: {e}")
+            self.peer_log.warn("hooks", f"{getattr(hook, '__name__', 'a hook')} failed on storage: {e}")
 
     def housekeeping(self) -> None:
         """Flush self-metrics, notice changed key files, prune expired samples a little at a time."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from pathlib import Path
 
 from collector.store import open_store
 from tests.conftest import Cluster, wait_for
@@ -80,4 +83,29 @@ def test_status_turns_a_silent_host_down(cluster: Cluster) -> None:
     agent.terminate()
     # down_after (3) intervals of 0.2 s without a snapshot: the host is down.
     wait_for(lambda: cluster.status()[0]["status"] == "down", what="host to turn down")
+    collector.terminate()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_agent_waits_quietly_through_an_outage(cluster: Cluster) -> None:
+    """With snapshots in flight and no collector, the agent must not spin on resends."""
+    collector = cluster.collector()
+    agent = cluster.agent("zeta", interval=0.05)
+    wait_for(lambda: stored_counts(cluster).get("zeta", 0) >= 10, what="snapshots stored")
+    os.kill(collector.pid, signal.SIGSTOP)  # acks stop: snapshots pile up in flight
+    time.sleep(1.0)
+    collector.kill()  # then the connection drops with them unacked
+    time.sleep(1.0)
+    before = cpu_seconds(agent.pid)
+    time.sleep(3.0)
+    used = cpu_seconds(agent.pid) - before
+    assert used < 1.0, f"the agent used {used:.2f} s of CPU in 3 s of outage"
+    assert cluster.produced("zeta")[1] > 20  # still collecting into the spool
+    collector = cluster.collector()
+    wait_for(lambda: cluster.produced("zeta")[1] <= 5, what="the spool to drain after the outage")
+    agent.terminate()
     collector.terminate()

@@ -160,3 +160,22 @@ def test_an_older_schema_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
     assert store.schema_version() == len(MIGRATIONS)
     assert store.seqs("old") == [1]
     assert store.hosts()[0].snapshots == 1
+
+
+def test_pruning_after_an_agent_clock_step_never_lets_a_resend_be_stored_twice(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "osmon.db")
+    store.ingest([received("a", s) for s in range(1, 6)] + [received("a", 6, ts=T0 - 10 * 86400)])
+    assert store.prune(T0 - 86400) == 1  # only seq 6, whose clock said ten days ago
+    store.ingest([received("a", 3)])  # a late resend
+    assert store.seqs("a") == [1, 2, 3, 4, 5]
+    [host] = store.hosts()
+    assert (host.first_seq, host.last_seq, host.snapshots) == (1, 5, 5)
+
+
+def test_every_store_method_reports_database_trouble_as_store_error(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "osmon.db")
+    store.db.execute("DROP TABLE alerts")
+    with pytest.raises(StoreError, match="no such table"):
+        store.alerts_active()
+    with pytest.raises(StoreError):
+        store.alerts_apply([], [("a", "mem.percent", 1.0, 1.0, 1.0)])

@@ -64,6 +64,13 @@ def test_unknown_keys_are_ignored_for_forward_compatibility() -> None:
         ({"host": "a" * 300}, "host"),
         ({"host": "web 01"}, "host"),
         ({"host": ""}, "host"),
+        ({"host": []}, "host"),
+        ({"host": {"a": 1}}, "host"),
+        ({"host": "web-01\n"}, "host"),
+        ({"interval": 1e-300}, "interval"),
+        ({"interval": 1e308}, "interval"),
+        ({"series": {"disk.percent": {"/": 2**64 - 1}}}, "disk.percent"),
+        ({"metrics": {"mem.percent": 2**60}}, "mem.percent"),
         ({"seq": -1}, "seq"),
         ({"seq": "7"}, "seq"),
         ({"seq": True}, "seq"),
@@ -132,7 +139,13 @@ def test_probes_with_missing_or_odd_values_give_gaps_not_errors() -> None:
 
 def test_acks_round_trip_and_bad_acks_are_refused() -> None:
     assert wire.decode_ack(wire.encode_ack([1, 2, 3])) == [1, 2, 3]
-    for bad in (b"\xc1", wire.encode({"v": 1, "ack": ["1"]}), wire.encode([1, 2])):
+    for bad in (
+        b"\xc1",
+        wire.encode({"v": 1, "ack": ["1"]}),
+        wire.encode([1, 2]),
+        wire.encode({"v": 1, "ack": [2**64 - 1]}),
+        wire.encode({"v": 1, "ack": [-1]}),
+    ):
         with pytest.raises(wire.WireError):
             wire.decode_ack(bad)
 
@@ -160,7 +173,7 @@ json_like = st.recursive(
         {},
         optional={
             "v": st.sampled_from([1, 1, 1, 2, "1", None]),
-            "host": st.sampled_from(["web-01", "", "../x", "a b"]) | st.text(max_size=30),
+            "host": st.sampled_from(["web-01", "", "../x", "a b", "x\n"]) | st.text(max_size=30) | json_like,
             "seq": st.integers(min_value=-5, max_value=2**64 - 1) | json_like,
             "ts": st.floats() | msgpack_ints | json_like,
             "interval": st.floats() | json_like,

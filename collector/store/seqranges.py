@@ -67,6 +67,34 @@ class SeqRanges:
         while self.gaps and self.gaps[0][0] == self.first:  # the new first must be a stored number
             self.first = self.gaps.pop(0)[1] + 1
 
+    def discard(self, seqs: list[int]) -> None:
+        """Forget these stored numbers (pruned); ones inside the range become gaps."""
+        for seq in sorted(seqs):
+            if self.first is None or seq not in self:
+                continue
+            if seq == self.first:
+                self.drop_below(seq + 1)
+            elif seq == self.last:
+                self.last = seq - 1
+                while self.gaps and self.gaps[-1][1] == self.last:
+                    self.last = self.gaps.pop()[0] - 1
+            else:
+                self._open_gap(seq)
+
+    def _open_gap(self, seq: int) -> None:
+        i = bisect_right(self.gaps, [seq, float("inf")])
+        before = self.gaps[i - 1] if i > 0 and self.gaps[i - 1][1] == seq - 1 else None
+        after = self.gaps[i] if i < len(self.gaps) and self.gaps[i][0] == seq + 1 else None
+        if before and after:
+            before[1] = after[1]
+            del self.gaps[i]
+        elif before:
+            before[1] = seq
+        elif after:
+            after[0] = seq
+        else:
+            self.gaps.insert(i, [seq, seq])
+
     def missing(self) -> list[tuple[int, int]]:
         return [(a, b) for a, b in self.gaps]
 

@@ -7,6 +7,7 @@ beside the writer without blocking it.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from pathlib import Path
@@ -20,6 +21,7 @@ from collector.store.certfr import CertfrQueries
 from collector.store.outbox import OutboxQueries
 from collector.store.schema import MIGRATIONS
 from collector.store.seqranges import SeqRanges
+from collector.store.web import WebQueries
 
 METRIC_COLUMNS = Sample._fields[3:-1]  # the numbers between (host, seq, ts) and detail
 _INSERT_SAMPLE = "INSERT INTO samples (host_id, seq, ts, {cols}, detail) VALUES (?, ?, ?, {marks}, ?)".format(
@@ -27,7 +29,28 @@ _INSERT_SAMPLE = "INSERT INTO samples (host_id, seq, ts, {cols}, detail) VALUES 
 )
 
 
-class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries):
+def _translate_errors(cls: type) -> type:
+    """Every public method raises StoreError, never sqlite3.Error: callers catch one thing."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def call(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.Error as e:
+                raise StoreError(f"{self.path}: {e}") from None
+
+        return call
+
+    for name in dir(cls):
+        attr = getattr(cls, name)
+        if not name.startswith("_") and callable(attr) and not isinstance(attr, type):
+            setattr(cls, name, wrap(attr))
+    return cls
+
+
+@_translate_errors
+class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries):
     """Storage in one SQLite file in WAL mode."""
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
@@ -58,9 +81,9 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries):
             try:
                 conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
                 conn.execute("PRAGMA journal_mode=WAL")
-                # NORMAL in WAL mode survives a process crash (SIGKILL); only an OS
-                # crash can lose the last commits, and agents resend those.
-                conn.execute("PRAGMA synchronous=NORMAL")
+                # FULL: what is committed is acked, and acked snapshots leave the agents'
+                # spools, so a commit must survive a power loss (one fsync per batch).
+                conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.DatabaseError as e:
                 raise StoreError(f"cannot open database {self.path}: {e}") from None
@@ -287,21 +310,26 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries):
                     )
                 ]
                 if seqs:
-                    self._forget(host_id, max(seqs) + 1, len(seqs))
+                    self._forget(host_id, seqs)
                 self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
                 self._ranges.clear()
                 raise
             deleted += len(seqs)
         return deleted
 
-    def _forget(self, host_id: int, first_kept: int, count: int) -> None:
-        """Bookkeeping after pruning: everything below `first_kept` is gone."""
+    def _forget(self, host_id: int, seqs: list[int]) -> None:
+        """Bookkeeping after pruning: exactly these sequence numbers are gone.
+
+        Usually the oldest ones; after an agent's clock stepped back, others too,
+        which become gaps, so a late resend of one is still known as stored.
+        """
         ranges = self._seq_ranges(host_id)
-        ranges.drop_below(first_kept)
+        ranges.discard(seqs)
         self.db.execute(
             "UPDATE hosts SET first_seq = ?, last_seq = ?, stored = MAX(0, stored - ?) WHERE id = ?",
-            (ranges.first, ranges.last, count, host_id),
+            (ranges.first, ranges.last, len(seqs), host_id),
         )
         self._save_gaps(host_id, ranges)
