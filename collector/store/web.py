@@ -1,0 +1,178 @@
+"""The SQL of the dashboard: short reads, and the one write it makes (silences).
+
+The dashboard runs in its own process beside the collector's writer. Every
+read here is one statement in autocommit mode, so no read transaction
+outlives a request and WAL checkpoints are never held back for long; the
+connection is `query_only` except around a silence, so a bug in a view cannot
+write. Series are reduced to time buckets inside SQLite: a 30-day chart
+reads a few hundred rows into Python, not every sample.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+import msgpack
+
+from collector.store import StoreError
+
+# Columns of `samples` a series may be read from: names are checked against this
+# list before they are put into SQL (they cannot be bound as parameters).
+SERIES_COLUMNS = (
+    "cpu",
+    "cpu_iowait",
+    "mem",
+    "swap",
+    "load1",
+    "load5",
+    "load15",
+    "disk_max",
+    "read_bps",
+    "write_bps",
+    "rx_bps",
+    "tx_bps",
+    "procs",
+    "users",
+)
+
+
+class WebHost(NamedTuple):
+    """A host as the dashboard shows it: bookkeeping and its latest snapshot (msgpack as received)."""
+
+    name: str
+    first_seen: float
+    last_seen: float  # collector clock
+    interval: float | None
+    latest_ts: float | None  # agent clock of `snapshot`
+    snapshot: bytes | None
+
+
+class Bucket(NamedTuple):
+    """One time bucket of a series: its start, and (min, avg, max) per requested column."""
+
+    t: float
+    stats: tuple[tuple[float | None, float | None, float | None], ...]
+
+
+class DetailBucket(NamedTuple):
+    """One time bucket of per-entity numbers: those of the sample where `peak` was highest."""
+
+    t: float
+    peak: float | None
+    detail: dict[str, Any]  # {"cpu.core": [...], "disk.percent": {mount: %}, ...}
+
+
+_HOST_COLUMNS = "name, first_seen, last_seen, interval, latest_ts, snapshot"
+
+
+class WebQueries:
+    """Mixin of SQLiteStore: every statement of the dashboard."""
+
+    db: sqlite3.Connection
+    path: str
+
+    def web_read_only(self) -> None:
+        """Make this thread's connection refuse writes (called before each request)."""
+        self._web_sql("PRAGMA query_only = ON", ())
+
+    @contextmanager
+    def _web_writable(self) -> Iterator[None]:
+        self._web_sql("PRAGMA query_only = OFF", ())
+        try:
+            yield
+        finally:
+            self._web_sql("PRAGMA query_only = ON", ())
+
+    def web_check(self) -> int:
+        """Read the database once (for /healthz); returns the number of hosts."""
+        return self._web_sql("SELECT count(*) FROM hosts", ()).fetchone()[0]
+
+    def web_hosts(self) -> list[WebHost]:
+        """Every host with its latest snapshot, by name."""
+        rows = self._web_sql(
+            f"SELECT {_HOST_COLUMNS} FROM hosts LEFT JOIN latest ON latest.host_id = hosts.id ORDER BY name",
+            (),
+        ).fetchall()
+        return [WebHost(*row) for row in rows]
+
+    def web_host(self, name: str) -> WebHost | None:
+        """One host with its latest snapshot, or None if the collector never heard of it."""
+        row = self._web_sql(
+            f"SELECT {_HOST_COLUMNS} FROM hosts LEFT JOIN latest ON latest.host_id = hosts.id WHERE name = ?",
+            (name,),
+        ).fetchone()
+        return None if row is None else WebHost(*row)
+
+    def web_series(
+        self, host: str, columns: Sequence[str], start: float, end: float, bucket: float
+    ) -> list[Bucket]:
+        """min/avg/max of `columns` per `bucket` seconds over start <= ts < end, oldest first.
+
+        Buckets are aligned on multiples of `bucket` since the epoch, so a chart
+        refreshed a minute later groups the same samples together.
+        """
+        unknown = set(columns) - set(SERIES_COLUMNS)
+        if unknown or not columns:
+            raise ValueError(f"not series columns: {sorted(unknown) or 'none given'}")
+        stats = ", ".join(f"MIN({c}), AVG({c}), MAX({c})" for c in columns)
+        rows = self._web_sql(
+            f"SELECT CAST(ts / :bucket AS INTEGER) AS b, {stats} FROM samples "
+            "WHERE host_id = (SELECT id FROM hosts WHERE name = :host) AND ts >= :start AND ts < :end "
+            "GROUP BY b ORDER BY b",
+            {"bucket": bucket, "host": host, "start": start, "end": end},
+        ).fetchall()
+        return [
+            Bucket(row[0] * bucket, tuple(tuple(row[i : i + 3]) for i in range(1, len(row), 3)))
+            for row in rows
+        ]
+
+    def web_series_detail(self, host: str, peak: str, start: float, end: float, bucket: float) -> list[DetailBucket]:
+        """Per bucket, the per-entity numbers of the sample where column `peak` was highest.
+
+        SQLite fills a bare column of a MAX() aggregate from the row holding the
+        maximum, so only one detail blob per bucket leaves the database.
+        """
+        if peak not in SERIES_COLUMNS:
+            raise ValueError(f"not a series column: {peak!r}")
+        rows = self._web_sql(
+            f"SELECT CAST(ts / :bucket AS INTEGER) AS b, MAX({peak}), detail FROM samples "
+            "WHERE host_id = (SELECT id FROM hosts WHERE name = :host) AND ts >= :start AND ts < :end "
+            "GROUP BY b ORDER BY b",
+            {"bucket": bucket, "host": host, "start": start, "end": end},
+        ).fetchall()
+        return [DetailBucket(b * bucket, value, _detail(blob)) for b, value, blob in rows]
+
+    def web_silence(self, host: str, until: float, reason: str, now: float) -> None:
+        """Silence `host` until `until` (the dashboard's only kind of write, with unsilence)."""
+        with self._web_writable():
+            self._web_write(lambda: self.silence(host, until, reason, now))  # type: ignore[attr-defined]
+
+    def web_unsilence(self, host: str) -> bool:
+        """Lift `host`'s silence; False if there was none."""
+        with self._web_writable():
+            return self._web_write(lambda: self.unsilence(host))  # type: ignore[attr-defined]
+
+    def _web_write(self, write: Any) -> Any:
+        try:
+            return write()
+        except sqlite3.Error as e:  # locked longer than the busy timeout, disk full, read-only file
+            raise StoreError(f"cannot write {self.path}: {e}") from None
+
+    def _web_sql(self, sql: str, args: tuple | dict) -> sqlite3.Cursor:
+        try:
+            return self.db.execute(sql, args)
+        except sqlite3.Error as e:  # damaged file, I/O error, locked too long
+            raise StoreError(f"cannot read {self.path}: {e}") from None
+
+
+def _detail(blob: bytes | None) -> dict[str, Any]:
+    if blob is None:
+        return {}
+    try:
+        detail = msgpack.unpackb(blob)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        return {}  # written by the collector itself: only a damaged file gets here
+    return detail if isinstance(detail, dict) else {}
