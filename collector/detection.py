@@ -95,9 +95,13 @@ class Detector:
             if (host, DOWN) in self.active:
                 events.append(self._end(host, DOWN, self.clock(), None))
         active, pending, lookup = self.active, self.pending, self.rules.lookup
+        busy = {host for host, _ in active} | {host for host, _ in pending}
         # Arrival order is each agent's spool order: per host, oldest first.
         for r in fresh:
             host, ts = r.sample.host, r.sample.ts
+            if host not in busy and self._quiet(r.sample):
+                continue  # the common case: nothing pending or firing, every value below its levels
+            busy.add(host)
             for rule, metric, value in readings(r.sample):
                 key = (host, rule)
                 threshold, floor = lookup(host, metric)
@@ -111,6 +115,20 @@ class Detector:
                     touched[key] = (value, ts)
         self._save(events, touched)
         return events
+
+    def _quiet(self, s: Sample) -> bool:
+        """Every reading of `s` below the lowest level of its rule (the fullest disk stands for all)."""
+        lookup, host = self.rules.lookup, s.host
+        for metric, value in (
+            ("cpu.percent", s.cpu),
+            ("mem.percent", s.mem),
+            ("swap.percent", s.swap),
+            ("disk.percent", s.disk_max),
+        ):
+            if value is not None and value >= lookup(host, metric)[1]:
+                return False
+        cores = len(s.detail.get("cpu.core") or ())
+        return s.load1 is None or not cores or s.load1 / cores < lookup(host, "load.1")[1]
 
     def _evaluate(self, host: str, rule: str, t: Threshold, value: float, ts: float) -> AlertEvent | None:
         key = (host, rule)

@@ -174,7 +174,7 @@ def test_end_to_end_an_smtp_outage_delays_the_mail_and_loses_nothing(cluster: Cl
     )
     servers.start(inbox, port=port)
     # The sender retries with backoff (first retry after at most 30 s).
-    wait_for(lambda: subjects(inbox), timeout=45, what="the delayed mail")
+    wait_for(lambda: subjects(inbox), timeout=75, what="the delayed mail")
     agent.terminate()
     collector.terminate()
     assert len(subjects(inbox)) == 1 and "WARNING web-01: memory" in subjects(inbox)[0]
