@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import sys
@@ -52,6 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     unsilence = commands.add_parser("unsilence", help="lift a host's silence")
     unsilence.add_argument("host")
     unsilence.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
+
+    web = commands.add_parser("web", help="serve the dashboard (Flask under waitress)")
+    web.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
+    web.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    commands.add_parser(
+        "hash-password",
+        help="print a password hash for [web.users] (prompts, or reads one line from standard input)",
+    )
 
     keygen = commands.add_parser("keygen", help="write a CurveZMQ key pair NAME.key / NAME.key_secret")
     keygen.add_argument("directory")
@@ -172,6 +182,28 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    from collector.web.server import serve  # Flask and waitress: only this command needs them
+
+    serve(collector_config.load(args.config))
+    return 0
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    from collector.web.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise UsageError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UsageError("empty password")
+    print(hash_password(password))
+    return 0
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     public, secret = keys.generate(args.directory, args.name)
     print(f"wrote {public} and {secret}")
@@ -190,6 +222,8 @@ COMMANDS = {
     "unsilence": cmd_unsilence,
     "check-config": cmd_check_config,
     "keygen": cmd_keygen,
+    "web": cmd_web,
+    "hash-password": cmd_hash_password,
 }
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -64,6 +65,14 @@ KEYS = [
     Key("curve.agents", string, None, "directory of allowed agent public keys, <host>.key"),
     Key("web.bind", string, "127.0.0.1:5000", "address:port of the dashboard"),
     Key("web.anonymous_read", boolean, False, "allow read-only access without login"),
+    Key("web.refresh", at_least(1, parse_duration), 10.0, "how often open pages refresh their data"),
+    Key(
+        "web.secret_key_file",
+        string,
+        None,
+        "file holding the key that signs session cookies; default: web-secret beside the database, "
+        "created (mode 0600) on first start",
+    ),
     Key("alerts.down_after", at_least(1, integer), 3, "missed intervals before a host is down"),
     Key("retention.raw", at_least(60, parse_duration), 7 * 86400.0, "how long raw samples are kept"),
     Key("web.public_url", http_url, None, "the dashboard's URL as users reach it, for links in mails"),
@@ -100,6 +109,9 @@ class CollectorConfig:
     curve_agents: str | None
     web_bind: str
     web_anonymous_read: bool
+    web_users: dict[str, str]  # user -> password hash (`osmon-collector hash-password`)
+    web_refresh: float
+    web_secret_key_file: str
     down_after: int
     retention_raw: float
     public_url: str | None
@@ -128,7 +140,9 @@ class CollectorConfig:
 
 def load(path: str | Path) -> CollectorConfig:
     """Read and check a collector config, or raise ConfigError."""
-    s = apply_schema(load_toml(path), KEYS, path, free_tables=("thresholds",))
+    doc = load_toml(path)
+    users = _web_users(doc, path)
+    s = apply_schema(doc, KEYS, path, free_tables=("thresholds",))
     all_or_none(s, ["curve.secret_key", "curve.agents"], path)
     if s["curve.secret_key"] is not None and not Path(s["curve.secret_key"]).is_file():
         raise ConfigError(path, "curve.secret_key", f"file {s['curve.secret_key']!r} does not exist")
@@ -155,6 +169,9 @@ def load(path: str | Path) -> CollectorConfig:
         curve_agents=s["curve.agents"],
         web_bind=s["web.bind"],
         web_anonymous_read=s["web.anonymous_read"],
+        web_users=users,
+        web_refresh=s["web.refresh"],
+        web_secret_key_file=s["web.secret_key_file"] or str(Path(s["database"]).parent / "web-secret"),
         down_after=s["alerts.down_after"],
         retention_raw=s["retention.raw"],
         public_url=s["web.public_url"],
@@ -199,3 +216,23 @@ def _check_bind(path: str | Path, bind: str) -> None:
         port = None
     if not parsed.hostname or port is None:
         raise ConfigError(path, "web.bind", f"expected host:port such as 127.0.0.1:5000, got {bind!r}")
+
+
+# What werkzeug.security.generate_password_hash writes: method[:params]$salt$hex digest.
+_PASSWORD_HASH = re.compile(r"^(scrypt|pbkdf2)(:[a-z0-9]+)*\$[^$]+\$[0-9a-f]+$")
+
+
+def _web_users(doc: dict, path: str | Path) -> dict[str, str]:
+    """Take [web.users] (user = "password hash") out of `doc`: its keys are user names, not settings."""
+    web = doc.get("web")
+    users = web.pop("users", {}) if isinstance(web, dict) else {}
+    if not isinstance(users, dict):
+        raise ConfigError(path, "web.users", 'expected a table of user = "password hash"')
+    for name, hashed in users.items():
+        if not name or not isinstance(hashed, str) or not _PASSWORD_HASH.match(hashed):
+            raise ConfigError(
+                path,
+                f"web.users.{name}",
+                "expected a password hash as printed by `osmon-collector hash-password`",
+            )
+    return users

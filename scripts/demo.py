@@ -1,4 +1,4 @@
-"""`make demo`: a collector and an agent for this machine, on SQLite under ./demo-data.
+"""`make demo`: a collector, its dashboard and an agent for this machine, on SQLite under ./demo-data.
 
 Ctrl-C (or SIGTERM) stops everything this script started, by PID, and waits for it.
 """
@@ -15,15 +15,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "demo-data"
 BIN = Path(sys.executable).parent
+WEB = "127.0.0.1:5000"
+DEMO_USER, DEMO_PASSWORD = "demo", "demo"  # loopback only: lets the demo show silencing
 
 
 def write_configs(port: int) -> tuple[Path, Path]:
+    from werkzeug.security import generate_password_hash
+
     DATA.mkdir(exist_ok=True)
     collector = DATA / "collector.toml"
     collector.write_text(
         "# Written by `make demo`: plain TCP on loopback, which is why [curve] can be left out.\n"
         f'listen = "tcp://127.0.0.1:{port}"\n'
         f'database = "{DATA / "osmon.db"}"\n'
+        "[web]\n"
+        f'bind = "{WEB}"\n'
+        "anonymous_read = true\n"
+        'refresh = "5s"\n'
+        "[web.users]\n"
+        f'{DEMO_USER} = "{generate_password_hash(DEMO_PASSWORD)}"\n'
     )
     agent = DATA / "agent.toml"
     agent.write_text(
@@ -51,9 +61,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     children = [
         subprocess.Popen([BIN / "osmon-collector", "run", "--config", collector_config]),
+        subprocess.Popen([BIN / "osmon-collector", "web", "--config", collector_config]),
         subprocess.Popen([BIN / "osmon-agent", "run", "--config", agent_config]),
     ]
     print(f"\nosMonitoring demo running; data in {DATA}")
+    print(f"  dashboard: http://{WEB}/  (log in as {DEMO_USER} / {DEMO_PASSWORD} to silence a host)")
     print(f"  status: {BIN / 'osmon-collector'} status --config {collector_config}")
     print("  Ctrl-C stops it all.\n", flush=True)
     while not stopping and all(child.poll() is None for child in children):

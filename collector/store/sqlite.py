@@ -70,6 +70,11 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries):
             raise StoreError(f"database {self.path} has a newer schema than this version understands")
         elif version == 0:
             raise StoreError(f"database {self.path} holds no osMonitoring data (has the collector run yet?)")
+        elif version < len(MIGRATIONS):
+            raise StoreError(
+                f"database {self.path} has schema {version}, older than this version's {len(MIGRATIONS)}: "
+                "start `osmon-collector run` once to upgrade it"
+            )
 
     # -- connections -------------------------------------------------------
 

@@ -129,7 +129,9 @@ class WebQueries:
             for row in rows
         ]
 
-    def web_series_detail(self, host: str, peak: str, start: float, end: float, bucket: float) -> list[DetailBucket]:
+    def web_series_detail(
+        self, host: str, peak: str, start: float, end: float, bucket: float
+    ) -> list[DetailBucket]:
         """Per bucket, the per-entity numbers of the sample where column `peak` was highest.
 
         SQLite fills a bare column of a MAX() aggregate from the row holding the

@@ -1,0 +1,153 @@
+"""pygal charts as pure functions: series in, SVG out (no Flask, no store).
+
+The SVG is meant to be inlined in a page. pygal escapes every label and value
+as XML text; what it does not do well offline is scripting: by default it
+links its tooltip script from a CDN and writes an inline config script. Here
+the script URLs are the caller's (the app's own static file) and the inline
+script is dropped, so a Content-Security-Policy of `script-src 'self'` holds;
+our tooltip script needs no per-chart config.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import pygal
+from pygal.style import Style
+
+
+class Serie(NamedTuple):
+    """One line: a label and (unix time, value or None for a gap) points, oldest first."""
+
+    label: str
+    points: list[tuple[float, float | None]]
+
+
+STYLE = Style(
+    background="transparent",
+    plot_background="transparent",
+    foreground="#334155",
+    foreground_strong="#0f172a",
+    foreground_subtle="#94a3b8",
+    opacity=".35",
+    opacity_hover=".6",
+    stroke_opacity="1",
+    stroke_width="1.6",
+    guide_stroke_color="#e2e8f0",
+    guide_stroke_dasharray="0",  # solid, light guides
+    major_guide_stroke_color="#cbd5e1",
+    major_guide_stroke_dasharray="0",
+    dot_opacity="0",  # dots exist for the tooltips; lines alone carry the shape
+    font_family="system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+    label_font_size=11,
+    major_label_font_size=11,
+    legend_font_size=12,
+    title_font_size=14,
+    colors=("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d"),
+)
+
+MAX_DOTS = 2000  # above this many points, no dots (no tooltips): the SVG would weigh megabytes
+
+
+def percent(value: float) -> str:
+    return f"{value:.1f} %"
+
+
+def rate(value: float) -> str:
+    """Bytes per second, in binary units."""
+    for unit in ("B/s", "KiB/s", "MiB/s", "GiB/s"):
+        if abs(value) < 1024:
+            return f"{value:.0f} {unit}" if unit == "B/s" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB/s"
+
+
+def plain(value: float) -> str:
+    return f"{value:.2f}"
+
+
+FORMATTERS: dict[str, Callable[[float], str]] = {"%": percent, "B/s": rate, "": plain}
+
+# Tick spacing candidates for the time axis, seconds.
+_TICKS = (60, 300, 600, 900, 1800, 3600, 2 * 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400)
+
+
+def time_ticks(start: float, end: float, target: int = 6) -> list[float]:
+    """Round instants (on the local clock) between start and end, about `target` of them."""
+    step = next((s for s in _TICKS if (end - start) / s <= target), _TICKS[-1])
+    offset = time.localtime(start).tm_gmtoff  # ticks fall on local hours and midnights
+    first = ((start + offset) // step + 1) * step - offset
+    ticks = []
+    t = first
+    while t < end:
+        ticks.append(t)
+        t += step
+    return ticks
+
+
+def time_label(span: float) -> Callable[[float], str]:
+    """A formatter of instants suited to a chart spanning `span` seconds."""
+    pattern = "%H:%M" if span <= 86400 else "%d/%m %H:%M"
+    return lambda t: time.strftime(pattern, time.localtime(t))
+
+
+def _trim(root: Any) -> Any:
+    """An xml_filter: drop pygal's inline config <script> (keeping scripts loaded by URL), and the
+    tooltip positions of every dot (our tooltip follows the pointer): a third of the bytes."""
+    defs = root.find("defs")
+    for element in list(defs if defs is not None else ()):
+        if element.tag == "script" and not any(str(k).endswith("href") for k in element.attrib):
+            defs.remove(element)
+    for dots in root.iter("g"):
+        if dots.get("class") == "dots":
+            for desc in dots.findall("desc"):
+                if desc.get("class", "").split(" ")[0] in ("x", "y"):
+                    dots.remove(desc)
+    return root
+
+
+def time_chart(
+    title: str,
+    series: Sequence[Serie],
+    *,
+    unit: str,
+    start: float,
+    end: float,
+    note: str = "",
+    js: Sequence[str] = (),
+) -> str:
+    """A line chart of `series` over [start, end), as an <svg class="pygal-chart chart"> string."""
+    formatter = FORMATTERS[unit]
+    points = sum(len(s.points) for s in series)
+    chart = pygal.XY(
+        style=STYLE,
+        title=title,
+        x_title=note or None,
+        js=list(js),
+        classes=["pygal-chart", "chart"],
+        disable_xml_declaration=True,
+        width=800,
+        height=320,
+        margin=12,
+        allow_interruptions=True,  # a None value breaks the line: gaps stay visible
+        show_dots=points <= MAX_DOTS,
+        dots_size=2.5,
+        xrange=(start, end),
+        x_labels=time_ticks(start, end),
+        x_value_formatter=time_label(end - start),
+        value_formatter=formatter,
+        range=(0, 100) if unit == "%" else None,
+        include_x_axis=True,  # every chart here starts at zero
+        show_legend=bool(series),
+        legend_at_bottom=True,  # pygal sizes the legend right only with its automatic column count
+        truncate_legend=40,
+        show_x_guides=False,
+        no_data_text="No data",
+    )
+    chart.add_xml_filter(_trim)
+    # pygal's XY chart fails on no series at all: an empty one makes it say "No data".
+    for serie in series or [Serie("", [])]:
+        chart.add(serie.label, serie.points)
+    return chart.render(is_unicode=True)

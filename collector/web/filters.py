@@ -1,0 +1,77 @@
+"""Jinja filters that format numbers and instants the way static/live.js does after a refresh."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask
+
+from collector.status import iso
+from collector.web.charts import rate
+
+DASH = "\N{EN DASH}"  # shown for a value the host did not report
+
+
+def percent(value: float | None) -> str:
+    return DASH if value is None else f"{value:.1f} %"
+
+
+def size(value: float | None) -> str:
+    """Bytes in binary units."""
+    if value is None:
+        return DASH
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return DASH  # not reached
+
+
+def decimal(value: float | None, digits: int = 2) -> str:
+    return DASH if value is None else f"{value:.{digits}f}"
+
+
+def duration(seconds: float | None) -> str:
+    """'45 s', '12 min', '5 h 3 min', '3 d 4 h'."""
+    if seconds is None:
+        return DASH
+    s = int(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def ago(seconds: float | None) -> str:
+    return DASH if seconds is None else f"{duration(seconds)} ago"
+
+
+def clock(ts: float | None) -> str:
+    """Local date and time of the server, to the minute."""
+    return DASH if ts is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def utc_offset() -> int:
+    """The server's current offset from UTC, seconds: live.js formats instants in the same zone."""
+    return time.localtime().tm_gmtoff
+
+
+def tz_name() -> str:
+    return time.strftime("%Z")
+
+
+def register(app: Flask) -> None:
+    app.jinja_env.filters.update(
+        percent=percent,
+        size=size,
+        rate=lambda v: DASH if v is None else rate(v),
+        decimal=decimal,
+        duration=duration,
+        ago=ago,
+        clock=clock,
+        iso=lambda ts: "" if ts is None else iso(ts),
+    )
+    app.jinja_env.globals.update(utc_offset=utc_offset, tz_name=tz_name)

@@ -1,0 +1,187 @@
+"""The fleet as the overview shows it: one row per host with its status, and counts per status.
+
+Pure functions of what the store returns and the current time, so that the
+pages, the JSON API and /metrics agree, and tests can give exact inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from agent import wire
+from collector.status import DEFAULT_INTERVAL
+from collector.store.alerts import Alert, Silence
+from collector.store.certfr import CertfrItem
+from collector.store.web import WebHost
+
+# Display and sort order of the overview: what needs attention first.
+STATUSES = ("down", "critical", "warning", "ok", "silenced")
+URGENCY = {status: rank for rank, status in enumerate(STATUSES)}
+
+
+class Latest(NamedTuple):
+    """A host's latest snapshot, decoded: host-wide numbers, per-entity numbers, full probe results."""
+
+    ts: float
+    metrics: dict[str, float]
+    series: dict[str, Any]
+    probes: dict[str, Any]
+
+
+def decode_latest(host: WebHost) -> Latest | None:
+    """The latest snapshot of `host`, or None if there is none or it no longer decodes."""
+    if host.snapshot is None:
+        return None
+    try:
+        snapshot = wire.decode_snapshot(host.snapshot)
+        return Latest(snapshot.ts, snapshot.metrics, snapshot.series, snapshot.probes())
+    except wire.WireError:
+        return None
+
+
+def is_down(host: WebHost, down_after: int, now: float) -> bool:
+    """Nothing arrived for `down_after` of the host's own intervals (as `osmon-collector status` says)."""
+    return now - host.last_seen > down_after * (host.interval or DEFAULT_INTERVAL)
+
+
+def status(down: bool, silenced: bool, alerts: Iterable[Alert]) -> str:
+    """One of STATUSES. A silenced host is in maintenance, whatever else is true of it;
+    a down host's numbers are stale, so its alerts on them say little."""
+    if silenced:
+        return "silenced"
+    if down:
+        return "down"
+    severities = {a.severity for a in alerts}
+    return "critical" if "critical" in severities else "warning" if "warning" in severities else "ok"
+
+
+def host_row(
+    host: WebHost,
+    latest: Latest | None,
+    alerts: list[Alert],
+    silence: Silence | None,
+    down_after: int,
+    now: float,
+) -> dict[str, Any]:
+    """Everything the overview shows about one host."""
+    down = is_down(host, down_after, now)
+    metrics = latest.metrics if latest else {}
+    mount, fullest = fullest_disk(latest.series if latest else {})
+    return {
+        "name": host.name,
+        "status": status(down, silence is not None, alerts),
+        "down": down,
+        "silenced_until": silence.until if silence else None,
+        "alerts": len(alerts),
+        "cpu": metrics.get("cpu.percent"),
+        "mem": metrics.get("mem.percent"),
+        "swap": metrics.get("swap.percent"),
+        "disk": fullest,
+        "disk_mount": mount,
+        "load1": metrics.get("load.1"),
+        "load5": metrics.get("load.5"),
+        "load15": metrics.get("load.15"),
+        "cpus": metrics.get("cpu.count"),
+        "uptime": uptime(latest, host.last_seen, down, now),
+        "last_seen": host.last_seen,
+        "last_seen_ago": max(0.0, now - host.last_seen),
+        "interval": host.interval,
+    }
+
+
+def fullest_disk(series: dict[str, Any]) -> tuple[str | None, float | None]:
+    """(mount, percent) of the fullest filesystem."""
+    usage = series.get("disk.percent") or {}
+    known = [(p, m) for m, p in usage.items() if p is not None]
+    if not known:
+        return None, None
+    percent, mount = max(known)
+    return mount, percent
+
+
+def uptime(latest: Latest | None, last_seen: float, down: bool, now: float) -> float | None:
+    """Seconds since boot: as of the latest snapshot, plus the time since while the host is up."""
+    seconds = number((latest.probes.get("uptime") or {}).get("seconds")) if latest else None
+    if seconds is None:
+        return None
+    return seconds if down else seconds + max(0.0, now - last_seen)
+
+
+def overview(
+    hosts: list[WebHost],
+    active: list[Alert],
+    silences: list[Silence],
+    down_after: int,
+    now: float,
+) -> list[dict[str, Any]]:
+    """The rows of every host, most urgent first, then by name."""
+    by_host: dict[str, list[Alert]] = {}
+    for a in active:
+        by_host.setdefault(a.host, []).append(a)
+    silenced = {s.host: s for s in silences}
+    rows = [
+        host_row(h, decode_latest(h), by_host.get(h.name, []), silenced.get(h.name), down_after, now)
+        for h in hosts
+    ]
+    return sorted(rows, key=lambda r: (URGENCY[r["status"]], r["name"]))
+
+
+def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Hosts per status, every status present (zeros included)."""
+    result = dict.fromkeys(STATUSES, 0)
+    for r in rows:
+        result[r["status"]] += 1
+    return result
+
+
+def alert_dict(a: Alert, now: float) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "host": a.host,
+        "rule": a.rule,
+        "severity": a.severity,
+        "active": a.ended is None,
+        "started": a.started,
+        "ended": a.ended,
+        "duration": (a.ended if a.ended is not None else now) - a.started,
+        "value": a.value,
+        "peak": a.peak,
+        "threshold": a.threshold,
+    }
+
+
+def silence_dict(s: Silence) -> dict[str, Any]:
+    return {"host": s.host, "until": s.until, "reason": s.reason, "created": s.created}
+
+
+def certfr_dict(item: CertfrItem | None) -> dict[str, Any] | None:
+    if item is None:
+        return None
+    return {
+        "guid": item.guid,
+        "title": item.title,
+        "link": safe_link(item.link),
+        "published": item.published,
+        "first_seen": item.first_seen,
+    }
+
+
+def safe_link(url: str) -> str | None:
+    """`url` if it is http(s): a feed could carry a javascript: link, which must never become an href."""
+    try:
+        return url if urlsplit(url).scheme in ("http", "https") else None
+    except ValueError:
+        return None
+
+
+def number(value: object) -> float | None:
+    """A finite number from hostile data, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value) if math.isfinite(value) else None
+    except OverflowError:  # an int beyond a float's range
+        return None

@@ -1,0 +1,225 @@
+"""Time series of one host, reduced to a few hundred points in SQL, and the charts drawn from them.
+
+Downsampling: a range (1h ... 30d) is cut into at most POINTS buckets of a
+round width (15 s, 2 min, 5 min, 1 h, 3 h ...); SQLite groups the samples by
+CAST(ts / width AS INTEGER) and returns min, avg and max of each bucket, so
+Python only ever sees a few hundred rows. Charts draw the max, so a spike
+shorter than a bucket still shows at its full height.
+
+Per-core and per-mount numbers live in each sample's msgpack `detail`, which
+SQLite cannot read: for those, SQL returns one detail per bucket, the one of
+the sample where the host-wide column (cpu, disk_max) peaked, and Python
+decodes those few hundred. The per-core line therefore shows each core at the
+moment the whole CPU was busiest in the bucket, not each core's own maximum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from collector.status import DEFAULT_INTERVAL
+from collector.store.web import Bucket, DetailBucket
+from collector.web.charts import Serie, time_chart
+from collector.web.errors import BadRequest
+
+RANGES: dict[str, float] = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+DEFAULT_RANGE = "6h"
+POINTS = 300  # buckets per series, at most
+MAX_POINTS = 2000  # what the API lets a client ask for
+MAX_ENTITIES = 32  # cores or mounts per chart: the busiest/fullest ones
+# Bucket widths, seconds: round ones make "max per 5 min" readable and stable.
+_SECONDS = (1, 2, 5, 10, 15, 20, 30)
+_MINUTES = (1, 2, 5, 10, 15, 20, 30)
+_HOURS = (1, 2, 3, 6, 12, 24)
+_WIDTHS = (*_SECONDS, *(m * 60 for m in _MINUTES), *(h * 3600 for h in _HOURS))
+
+
+def parse_range(name: str | None) -> tuple[str, float]:
+    """(name, seconds) of a range given as ?range=; BadRequest for an unknown one."""
+    name = name or DEFAULT_RANGE
+    if name not in RANGES:
+        raise BadRequest(f"unknown range {name[:20]!r}: one of {', '.join(RANGES)}")
+    return name, RANGES[name]
+
+
+def bucket_width(span: float, points: int = POINTS) -> float:
+    """The smallest round width that cuts `span` seconds into at most `points` buckets.
+
+    A window of `span` seconds touches at most ceil(span / width) + 1 aligned
+    buckets, hence span / (points - 1).
+    """
+    exact = span / max(1, points - 1)
+    return float(next((w for w in _WIDTHS if w >= exact), math.ceil(exact)))
+
+
+def describe(width: float) -> str:
+    """'15 s', '5 min', '3 h' ..."""
+    if width < 60:
+        return f"{width:g} s"
+    if width < 3600:
+        return f"{width / 60:g} min"
+    return f"{width / 3600:g} h"
+
+
+class Window(NamedTuple):
+    """What to read: [start, end) in `width`-second buckets."""
+
+    start: float
+    end: float
+    width: float
+
+    @classmethod
+    def of(cls, span: float, now: float, points: int = POINTS) -> Window:
+        """The buckets that hold the last `span` seconds up to `now`: at most `points` of them.
+
+        Aligned on whole buckets, so that a chart redrawn within the same
+        bucket covers the same time and groups the same samples.
+        """
+        width = bucket_width(span, points)
+        return cls(math.floor((now - span) / width) * width, (math.floor(now / width) + 1) * width, width)
+
+
+class ChartSpec(NamedTuple):
+    """One chart of the host page: stored columns (column, label), or per-entity numbers of `detail`."""
+
+    id: str
+    title: str
+    unit: str
+    columns: tuple[tuple[str, str], ...] = ()
+    detail: str | None = None  # key in the sample's detail blob
+    peak: str | None = None  # the column whose peak picks the detail of each bucket
+
+
+CHARTS: tuple[ChartSpec, ...] = (
+    ChartSpec("cpu", "CPU", "%", columns=(("cpu", "total"), ("cpu_iowait", "iowait"))),
+    ChartSpec("cores", "CPU per core", "%", detail="cpu.core", peak="cpu"),
+    ChartSpec("memory", "Memory and swap", "%", columns=(("mem", "memory"), ("swap", "swap"))),
+    ChartSpec("disk", "Disk usage per mount", "%", detail="disk.percent", peak="disk_max"),
+    ChartSpec("diskio", "Disk I/O", "B/s", columns=(("read_bps", "read"), ("write_bps", "write"))),
+    ChartSpec("network", "Network", "B/s", columns=(("rx_bps", "received"), ("tx_bps", "sent"))),
+    ChartSpec(
+        "load", "Load average", "", columns=(("load1", "1 min"), ("load5", "5 min"), ("load15", "15 min"))
+    ),
+)
+
+# The API's ?metric= names: the wire's metric names, plus the per-entity ones.
+METRICS: dict[str, str] = {
+    "cpu.percent": "cpu",
+    "cpu.iowait": "cpu_iowait",
+    "mem.percent": "mem",
+    "swap.percent": "swap",
+    "load.1": "load1",
+    "load.5": "load5",
+    "load.15": "load15",
+    "disk.max": "disk_max",
+    "disk.read_bps": "read_bps",
+    "disk.write_bps": "write_bps",
+    "net.rx_bps": "rx_bps",
+    "net.tx_bps": "tx_bps",
+    "processes.count": "procs",
+    "users.count": "users",
+}
+DETAIL_METRICS: dict[str, str] = {"cpu.core": "cpu", "disk.percent": "disk_max"}  # metric -> peak column
+
+
+def entities(key: str, detail: dict[str, Any]) -> dict[str, float | None]:
+    """Per-entity numbers of one sample: {'cpu0': 12.0, ...} or {'/var': 71.0, ...}."""
+    value = detail.get(key)
+    if isinstance(value, list):
+        return {f"cpu{i}": v for i, v in enumerate(value)}
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def detail_series(key: str, buckets: Sequence[DetailBucket]) -> dict[str, list[tuple[float, float | None]]]:
+    """{entity: [(t, value)]} from the peak detail of each bucket, the MAX_ENTITIES highest entities."""
+    series: dict[str, list[tuple[float, float | None]]] = {}
+    for b in buckets:
+        for name, value in entities(key, b.detail).items():
+            series.setdefault(str(name), []).append((b.t, value))
+    highest = sorted(series, key=lambda n: -max((v for _, v in series[n] if v is not None), default=-1.0))
+    return {name: series[name] for name in sorted(highest[:MAX_ENTITIES], key=_natural)}
+
+
+def _natural(name: str) -> tuple:
+    """cpu2 before cpu10."""
+    digits = name.rstrip("0123456789")
+    return (digits, int(name[len(digits) :]) if name[len(digits) :] else -1)
+
+
+def column_points(buckets: Sequence[Bucket], index: int, stat: int = 2) -> list[tuple[float, float | None]]:
+    """(t, value) of one column of `web_series` buckets; stat 0 min, 1 avg, 2 max."""
+    return [(b.t, b.stats[index][stat]) for b in buckets]
+
+
+def with_gaps(points: list[tuple[float, float | None]], max_gap: float) -> list[tuple[float, float | None]]:
+    """Insert a None where consecutive points are further apart than `max_gap`, so the line breaks."""
+    result: list[tuple[float, float | None]] = []
+    for point in points:
+        if result and point[0] - result[-1][0] > max_gap:
+            result.append(((point[0] + result[-1][0]) / 2, None))
+        result.append(point)
+    return result
+
+
+def max_gap(width: float, interval: float | None) -> float:
+    """Buckets further apart than this mean the host sent nothing in between."""
+    return 2.5 * max(width, interval or DEFAULT_INTERVAL)
+
+
+def chart_series(
+    store: Any, host: str, spec: ChartSpec, window: Window, interval: float | None
+) -> list[Serie]:
+    """The lines of one chart, read from the store."""
+    start, end, width = window
+    gap = max_gap(width, interval)
+    if spec.detail is not None:
+        buckets = store.web_series_detail(host, spec.peak, start, end, width)
+        lines = detail_series(spec.detail, buckets)
+        return [Serie(name, with_gaps(points, gap)) for name, points in lines.items()]
+    buckets = store.web_series(host, [c for c, _ in spec.columns], start, end, width)
+    return [
+        Serie(label, with_gaps(column_points(buckets, i), gap)) for i, (_, label) in enumerate(spec.columns)
+    ]
+
+
+def host_charts(
+    store: Any,
+    host: str,
+    window: Window,
+    interval: float | None,
+    js: Sequence[str],
+    render: Callable = time_chart,
+) -> dict[str, str]:
+    """{chart id: SVG} of every chart of the host page."""
+    note = f"max per {describe(window.width)}"
+    return {
+        spec.id: render(
+            spec.title,
+            chart_series(store, host, spec, window, interval),
+            unit=spec.unit,
+            start=window.start,
+            end=window.end,
+            note=note,
+            js=js,
+        )
+        for spec in CHARTS
+    }
+
+
+def metric_series(store: Any, host: str, metric: str, window: Window) -> list[dict[str, Any]]:
+    """The API's series of one metric: [{name, columns, data}]; BadRequest for an unknown metric."""
+    start, end, width = window
+    if metric in METRICS:
+        buckets = store.web_series(host, [METRICS[metric]], start, end, width)
+        data = [[b.t, *b.stats[0]] for b in buckets]
+        return [{"name": metric, "columns": ["t", "min", "avg", "max"], "data": data}]
+    if metric in DETAIL_METRICS:
+        buckets = store.web_series_detail(host, DETAIL_METRICS[metric], start, end, width)
+        return [
+            {"name": f"{metric}:{entity}", "columns": ["t", "value"], "data": [list(p) for p in points]}
+            for entity, points in detail_series(metric, buckets).items()
+        ]
+    known = ", ".join([*METRICS, *DETAIL_METRICS])
+    raise BadRequest(f"unknown metric {metric[:40]!r}: one of {known}")

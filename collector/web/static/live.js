@@ -1,0 +1,390 @@
+/* Live pages: refresh their data in place from the JSON API, without reloading.
+ *
+ * Every value from the API comes from the monitored hosts and is treated as
+ * hostile: it is only ever set with textContent or as an attribute value,
+ * never parsed as HTML. The one exception is chart SVG, which the server
+ * renders with every label escaped (pygal writes XML text nodes).
+ *
+ * After each successful refresh, document.body.dataset.refreshed holds the
+ * time (ms since the epoch): tests and people can see the page is live.
+ */
+(function () {
+  "use strict";
+
+  var body = document.body;
+  var page = body.dataset.page;
+  var utcOffset = Number(body.dataset.utcOffset || 0); // the server's zone, as the HTML uses
+  var loggedIn = body.dataset.loggedIn === "true";
+  var root = body.dataset.root || ""; // where the app is mounted (SCRIPT_NAME behind a proxy)
+  var DASH = "–";
+
+  // -- formatting: the same as collector/web/filters.py ---------------------------
+
+  function percent(v) { return v == null ? DASH : v.toFixed(1) + " %"; }
+  function decimal(v, digits) { return v == null ? DASH : v.toFixed(digits == null ? 2 : digits); }
+  function size(v) {
+    if (v == null) return DASH;
+    var units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    for (var i = 0; i < units.length; i++) {
+      if (Math.abs(v) < 1024 || i === units.length - 1) return i === 0 ? v.toFixed(0) + " B" : v.toFixed(1) + " " + units[i];
+      v /= 1024;
+    }
+  }
+  function duration(s) {
+    if (s == null) return DASH;
+    s = Math.floor(s);
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.floor(s / 60) + " min";
+    if (s < 86400) return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+    return Math.floor(s / 86400) + " d " + Math.floor((s % 86400) / 3600) + " h";
+  }
+  function ago(s) { return s == null ? DASH : duration(s) + " ago"; }
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function clock(ts) {
+    if (ts == null) return DASH;
+    var d = new Date((ts + utcOffset) * 1000); // read with getUTC*: the server's wall clock
+    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " +
+      pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
+  }
+  function iso(ts) { return ts == null ? "" : new Date(ts * 1000).toISOString().replace(/\.\d+Z$/, "Z"); }
+
+  // -- building elements ------------------------------------------------------------
+
+  function h(tag, attrs, children) {
+    var el = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (attrs[k] == null || attrs[k] === false) return;
+      if (k === "text") el.textContent = attrs[k];
+      else el.setAttribute(k, attrs[k]);
+    });
+    (children || []).forEach(function (c) {
+      if (c == null) return;
+      el.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    });
+    return el;
+  }
+
+  function badge(status) { return h("span", { "class": "status-badge status-" + status, text: status }); }
+
+  function meter(v) {
+    if (v == null) return h("span", { "class": "muted", text: DASH });
+    var level = v >= 95 ? " meter-critical" : v >= 80 ? " meter-warning" : "";
+    var fill = h("span", { "class": "meter-fill" });
+    fill.style.width = Math.min(v, 100).toFixed(1) + "%";
+    var frag = document.createDocumentFragment();
+    frag.appendChild(h("span", { "class": "meter" + level }, [fill]));
+    frag.appendChild(h("span", { "class": "meter-text", text: percent(v) }));
+    return frag;
+  }
+
+  function hostLink(name) { return h("a", { href: root + "/host/" + encodeURIComponent(name), text: name }); }
+
+  function td(attrs, children) { return h("td", attrs, children); }
+
+  function fillBody(section, rows, build) {
+    var tbody = section && section.querySelector("tbody");
+    if (!tbody) return;
+    tbody.replaceChildren.apply(tbody, rows.map(build));
+    var empty = section.querySelector(".empty");
+    if (empty) empty.hidden = rows.length > 0;
+  }
+
+  function alertValue(a) {
+    var down = a.rule === "host.down"; // its value is how long the host has been silent
+    var text = down ? "silent " + duration(a.value) : decimal(a.value, 1);
+    return a.threshold == null ? text : text + " (≥ " + (down ? duration(a.threshold) : decimal(a.threshold, 1)) + ")";
+  }
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
+  function unsilenceForm(host, next) {
+    return h("form", { method: "post", action: root + "/alerts/unsilence", "class": "inline unsilence-form" }, [
+      h("input", { type: "hidden", name: "csrf_token", value: csrfToken() }),
+      h("input", { type: "hidden", name: "next", value: next }),
+      h("input", { type: "hidden", name: "host", value: host }),
+      h("button", { type: "submit", "class": "small", text: "Lift silence" }),
+    ]);
+  }
+
+  // -- the refresh loop ------------------------------------------------------------
+
+  var banner = document.getElementById("live-status");
+
+  function showProblem(message, link) {
+    if (!banner) return;
+    banner.replaceChildren(message);
+    if (link) banner.append(" ", h("a", { href: link.href, text: link.text }));
+    banner.hidden = false;
+  }
+
+  function refreshed() {
+    var now = Date.now();
+    body.dataset.refreshed = String(now);
+    if (banner) banner.hidden = true;
+    var stamp = document.getElementById("refreshed");
+    if (stamp) {
+      var d = new Date(now + utcOffset * 1000);
+      stamp.textContent = "Updated " + pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds());
+    }
+  }
+
+  function getJSON(url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store" })
+      .then(function (response) {
+        if (response.status === 401) {
+          var error = new Error("login");
+          error.login = true;
+          throw error;
+        }
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      });
+  }
+
+  /* Call `apply` with fresh data now and then every `seconds`; one request at a time. */
+  function poll(url, seconds, apply) {
+    var timer = null;
+    function tick() {
+      clearTimeout(timer);
+      getJSON(typeof url === "function" ? url() : url)
+        .then(function (data) { apply(data); refreshed(); })
+        .catch(function (error) {
+          if (error.login) {
+            showProblem("Your session has ended.", { href: root + "/login?next=" + encodeURIComponent(location.pathname + location.search), text: "Log in again" });
+          } else {
+            showProblem("Cannot reach the dashboard (" + error.message + "): showing the last data received, retrying.");
+          }
+        })
+        .then(function () { timer = setTimeout(tick, seconds * 1000); });
+    }
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "visible") tick(); // catch up at once after a hidden tab
+    });
+    tick();
+  }
+
+  // -- overview ---------------------------------------------------------------------
+
+  var URGENCY = { down: 0, critical: 1, warning: 2, ok: 3, silenced: 4 };
+
+  function overview() {
+    var table = document.getElementById("hosts");
+    var filter = document.getElementById("filter");
+    var hosts = null;
+    var sort = { key: "status", dir: 1 };
+    var only = {}; // statuses picked with the count buttons
+
+    function hostRow(r) {
+      var name = td({ "class": "c-name", "data-label": "Host" }, [hostLink(r.name)]);
+      if (r.alerts) name.append(" ", h("span", { "class": "alert-count", title: "active alerts", text: String(r.alerts) }));
+      var disk = td({ "class": "c-disk", "data-label": "Disk" }, [meter(r.disk)]);
+      if (r.disk_mount != null) disk.append(" ", h("span", { "class": "mount muted", text: r.disk_mount }));
+      return h("tr", { "data-host": r.name, "data-status": r.status }, [
+        name,
+        td({ "class": "c-status", "data-label": "Status" }, [badge(r.status)]),
+        td({ "class": "c-cpu", "data-label": "CPU" }, [meter(r.cpu)]),
+        td({ "class": "c-mem", "data-label": "Memory" }, [meter(r.mem)]),
+        disk,
+        td({ "class": "c-load num", "data-label": "Load", text: decimal(r.load1) }),
+        td({ "class": "c-uptime num hide-narrow", "data-label": "Uptime", text: duration(r.uptime) }),
+        td({ "class": "c-seen num", "data-label": "Last seen" }, [
+          h("time", { datetime: iso(r.last_seen), title: clock(r.last_seen), text: ago(r.last_seen_ago) }),
+        ]),
+      ]);
+    }
+
+    function compare(a, b) {
+      var x = a[sort.key], y = b[sort.key];
+      if (sort.key === "status") { x = URGENCY[x]; y = URGENCY[y]; }
+      if (x == null && y == null) return a.name < b.name ? -1 : 1;
+      if (x == null) return 1; // missing values last, whatever the direction
+      if (y == null) return -1;
+      if (x < y) return -sort.dir;
+      if (x > y) return sort.dir;
+      return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+    }
+
+    function applyFilter() {
+      var text = (filter.value || "").trim().toLowerCase();
+      var anyStatus = Object.keys(only).length > 0;
+      var shown = 0;
+      table.querySelectorAll("tbody tr[data-host]").forEach(function (tr) {
+        var visible = (!text || tr.dataset.host.toLowerCase().indexOf(text) >= 0) && (!anyStatus || only[tr.dataset.status]);
+        tr.hidden = !visible;
+        if (visible) shown++;
+      });
+      var rows = table.querySelectorAll("tbody tr[data-host]").length;
+      document.getElementById("no-match").hidden = !(rows > 0 && shown === 0);
+      document.getElementById("no-hosts").hidden = rows > 0;
+    }
+
+    function render() {
+      if (!hosts) return;
+      var tbody = table.querySelector("tbody");
+      tbody.replaceChildren.apply(tbody, hosts.slice().sort(compare).map(hostRow));
+      table.querySelectorAll("th[data-sort]").forEach(function (th) {
+        if (th.dataset.sort === sort.key) th.setAttribute("aria-sort", sort.dir > 0 ? "ascending" : "descending");
+        else th.removeAttribute("aria-sort");
+      });
+      applyFilter();
+    }
+
+    function apply(data) {
+      hosts = data.hosts;
+      Object.keys(data.counts).forEach(function (status) {
+        var n = document.querySelector('[data-count="' + status + '"]');
+        if (n) n.textContent = String(data.counts[status]);
+      });
+      render();
+      var alertsPanel = document.getElementById("active-alerts");
+      var list = alertsPanel.querySelector(".alert-list");
+      list.replaceChildren.apply(list, data.alerts.map(function (a) {
+        return h("li", { "class": "severity-" + a.severity, "data-alert": String(a.id) }, [
+          badge(a.severity), " ", hostLink(a.host), " ", h("span", { "class": "rule", text: a.rule }), " ",
+          h("span", { "class": "muted", text: alertValue(a) + " · for " + duration(a.duration) }),
+        ]);
+      }));
+      alertsPanel.querySelector(".empty").hidden = data.alerts.length > 0;
+      alertsPanel.querySelector('[data-count="alerts"]').textContent = String(data.alerts.length);
+      var item = document.querySelector("#certfr .certfr-item");
+      var c = data.certfr;
+      if (c) {
+        var title = c.link ? h("a", { href: c.link, rel: "noopener noreferrer", target: "_blank", text: c.title }) : h("span", { text: c.title });
+        item.replaceChildren(title, " ", h("span", { "class": "muted", text: clock(c.published || c.first_seen) }));
+      }
+    }
+
+    table.querySelectorAll("th[data-sort]").forEach(function (th) {
+      th.tabIndex = 0;
+      function click() {
+        var key = th.dataset.sort;
+        sort = { key: key, dir: sort.key === key ? -sort.dir : th.dataset.type === "number" ? -1 : 1 };
+        render();
+      }
+      th.addEventListener("click", click);
+      th.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); click(); } });
+    });
+    document.querySelectorAll("#counts button[data-status]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var status = button.dataset.status;
+        if (only[status]) delete only[status];
+        else only[status] = true;
+        button.setAttribute("aria-pressed", only[status] ? "true" : "false");
+        applyFilter();
+      });
+    });
+    filter.addEventListener("input", applyFilter);
+    applyFilter();
+    poll(body.dataset.api, Number(body.dataset.refresh) || 10, apply);
+  }
+
+  // -- host page ---------------------------------------------------------------------
+
+  function processRow(p) {
+    return h("tr", {}, [
+      td({ "class": "num", text: decimal(p.pid, 0) }),
+      td({ "class": "proc-name", title: p.cmdline || "", text: p.name || "?" }),
+      td({ "class": "hide-narrow", text: p.user || "" }),
+      td({ "class": "num", text: percent(p.cpu) }),
+      td({ "class": "num", text: percent(p.mem) }),
+      td({ "class": "num hide-narrow", text: size(p.rss) }),
+    ]);
+  }
+
+  function hostPage() {
+    function apply(data) {
+      var r = data.host;
+      document.getElementById("host-status").replaceChildren(badge(r.status));
+      var seen = document.getElementById("host-seen");
+      seen.textContent = ago(r.last_seen_ago);
+      seen.setAttribute("datetime", iso(r.last_seen));
+      seen.title = clock(r.last_seen);
+      document.getElementById("host-uptime").textContent = duration(r.uptime);
+      ["cpu", "mem", "swap", "disk"].forEach(function (k) {
+        document.querySelector('#summary [data-field="' + k + '"]').replaceChildren(meter(r[k]));
+      });
+      document.querySelector('#summary [data-field="load"]').textContent =
+        decimal(r.load1) + " / " + decimal(r.load5) + " / " + decimal(r.load15);
+      var f = data.facts || {};
+      var factText = {
+        os: f.os || DASH, kernel: f.kernel || DASH, arch: f.arch || DASH, hostname: f.hostname || DASH,
+        cpus: decimal(f.cpus, 0), memory_total: size(f.memory_total), swap_total: size(f.swap_total),
+        boot_time: clock(f.boot_time),
+      };
+      Object.keys(factText).forEach(function (k) {
+        var dd = document.querySelector('#facts [data-fact="' + k + '"]');
+        if (dd) dd.textContent = factText[k];
+      });
+      fillBody(document.getElementById("filesystems"), data.filesystems, function (fs) {
+        return h("tr", {}, [
+          td({ text: fs.mount }), td({ "class": "hide-narrow", text: fs.device || "" }),
+          td({ "class": "hide-narrow", text: fs.fstype || "" }), td({ "class": "num", text: size(fs.total) }),
+          td({}, [meter(fs.percent)]),
+        ]);
+      });
+      fillBody(document.getElementById("top-cpu"), data.processes.top_cpu, processRow);
+      fillBody(document.getElementById("top-mem"), data.processes.top_mem, processRow);
+      fillBody(document.getElementById("users"), data.users, function (u) {
+        return h("tr", {}, [td({ text: u.name || "?" }), td({ text: u.terminal || "" }), td({ text: u.from || "" }), td({ text: clock(u.since) })]);
+      });
+      fillBody(document.getElementById("host-alerts"), data.alerts, function (a) {
+        return h("tr", { "class": a.active ? "active" : "ended" }, [
+          td({}, [badge(a.severity)]), td({ text: a.rule }), td({ text: clock(a.started) }),
+          td({ "class": "num", text: duration(a.duration) + (a.active ? " (active)" : "") }),
+          td({ "class": "num", text: decimal(a.peak, 1) }),
+        ]);
+      });
+    }
+
+    function applyCharts(data) {
+      Object.keys(data.charts).forEach(function (id) {
+        var figure = document.getElementById("chart-" + id);
+        // Server-rendered SVG: pygal escaped every label; scripts inserted this way never run.
+        if (figure) figure.innerHTML = data.charts[id];
+      });
+    }
+
+    poll(body.dataset.api, Number(body.dataset.refresh) || 10, apply);
+    if (body.dataset.chartsApi) {
+      var every = Number(body.dataset.chartsRefresh) || 60;
+      setTimeout(function () { poll(body.dataset.chartsApi, every, applyCharts); }, every * 1000);
+    }
+  }
+
+  // -- alerts page ---------------------------------------------------------------------
+
+  function alertsPage() {
+    function apply(data) {
+      var active = document.getElementById("active-alerts");
+      fillBody(active, data.active, function (a) {
+        return h("tr", { "data-alert": String(a.id) }, [
+          td({}, [badge(a.severity)]), td({}, [hostLink(a.host)]), td({ text: a.rule }),
+          td({ "class": "num", text: alertValue(a) }), td({ "class": "num", text: decimal(a.peak, 1) }),
+          td({ text: clock(a.started) }), td({ "class": "num", text: duration(a.duration) }),
+        ]);
+      });
+      active.querySelector('[data-count="alerts"]').textContent = String(data.active.length);
+      fillBody(document.getElementById("silences"), data.silences, function (s) {
+        return h("tr", { "data-host": s.host }, [
+          td({}, [hostLink(s.host)]), td({ text: clock(s.until) }), td({ text: s.reason }),
+          td({}, [loggedIn ? unsilenceForm(s.host, root + "/alerts") : null]),
+        ]);
+      });
+      fillBody(document.getElementById("alert-history"), data.history, function (a) {
+        return h("tr", { "class": a.active ? "active" : "ended" }, [
+          td({}, [badge(a.severity)]), td({}, [hostLink(a.host)]), td({ text: a.rule }),
+          td({ text: clock(a.started) }), td({ text: a.ended ? clock(a.ended) : "active" }),
+          td({ "class": "num", text: duration(a.duration) }), td({ "class": "num", text: decimal(a.peak, 1) }),
+        ]);
+      });
+    }
+    poll(body.dataset.api, Number(body.dataset.refresh) || 10, apply);
+  }
+
+  if (page === "overview") overview();
+  else if (page === "host") hostPage();
+  else if (page === "alerts") alertsPage();
+})();

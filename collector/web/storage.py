@@ -1,0 +1,33 @@
+"""The dashboard's handle on the database: opened on first use, read-only per request."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from collector.store import StoreError, open_store
+from collector.web.errors import Unavailable
+
+
+class Storage:
+    """Opens the store lazily: the dashboard may start before the collector has created the database."""
+
+    def __init__(self, database: str, store: Any = None) -> None:
+        self.database = database
+        self._store = store
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        """The store, its connection for this thread set to refuse writes; Unavailable if it cannot be opened."""
+        store = self._store
+        if store is None:
+            with self._lock:
+                if self._store is None:
+                    try:
+                        # readonly: never migrate; the `run` process owns the schema.
+                        self._store = open_store(self.database, readonly=True)
+                    except StoreError as e:
+                        raise Unavailable(str(e)) from None
+                store = self._store
+        store.web_read_only()
+        return store

@@ -1,0 +1,695 @@
+"""The dashboard's routes through Flask's test client, over a real SQLite store filled by `ingest`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from agent import wire
+from collector import config as collector_config
+from collector.samples import extract
+from collector.store import Received, open_store
+from collector.store.alerts import AlertEvent
+from collector.store.certfr import FeedItem
+from collector.web import create_app, series
+from collector.web.auth import hash_password
+
+SECRET = "k" * 64
+PASSWORD = "correct horse battery staple"
+HOSTILE = "<script>alert(1)</script>"
+
+
+@cache
+def password_hash() -> str:
+    return hash_password(PASSWORD)  # scrypt: slow on purpose, so once per run
+
+
+def probes(
+    cpu: float = 10.0,
+    mem: float = 40.0,
+    mounts: dict[str, float] | None = None,
+    cores: int = 2,
+    process: str = "nginx",
+    cmdline: str = "nginx: worker process",
+    user: str = "alice",
+) -> dict[str, Any]:
+    mounts = {"/": 50.0, "/var": 70.0} if mounts is None else mounts
+    return {
+        "cpu": {"percent": cpu, "iowait": 1.0, "per_core": [cpu] * cores, "count": cores},
+        "memory": {"percent": mem, "total": 8 * 1024**3},
+        "swap": {"percent": 5.0, "total": 1024**3},
+        "load": {"avg1": 0.5, "avg5": 0.4, "avg15": 0.3},
+        "filesystems": [
+            {"mount": m, "device": "/dev/vda1", "fstype": "ext4", "total": 10**11, "percent": p}
+            for m, p in mounts.items()
+        ],
+        "disk_io": {"read_bps": 1000.0, "write_bps": 2000.0},
+        "net_io": {"rx_bps": 3000.0, "tx_bps": 4000.0},
+        "processes": {
+            "count": 120,
+            "top_cpu": [
+                {
+                    "pid": 42,
+                    "name": process,
+                    "user": user,
+                    "cpu_percent": 12.5,
+                    "mem_percent": 1.5,
+                    "rss": 10**7,
+                    "cmdline": cmdline,
+                }
+            ],
+            "top_mem": [],
+        },
+        "users": [{"name": user, "terminal": "pts/0", "host": "192.0.2.7", "since": 1_700_000_000.0}],
+        "uptime": {"seconds": 3 * 86400.0, "boot_time": 1_700_000_000.0},
+        "system": {"os": "Debian GNU/Linux 12", "kernel": "6.1.0", "arch": "x86_64", "hostname": "web-01"},
+    }
+
+
+def received(
+    host: str, seq: int, ts: float, interval: float = 10.0, arrived: float | None = None, **values: Any
+) -> Received:
+    """A snapshot as ingest hands it to the store, encoded and decoded by the real wire format."""
+    raw = wire.encode_snapshot(host, seq, ts, interval, "test", probes(**values))
+    return Received(extract(wire.decode_snapshot(raw)), raw, interval, ts if arrived is None else arrived)
+
+
+def hostile_host(seq: int, ts: float) -> Received:
+    """A host name the wire format would refuse, stored anyway (defence in depth: the store does not check)."""
+    r = received("web-99", seq, ts)
+    raw = wire.encode_snapshot(HOSTILE, seq, ts, 10.0, "test", probes())
+    return Received(r.sample._replace(host=HOSTILE), raw, 10.0, ts)
+
+
+class Dashboard:
+    """A config file, the writer's store, and apps built from them."""
+
+    def __init__(self, tmp_path: Path, database: str = "osmon.db", create: bool = True) -> None:
+        self.dir = tmp_path
+        self.database = tmp_path / database
+        self.now = time.time()
+        self._store = open_store(self.database) if create else None
+
+    @property
+    def store(self) -> Any:
+        """The collector's side of the database: opening it creates and migrates it."""
+        if self._store is None:
+            self._store = open_store(self.database)
+        return self._store
+
+    def config(
+        self, web: str = "anonymous_read = true\n", extra: str = ""
+    ) -> collector_config.CollectorConfig:
+        path = self.dir / "collector.toml"
+        path.write_text(
+            f'listen = "tcp://127.0.0.1:5555"\ndatabase = "{self.database}"\n{extra}\n'
+            f'[web]\n{web}\n[web.users]\nalice = "{password_hash()}"\n'
+        )
+        return collector_config.load(path)
+
+    def app(self, web: str = "anonymous_read = true\n", extra: str = "") -> Flask:
+        app = create_app(self.config(web, extra), secret_key=SECRET)
+        app.testing = True
+        return app
+
+    def client(self, web: str = "anonymous_read = true\n", extra: str = "") -> FlaskClient:
+        return self.app(web, extra).test_client()
+
+    def feed(self, host: str, count: int = 30, interval: float = 10.0, **values: Any) -> None:
+        """`count` snapshots of `host`, the last one just now."""
+        self.store.ingest(
+            [
+                received(host, i + 1, self.now - (count - 1 - i) * interval, interval, **values)
+                for i in range(count)
+            ]
+        )
+
+    def fire(self, host: str, rule: str, severity: str, value: float = 90.0) -> None:
+        self.store.alerts_apply([AlertEvent("fired", host, rule, severity, self.now - 60, value, 80.0)], [])
+
+
+@pytest.fixture
+def dash(tmp_path: Path) -> Dashboard:
+    return Dashboard(tmp_path)
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def login(client: FlaskClient, user: str = "alice", password: str = PASSWORD) -> Any:
+    token = csrf_of(client.get("/login").get_data(as_text=True))
+    return client.post("/login", data={"user": user, "password": password, "csrf_token": token, "next": "/"})
+
+
+def rows(html: str) -> dict[str, str]:
+    """{host: status} of the overview's host table."""
+    return dict(re.findall(r'<tr data-host="([^"]+)" data-status="([^"]+)">', html))
+
+
+# -- overview ---------------------------------------------------------------------------
+
+
+def test_overview_lists_every_host_with_its_status_and_counts(dash: Dashboard) -> None:
+    for host in ("ok-1", "warn-1", "crit-1", "quiet-1"):
+        dash.feed(host)
+    dash.store.ingest([received("gone-1", 1, dash.now - 3600)])  # 1 h silent at a 10 s interval: down
+    dash.fire("warn-1", "mem.percent", "warning")
+    dash.fire("crit-1", "disk.percent:/var", "critical")
+    dash.fire("quiet-1", "cpu.percent", "critical")
+    dash.store.silence("quiet-1", dash.now + 3600, "maintenance", dash.now)
+
+    page = dash.client().get("/")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert rows(html) == {
+        "ok-1": "ok",
+        "warn-1": "warning",
+        "crit-1": "critical",
+        "gone-1": "down",
+        "quiet-1": "silenced",
+    }
+    # Most urgent first.
+    assert list(rows(html)) == ["gone-1", "crit-1", "warn-1", "ok-1", "quiet-1"]
+    assert '<span class="status-badge status-critical">critical</span>' in html
+    for status in ("ok", "warning", "critical", "down", "silenced"):
+        assert re.search(rf'data-count="{status}">1<', html), status
+    # Active alerts, with their host and rule.
+    assert 'data-count="alerts">3<' in html and "disk.percent:/var" in html
+
+
+def test_overview_row_shows_the_latest_numbers(dash: Dashboard) -> None:
+    dash.feed("web-01", cpu=37.5, mem=61.0, mounts={"/": 12.0, "/srv": 88.5})
+    html = dash.client().get("/").get_data(as_text=True)
+    row = html[html.index('data-host="web-01"') :].split("</tr>")[0]
+    assert "37.5 %" in row and "61.0 %" in row
+    assert "88.5 %" in row and "/srv" in row  # the fullest disk, with its mount
+    assert "0.50" in row  # load
+    assert "3 d 0 h" in row  # uptime
+
+
+def test_overview_shows_the_latest_certfr_alert_and_never_a_javascript_link(dash: Dashboard) -> None:
+    dash.store.certfr_add(
+        [
+            FeedItem(
+                "g1", "Vulnérabilité dans OpenSSH", "https://www.cert.ssi.gouv.fr/alerte/X/", dash.now, ""
+            )
+        ],
+        mail=False,
+    )
+    html = dash.client().get("/").get_data(as_text=True)
+    assert '<a href="https://www.cert.ssi.gouv.fr/alerte/X/" rel="noopener noreferrer"' in html
+    assert "Vulnérabilité dans OpenSSH" in html
+    dash.store.certfr_add([FeedItem("g2", "Piège", "javascript:alert(1)", dash.now + 1, "")], mail=False)
+    client = dash.client()
+    html = client.get("/").get_data(as_text=True)
+    assert "Piège" in html and "javascript:" not in html
+    assert client.get("/api/certfr").get_json()["latest"] == {
+        "guid": "g2",
+        "title": "Piège",
+        "link": None,
+        "published": dash.now + 1,
+        "first_seen": pytest.approx(time.time(), abs=60),
+    }
+
+
+def test_an_empty_fleet_says_so(dash: Dashboard) -> None:
+    html = dash.client().get("/").get_data(as_text=True)
+    assert "No host has reported" in html and rows(html) == {}
+
+
+def test_a_host_that_stops_sending_turns_down_by_itself(dash: Dashboard) -> None:
+    """No new data and no collector action: the next refresh of the API says down."""
+    dash.store.ingest([received("web-01", 1, time.time(), interval=0.2)])  # down after 3 x 0.2 s
+    client = dash.client()
+    assert client.get("/api/hosts").get_json()["hosts"][0]["status"] == "ok"
+    time.sleep(0.8)
+    [host] = client.get("/api/hosts").get_json()["hosts"]
+    assert (host["status"], host["down"]) == ("down", True)
+
+
+# -- host page -------------------------------------------------------------------------------
+
+
+def svgs(html: str) -> list[str]:
+    return re.findall(r'<svg [^>]*class="pygal-chart chart".*?</svg>', html, re.S)
+
+
+def test_host_page_has_every_chart_with_data(dash: Dashboard) -> None:
+    dash.feed("web-01", count=120)
+    page = dash.client().get("/host/web-01?range=1h")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    charts = svgs(html)
+    assert len(charts) == len(series.CHARTS)
+    for spec, svg in zip(series.CHARTS, charts, strict=True):
+        assert f'id="chart-{spec.id}"' in html
+        assert "No data" not in svg, spec.id
+        assert svg.count('class="dot reactive tooltip-trigger"') >= 100, spec.id  # one dot per point
+        assert re.search(r'<path d="M[\d.]+ [\d.]+ L', svg), spec.id  # a drawn line
+    # Per-core and per-mount lines come out of the detail blobs.
+    cores, disks = charts[1], charts[3]
+    assert ">cpu0<" in cores and ">cpu1<" in cores
+    assert ">/var<" in disks and ">/<" in disks
+
+
+def test_host_page_shows_facts_processes_users_and_alert_history(dash: Dashboard) -> None:
+    dash.feed("web-01", process="postgres", cmdline="postgres: checkpointer", user="bob")
+    dash.fire("web-01", "mem.percent", "warning")
+    html = dash.client().get("/host/web-01").get_data(as_text=True)
+    assert "Debian GNU/Linux 12" in html and "6.1.0" in html and "8.0 GiB" in html
+    assert '<td class="proc-name" title="postgres: checkpointer">postgres</td>' in html
+    assert "<td>bob</td>" in html and "192.0.2.7" in html
+    alerts = html[html.index('id="host-alerts"') :]
+    assert "mem.percent" in alerts and "(active)" in alerts
+
+
+@pytest.mark.parametrize("range_name", list(series.RANGES))
+def test_host_page_for_every_range(dash: Dashboard, range_name: str) -> None:
+    dash.feed("web-01")
+    page = dash.client().get(f"/host/web-01?range={range_name}")
+    assert page.status_code == 200
+    assert f'data-range="{range_name}" aria-current="true"' in page.get_data(as_text=True)
+
+
+def test_unknown_host_and_range(dash: Dashboard) -> None:
+    dash.feed("web-01")
+    client = dash.client()
+    page = client.get("/host/nope")
+    assert page.status_code == 404 and "no host named" in page.get_data(as_text=True)
+    assert client.get("/api/hosts/nope").get_json() == {
+        "error": "no host named 'nope' has reported to this collector",
+        "status": 404,
+    }
+    bad = client.get("/host/web-01?range=2y")
+    assert bad.status_code == 400 and "unknown range" in bad.get_data(as_text=True)
+
+
+# -- JSON API -------------------------------------------------------------------------------------
+
+
+def test_api_shapes(dash: Dashboard) -> None:
+    dash.feed("web-01")
+    dash.fire("web-01", "mem.percent", "warning")
+    client = dash.client()
+
+    hosts = client.get("/api/hosts")
+    assert hosts.headers["Content-Type"] == "application/json"
+    assert hosts.headers["Cache-Control"] == "no-store"
+    data = hosts.get_json()
+    assert set(data) == {"now", "refresh", "counts", "hosts", "alerts", "certfr"}
+    assert data["refresh"] == 10.0
+    [row] = data["hosts"]
+    assert row["name"] == "web-01" and row["status"] == "warning" and row["alerts"] == 1
+    assert {
+        "cpu",
+        "mem",
+        "swap",
+        "disk",
+        "disk_mount",
+        "load1",
+        "uptime",
+        "last_seen",
+        "last_seen_ago",
+    } <= set(row)
+    assert data["alerts"][0]["rule"] == "mem.percent" and data["alerts"][0]["active"] is True
+
+    host = client.get("/api/hosts/web-01").get_json()
+    assert set(host) == {
+        "now",
+        "refresh",
+        "host",
+        "facts",
+        "filesystems",
+        "processes",
+        "users",
+        "silence",
+        "alerts",
+    }
+    assert host["facts"]["os"] == "Debian GNU/Linux 12"
+    assert [fs["mount"] for fs in host["filesystems"]] == ["/var", "/"]  # fullest first
+    assert host["processes"]["top_cpu"][0]["name"] == "nginx"
+    assert host["users"][0]["name"] == "alice"
+
+    cpu = client.get("/api/hosts/web-01/series?metric=cpu.percent&range=1h").get_json()
+    assert (cpu["metric"], cpu["range"], cpu["bucket"]) == ("cpu.percent", "1h", 15.0)
+    [line] = cpu["series"]
+    assert line["columns"] == ["t", "min", "avg", "max"]
+    assert len(line["data"]) in (20, 21)  # 30 samples 10 s apart fill 300 s of 15 s buckets
+    assert line["data"][-1][1:] == [10.0, 10.0, 10.0]
+
+    cores = client.get("/api/hosts/web-01/series?metric=cpu.core&range=1h").get_json()
+    assert [s["name"] for s in cores["series"]] == ["cpu.core:cpu0", "cpu.core:cpu1"]
+
+    alerts = client.get("/api/alerts").get_json()
+    assert set(alerts) == {"now", "refresh", "active", "history", "silences", "hosts"}
+    assert alerts["hosts"] == ["web-01"]
+    assert client.get("/api/certfr").get_json() == {"latest": None, "items": []}
+
+    charts = client.get("/api/hosts/web-01/charts?range=6h").get_json()
+    assert set(charts["charts"]) == {spec.id for spec in series.CHARTS}
+    assert charts["refresh"] == 120.0  # redrawn once per 2-minute bucket, not every 10 s
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("range=1h", "?metric= is required"),
+        ("metric=nope&range=1h", "unknown metric"),
+        ("metric=cpu.percent&range=5y", "unknown range"),
+        ("metric=cpu.percent&points=x", "must be an integer"),
+        ("metric=cpu.percent&points=100000", "between 3 and"),
+    ],
+)
+def test_api_refuses_bad_series_requests(dash: Dashboard, query: str, message: str) -> None:
+    dash.feed("web-01")
+    answer = dash.client().get(f"/api/hosts/web-01/series?{query}")
+    assert answer.status_code == 400 and message in answer.get_json()["error"]
+
+
+def test_series_are_downsampled_in_sql_and_keep_a_spike(dash: Dashboard) -> None:
+    """A day of one-minute samples, one 99 % spike: 50 points at most, and the spike is still there."""
+    spike_at = 777
+    dash.store.ingest(
+        [
+            received("web-01", i + 1, dash.now - (1439 - i) * 60, 60.0, cpu=99.0 if i == spike_at else 10.0)
+            for i in range(1440)
+        ]
+    )
+    answer = dash.client().get("/api/hosts/web-01/series?metric=cpu.percent&range=24h&points=50").get_json()
+    data = answer["series"][0]["data"]
+    assert len(data) <= 50
+    assert answer["bucket"] == 1800.0  # 24 h / 49 rounded up to a round width
+    peaks = [row for row in data if row[3] == 99.0]
+    assert len(peaks) == 1
+    t, low, avg, high = peaks[0]
+    assert (low, high) == (10.0, 99.0) and 10.0 < avg < 99.0
+    assert t <= dash.now - (1439 - spike_at) * 60 < t + answer["bucket"]
+    # Per-core values come from the sample where the whole CPU peaked.
+    cores = dash.client().get("/api/hosts/web-01/series?metric=cpu.core&range=24h&points=50").get_json()
+    assert max(v for s in cores["series"] for _, v in s["data"]) == 99.0
+
+
+# -- login, CSRF, anonymous read --------------------------------------------------------------------
+
+
+def test_without_anonymous_read_everything_but_login_and_healthz_needs_a_login(dash: Dashboard) -> None:
+    dash.feed("web-01")
+    client = dash.client(web="anonymous_read = false\n")
+    page = client.get("/host/web-01?range=1h")
+    assert page.status_code == 302 and page.headers["Location"] == "/login?next=/host/web-01?range%3D1h"
+    for url in ("/api/hosts", "/api/alerts", "/metrics"):
+        answer = client.get(url)
+        assert answer.status_code == 401 and answer.get_json()["error"] == "Login required", url
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/static/style.css").status_code == 200
+
+    wrong = login(client, password="guess")
+    assert wrong.status_code == 401 and "Wrong user name or password" in wrong.get_data(as_text=True)
+    assert login(client, user="mallory").status_code == 401
+    ok = login(client)
+    assert ok.status_code == 302 and ok.headers["Location"] == "/"
+    assert client.get("/api/hosts").status_code == 200
+    page = client.get("/").get_data(as_text=True)
+    assert rows(page) == {"web-01": "ok"} and '<span class="user">alice</span>' in page
+
+    client.post("/logout", data={"csrf_token": csrf_of(page)})
+    assert client.get("/api/hosts").status_code == 401
+
+
+def test_session_cookie_flags(dash: Dashboard) -> None:
+    client = dash.client(web="anonymous_read = false\n")
+    cookie = login(client).headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    secure = dash.client(web='anonymous_read = false\npublic_url = "https://osmon.example.org"\n')
+    assert "Secure" in login(secure).headers["Set-Cookie"]
+
+
+def test_changing_a_password_in_the_config_ends_its_sessions(dash: Dashboard) -> None:
+    app = dash.app(web="anonymous_read = false\n")
+    client = app.test_client()
+    login(client)
+    assert client.get("/api/hosts").status_code == 200
+    app.extensions["osmon"].config.web_users["alice"] = hash_password("a new one")
+    assert client.get("/api/hosts").status_code == 401
+
+
+def test_login_only_redirects_within_the_site(dash: Dashboard) -> None:
+    client = dash.client(web="anonymous_read = false\n")
+    token = csrf_of(client.get("/login").get_data(as_text=True))
+    for target in (
+        "//evil.example/x",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/\t/evil.example",
+        "/x\\y",
+    ):
+        answer = client.post(
+            "/login", data={"user": "alice", "password": PASSWORD, "csrf_token": token, "next": target}
+        )
+        assert answer.headers["Location"] == "/", target
+        token = csrf_of(client.get("/login").get_data(as_text=True))
+
+
+def test_repeated_failed_logins_are_throttled(dash: Dashboard) -> None:
+    client = dash.client(web="anonymous_read = false\n")
+    for _ in range(10):
+        assert login(client, password="guess").status_code == 401
+    assert login(client, password="guess").status_code == 429
+    assert login(client).status_code == 429  # even the right password, for a while
+    assert login(client, user="bob", password="guess").status_code == 401  # other names are not locked
+
+
+def test_basic_auth_reads_but_never_writes(dash: Dashboard) -> None:
+    dash.feed("web-01")
+    client = dash.client(web="anonymous_read = false\n")
+    assert client.get("/metrics", auth=("alice", PASSWORD)).status_code == 200
+    assert client.get("/metrics", auth=("alice", "nope")).status_code == 401
+    answer = client.post("/alerts/silence", auth=("alice", PASSWORD), data={"host": "web-01"})
+    assert answer.status_code == 400  # no CSRF token: refused before anything else
+    assert dash.store.silences(time.time()) == []
+
+
+def test_anonymous_read_opens_reads_but_not_writes(dash: Dashboard) -> None:
+    dash.feed("web-01")
+    client = dash.client(web="anonymous_read = true\n")
+    assert client.get("/").status_code == 200 and client.get("/api/hosts").status_code == 200
+    alerts = client.get("/alerts").get_data(as_text=True)
+    assert "Log in</a> to silence a host" in alerts and 'id="silence-form"' not in alerts
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)">', alerts).group(1)
+    answer = client.post(
+        "/alerts/silence",
+        data={"host": "web-01", "duration": "1h", "reason": "x", "csrf_token": token},
+        headers={"Accept": "application/json"},
+    )
+    assert answer.status_code == 401 and answer.get_json()["error"] == "log in to change anything"
+    assert dash.store.silences(time.time()) == []
+
+
+def test_posts_without_the_session_csrf_token_are_refused(dash: Dashboard) -> None:
+    dash.feed("web-01")
+    client = dash.client()
+    login(client)
+    form = {"host": "web-01", "duration": "1h", "reason": "reboot"}
+    assert client.post("/alerts/silence", data=form).status_code == 400
+    refused = client.post("/alerts/silence", data={**form, "csrf_token": "forged"})
+    assert refused.status_code == 400 and "CSRF" in refused.get_data(as_text=True)
+    assert dash.store.silences(time.time()) == []
+    # A token from another session is no better.
+    other = dash.client()
+    login(other)
+    foreign = csrf_of(other.get("/alerts").get_data(as_text=True))
+    assert client.post("/alerts/silence", data={**form, "csrf_token": foreign}).status_code == 400
+    # The login form is protected too (login CSRF).
+    fresh = dash.client()
+    assert fresh.post("/login", data={"user": "alice", "password": PASSWORD}).status_code == 400
+
+
+def test_silence_and_unsilence_from_the_dashboard(dash: Dashboard) -> None:
+    dash.feed("web-01")
+    dash.fire("web-01", "mem.percent", "critical")
+    client = dash.client()
+    login(client)
+    token = csrf_of(client.get("/alerts").get_data(as_text=True))
+    done = client.post(
+        "/alerts/silence",
+        data={
+            "host": "web-01",
+            "duration": "2h",
+            "reason": "kernel upgrade",
+            "csrf_token": token,
+            "next": "/alerts",
+        },
+    )
+    assert done.status_code == 302 and done.headers["Location"] == "/alerts"
+    [silence] = dash.store.silences(time.time())
+    assert silence.host == "web-01" and silence.reason == "kernel upgrade (by alice)"
+    assert silence.until == pytest.approx(time.time() + 7200, abs=60)
+    page = client.get("/alerts").get_data(as_text=True)
+    assert "web-01 silenced." in page and "kernel upgrade (by alice)" in page
+    assert rows(client.get("/").get_data(as_text=True)) == {"web-01": "silenced"}
+
+    client.post("/alerts/unsilence", data={"host": "web-01", "csrf_token": token})
+    assert dash.store.silences(time.time()) == []
+    assert rows(client.get("/").get_data(as_text=True)) == {"web-01": "critical"}
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({"host": "../etc", "duration": "1h", "reason": "x"}, "not a valid host name"),
+        ({"host": "web-01", "duration": "soon", "reason": "x"}, "duration"),
+        ({"host": "web-01", "duration": "0", "reason": "x"}, "between"),
+        ({"host": "web-01", "duration": "400d", "reason": "x"}, "between"),
+        ({"host": "web-01", "duration": "1h", "reason": "   "}, "reason"),
+    ],
+)
+def test_bad_silence_forms_are_refused_clearly(dash: Dashboard, form: dict, message: str) -> None:
+    client = dash.client()
+    login(client)
+    token = csrf_of(client.get("/alerts").get_data(as_text=True))
+    answer = client.post("/alerts/silence", data={**form, "csrf_token": token})
+    assert answer.status_code == 400 and message in answer.get_data(as_text=True)
+    assert dash.store.silences(time.time()) == []
+
+
+# -- hostile data ----------------------------------------------------------------------------------------
+
+
+def test_hostile_names_are_escaped_everywhere(dash: Dashboard) -> None:
+    """Host, mount, process, command line and user names come from the hosts: never markup."""
+    dash.store.ingest([hostile_host(1, dash.now)])
+    dash.feed(
+        "web-01",
+        mounts={"/": 10.0, f"/mnt/{HOSTILE}": 99.0},
+        process=HOSTILE,
+        cmdline=f'"><img src=x onerror=alert(1)>{HOSTILE}',
+        user=f"<b>{HOSTILE}",
+    )
+    dash.fire("web-01", f"disk.percent:/mnt/{HOSTILE}", "critical")
+    dash.fire(HOSTILE, "mem.percent", "warning")
+    dash.store.silence(HOSTILE, dash.now + 60, f"because {HOSTILE}", dash.now)
+    client = dash.client()
+    login(client)
+
+    pages = {url: client.get(url) for url in ("/", "/host/web-01?range=1h", "/alerts")}
+    for url, page in pages.items():
+        html = page.get_data(as_text=True)
+        assert page.status_code == 200, url
+        assert "<script>alert" not in html and "<img src=x" not in html and "<b><script>" not in html, url
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html, url
+    host_page = pages["/host/web-01?range=1h"].get_data(as_text=True)
+    # Inside attributes too, and in the SVG legend of the per-mount chart.
+    assert 'title="&#34;&gt;&lt;img src=x onerror=alert(1)&gt;' in host_page
+    disks = svgs(host_page)[3]
+    assert "/mnt/&lt;script&gt;alert(1)&lt;/script&gt;" in disks and "<script>" not in disks
+    # The hostile host links to a URL-quoted page, which answers without running anything.
+    overview = pages["/"].get_data(as_text=True)
+    assert 'href="/host/%3Cscript%3Ealert(1)%3C/script%3E"' in overview
+    # JSON keeps the names as data; it is served as JSON, never sniffed as HTML.
+    api = client.get("/api/hosts")
+    assert api.headers["X-Content-Type-Options"] == "nosniff"
+    assert HOSTILE in [h["name"] for h in api.get_json()["hosts"]]
+
+
+def test_pages_load_nothing_from_another_host_and_forbid_inline_scripts(dash: Dashboard) -> None:
+    dash.feed("web-01")
+    client = dash.client()
+    for url in ("/", "/host/web-01", "/alerts", "/login"):
+        page = client.get(url)
+        html = page.get_data(as_text=True)
+        assert not re.search(r'(src|href)="(https?:)?//', html), url
+        assert "kozea" not in html, url
+        assert not re.search(r"<script(?![^>]*\b(src|xlink:href)=)[^>]*>", html), f"inline script in {url}"
+        csp = page.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "default-src 'self'" in csp
+    for asset in ("pygal-tooltips.js", "live.js", "style.css", "favicon.svg"):
+        served = client.get(f"/static/{asset}")
+        assert served.status_code == 200, asset
+        assert not re.search(rb"https?://(?!www\.w3\.org/)", served.data), asset
+
+
+# -- /metrics and /healthz -------------------------------------------------------------------------------
+
+
+METRIC_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_]\w*="([^"\\]|\\.)*",?)*\})? \S+$')
+
+
+def test_metrics_in_prometheus_text_format(dash: Dashboard) -> None:
+    dash.feed("web-01", cpu=42.0)
+    dash.store.ingest([received("gone-1", 1, dash.now - 3600)])
+    dash.store.add_counters({"received": 31, "stored": 31, "rejected": 2, "hook_errors": 1})
+    answer = dash.client().get("/metrics")
+    text = answer.get_data(as_text=True)
+    assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    for line in text.splitlines():
+        assert line.startswith("# HELP ") or line.startswith("# TYPE ") or METRIC_LINE.match(line), line
+    assert 'osmon_host_up{host="web-01"} 1.0' in text and 'osmon_host_up{host="gone-1"} 0.0' in text
+    assert 'osmon_host_cpu_percent{host="web-01"} 42.0' in text
+    assert 'osmon_host_disk_max_percent{host="web-01"} 70.0' in text
+    assert "osmon_snapshots_received_total 31.0" in text and "osmon_snapshots_rejected_total 2.0" in text
+    assert 'osmon_collector_events_total{event="hook_errors"} 1.0' in text
+    assert "osmon_outbox_size 0.0" in text
+    lag = float(re.search(r"^osmon_ingest_lag_seconds (\S+)$", text, re.M).group(1))
+    assert 0 <= lag < 60
+    assert 'osmon_hosts{status="down"} 1.0' in text
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool not installed (Debian package prometheus)"
+)
+def test_metrics_pass_promtool(dash: Dashboard) -> None:
+    dash.feed("web-01")
+    dash.store.ingest([hostile_host(1, dash.now)])  # label values with quotes and angle brackets
+    dash.store.add_counters({"received": 3, "acks_dropped": 1})
+    text = dash.client().get("/metrics").get_data()
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30)
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+
+
+def test_healthz_reports_whether_the_database_can_be_read(dash: Dashboard, tmp_path: Path) -> None:
+    dash.feed("web-01")
+    answer = dash.client().get("/healthz")
+    assert answer.status_code == 200 and answer.get_json() == {"status": "ok", "hosts": 1}
+
+    # A dashboard started before the collector: 503 until the database exists, then 200.
+    later = Dashboard(tmp_path, database="later/osmon.db", create=False)
+    client = later.client()
+    missing = client.get("/healthz")
+    assert missing.status_code == 503 and "does not exist" in missing.get_json()["error"]
+    page = client.get("/")
+    assert page.status_code == 503 and "Database unavailable" in page.get_data(as_text=True)
+    later.store.ingest([received("web-01", 1, time.time())])
+    assert client.get("/healthz").status_code == 200
+    assert rows(client.get("/").get_data(as_text=True)) == {"web-01": "ok"}
+
+
+def test_errors_are_json_for_the_api_and_html_for_people(dash: Dashboard) -> None:
+    client = dash.client()
+    assert client.get("/api/nope").get_json() == {"error": "Not found", "status": 404}
+    assert client.post("/api/hosts", headers={"X-CSRF-Token": "x"}).status_code in (400, 405)
+    page = client.get("/nope")
+    assert page.status_code == 404 and 'id="error" data-status="404"' in page.get_data(as_text=True)
+
+
+def test_the_dashboard_never_writes_except_silences(dash: Dashboard) -> None:
+    dash.feed("web-01")
+    reader = open_store(dash.database, readonly=True)
+    reader.web_read_only()
+    with pytest.raises(Exception, match=r"readonly|read-only|query_only"):
+        reader.add_counters({"received": 1})
+    reader.web_silence("web-01", time.time() + 60, "test", time.time())
+    assert [s.host for s in reader.silences(time.time())] == ["web-01"]
+    with pytest.raises(Exception, match=r"readonly|read-only|query_only"):
+        reader.add_counters({"received": 1})  # still read-only after the write

@@ -1,0 +1,194 @@
+"""The dashboard's pure parts: chart functions (series in, SVG out), downsampling arithmetic, statuses."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from collector.store import open_store
+from collector.store.alerts import Alert, Silence
+from collector.store.web import DetailBucket, WebHost
+from collector.web import fleet, metrics, series
+from collector.web.charts import Serie, rate, time_chart, time_ticks
+from tests.test_web import HOSTILE, received
+
+T0 = 1_764_000_000.0
+
+
+def points(n: int, step: float = 15.0, value: float = 10.0) -> list[tuple[float, float | None]]:
+    return [(T0 + i * step, value) for i in range(n)]
+
+
+# -- charts -------------------------------------------------------------------------------------
+
+
+def test_a_chart_is_an_svg_with_one_dot_per_point_and_a_line() -> None:
+    svg = time_chart(
+        "CPU",
+        [Serie("total", points(100))],
+        unit="%",
+        start=T0,
+        end=T0 + 1500,
+        js=["/static/pygal-tooltips.js"],
+    )
+    assert svg.startswith("<svg") and 'class="pygal-chart chart"' in svg
+    assert svg.count('class="dot reactive tooltip-trigger"') == 100
+    assert len(re.findall(r'<path d="M[^"]+" class="line reactive nofill"', svg)) == 1
+    assert re.search(r'<desc class="value">\d\d:\d\d: 10.0 %</desc>', svg)  # time and value, with its unit
+    assert ">100.0 %<" in svg  # percent charts always span 0-100
+
+
+def test_a_chart_links_only_the_given_script_and_has_no_inline_script() -> None:
+    svg = time_chart(
+        "x", [Serie("a", points(3))], unit="", start=T0, end=T0 + 60, js=["/static/pygal-tooltips.js"]
+    )
+    assert re.findall(r"<script[^>]*>", svg) == [
+        '<script type="text/javascript" xlink:href="/static/pygal-tooltips.js" />'
+    ]
+    assert "kozea" not in svg and "window.pygal" not in svg
+    assert "<script" not in time_chart("x", [Serie("a", points(3))], unit="", start=T0, end=T0 + 60)
+
+
+def test_a_gap_breaks_the_line() -> None:
+    values = points(10)
+    values[5] = (values[5][0], None)
+    svg = time_chart("x", [Serie("a", values)], unit="%", start=T0, end=T0 + 150)
+    assert len(re.findall(r'class="line reactive nofill"', svg)) == 2
+    assert svg.count("tooltip-trigger") == 9
+
+
+def test_labels_and_titles_are_escaped_in_the_svg() -> None:
+    svg = time_chart(
+        f"Disk {HOSTILE}", [Serie(f'/mnt/"{HOSTILE}', points(3))], unit="%", start=T0, end=T0 + 60
+    )
+    assert "<script>" not in svg
+    assert "Disk &lt;script&gt;alert(1)&lt;/script&gt;" in svg
+    assert '/mnt/"&lt;script&gt;alert(1)&lt;/script&gt;' in svg
+
+
+def test_an_empty_chart_says_no_data() -> None:
+    assert "No data" in time_chart("x", [], unit="%", start=T0, end=T0 + 3600)
+    assert "No data" in time_chart("x", [Serie("a", [])], unit="B/s", start=T0, end=T0 + 3600)
+
+
+def test_many_points_are_drawn_without_dots() -> None:
+    svg = time_chart(
+        "x", [Serie(f"cpu{i}", points(300)) for i in range(16)], unit="%", start=T0, end=T0 + 4500
+    )
+    assert "tooltip-trigger" not in svg and svg.count('class="line reactive nofill"') == 16
+
+
+def test_rates_and_time_ticks() -> None:
+    assert [rate(v) for v in (512, 2048, 5 * 1024**2, 3 * 1024**4)] == [
+        "512 B/s",
+        "2.0 KiB/s",
+        "5.0 MiB/s",
+        "3.0 TiB/s",
+    ]
+    ticks = time_ticks(T0, T0 + 86400)
+    assert 4 <= len(ticks) <= 6 and all(T0 <= t < T0 + 86400 for t in ticks)
+    assert all((t + time.localtime(t).tm_gmtoff) % 3600 == 0 for t in ticks)  # on the hour, local time
+
+
+# -- downsampling ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("range_name", list(series.RANGES))
+def test_every_range_is_cut_into_at_most_the_wanted_number_of_round_buckets(range_name: str) -> None:
+    span = series.RANGES[range_name]
+    for points_wanted in (3, 50, series.POINTS, series.MAX_POINTS):
+        window = series.Window.of(span, T0 + 123.4, points_wanted)
+        buckets = round((window.end - window.start) / window.width)
+        assert buckets <= points_wanted and window.end - window.start >= span
+        assert window.start <= T0 + 123.4 - span and window.end > T0 + 123.4  # the whole range, up to now
+        assert window.start % window.width == 0  # aligned: the same buckets on every refresh
+    assert series.bucket_width(span) in (15.0, 120.0, 300.0, 3600.0, 10800.0)
+
+
+def test_sql_buckets_never_exceed_the_window_and_keep_min_avg_max(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "osmon.db")
+    store.ingest([received("web-01", i + 1, T0 + i, 1.0, cpu=float(i % 7)) for i in range(3600)])
+    window = series.Window.of(3600, T0 + 3599, points=13)
+    buckets = store.web_series("web-01", ["cpu", "mem"], *window)
+    assert 1 < len(buckets) <= 13
+    assert all(window.start <= b.t < window.end for b in buckets)
+    full = buckets[1]
+    assert full.stats[0][0] == 0.0 and full.stats[0][2] == 6.0 and 2.9 < full.stats[0][1] < 3.1
+    assert full.stats[1] == (40.0, 40.0, 40.0)
+    with pytest.raises(ValueError):
+        store.web_series("web-01", ["cpu; DROP TABLE samples"], *window)
+
+
+def test_detail_series_pick_the_busiest_entities_in_natural_order() -> None:
+    buckets = [
+        DetailBucket(T0, 50.0, {"cpu.core": [float(i) for i in range(40)]}),
+        DetailBucket(T0 + 60, 60.0, {"cpu.core": [None] * 40}),
+    ]
+    lines = series.detail_series("cpu.core", buckets)
+    assert len(lines) == series.MAX_ENTITIES
+    assert list(lines)[:3] == ["cpu8", "cpu9", "cpu10"]  # the 8 idlest dropped; cpu9 before cpu10
+    assert lines["cpu39"] == [(T0, 39.0), (T0 + 60, None)]
+    mounts = series.detail_series(
+        "disk.percent", [DetailBucket(T0, 1.0, {"disk.percent": {"/": 5.0, "/a": 9.0}})]
+    )
+    assert mounts == {"/": [(T0, 5.0)], "/a": [(T0, 9.0)]}
+
+
+def test_with_gaps_marks_silences_longer_than_a_few_intervals() -> None:
+    assert series.with_gaps([(0, 1.0), (10, 2.0), (100, 3.0)], max_gap=25) == [
+        (0, 1.0),
+        (10, 2.0),
+        (55, None),
+        (100, 3.0),
+    ]
+    assert series.max_gap(15, 10) == 37.5 and series.max_gap(300, None) == 750
+
+
+# -- statuses -------------------------------------------------------------------------------------
+
+
+def alert(severity: str, host: str = "h") -> Alert:
+    return Alert(1, host, "mem.percent", severity, T0, None, 90.0, 90.0, 80.0, T0)
+
+
+@pytest.mark.parametrize(
+    ("down", "silenced", "severities", "expected"),
+    [
+        (False, False, [], "ok"),
+        (False, False, ["warning"], "warning"),
+        (False, False, ["warning", "critical"], "critical"),
+        (True, False, ["warning"], "down"),
+        (True, True, ["critical"], "silenced"),
+        (False, True, [], "silenced"),
+    ],
+)
+def test_status_precedence(down: bool, silenced: bool, severities: list[str], expected: str) -> None:
+    assert fleet.status(down, silenced, [alert(s) for s in severities]) == expected
+
+
+def test_a_host_without_a_decodable_snapshot_still_has_a_row() -> None:
+    host = WebHost("h", T0, T0, 10.0, None, b"\xc1 not msgpack")
+    assert fleet.decode_latest(host) is None
+    row = fleet.host_row(host, None, [], Silence("h", T0 + 60, "x", T0), down_after=3, now=T0 + 100)
+    assert (row["status"], row["down"], row["cpu"], row["uptime"]) == ("silenced", True, None, None)
+
+
+def test_metrics_escape_label_values() -> None:
+    rows = [
+        {
+            "name": 'a"b\\c\nd',
+            "down": False,
+            "cpu": 1.0,
+            "mem": None,
+            "disk": None,
+            "load1": None,
+            "status": "ok",
+            "last_seen": T0,
+        }
+    ]
+    text = metrics.exposition(rows, {}, 0, T0 + 5)
+    assert 'osmon_host_up{host="a\\"b\\\\c\\nd"} 1.0' in text
+    assert "osmon_ingest_lag_seconds 5.0" in text
