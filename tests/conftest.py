@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -117,6 +119,35 @@ class Cluster:
         self.agent_extra[host] = extra
         config = self.agent_config(host, interval, extra)
         return self.start([str(BIN / "osmon-agent"), "run", "--config", str(config)], f"agent-{host}")
+
+    def web(self, settings: str = "anonymous_read = true", extra: str = "") -> tuple[Process, str]:
+        """Start `osmon-collector web` on a free loopback port; returns it and its base URL.
+
+        Rewrites the collector config with a [web] section (bind, then `settings`, which may end with a
+        [web.users] table) and `extra` tables such as [alerts]: start the collector after this, as both
+        processes read that file. Returns once the dashboard answers HTTP (/healthz says 503 until the
+        collector has created the database).
+        """
+        port = free_port()
+        self.write_collector_config(f'[web]\nbind = "127.0.0.1:{port}"\n{settings}\n{extra}')
+        process = self.start(
+            [str(BIN / "osmon-collector"), "web", "--config", str(self.collector_config)], "web"
+        )
+        url = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            if not process.alive():
+                raise AssertionError(f"osmon-collector web exited:\n{process.output()}")
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=5):
+                    return True
+            except urllib.error.HTTPError:
+                return True  # 503 before the database exists: the server itself is up
+            except OSError:
+                return False
+
+        wait_for(answers, what=f"the dashboard to answer on {url}")
+        return process, url
 
     def status(self) -> list[dict]:
         out = subprocess.run(

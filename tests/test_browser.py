@@ -1,0 +1,377 @@
+"""The dashboard as a person sees it: headless Chromium against real agents, a real collector and the
+real `osmon-collector web` process (waitress), all on 127.0.0.1.
+
+Chromium is Debian's (/usr/bin/chromium), driven by Playwright's Python package; no browser is ever
+downloaded. Every page a test opens is watched: a request to any host but 127.0.0.1 is refused and
+fails the test (the dashboard must work air-gapped), and so does a JavaScript error or a console
+error (a script or style blocked by the Content-Security-Policy shows up there).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from collector.store import open_store
+from tests.conftest import BIN, Cluster, wait_for
+
+CHROMIUM = Path(os.environ.get("OSMON_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENS = Path("/tmp/osmon-screens")  # the newest screenshots, kept for people to look at
+TIMEOUT_MS = 20_000
+PASSWORD = "browser test password"
+CHARTS = 7  # collector.web.series.CHARTS
+
+ROWS = "#hosts tbody tr[data-host]"
+
+
+def row(host: str) -> str:
+    return f'#hosts tbody tr[data-host="{host}"]'
+
+
+# -- the browser and its watched pages --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One Chromium per module; each test gets its own context (cookies, cache) from it."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"headless browser tests need Chromium at {CHROMIUM} (Debian package `chromium`)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("headless browser tests need the `playwright` Python package (pip install -e .[dev])")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Watch:
+    """Everything a page asked for, and every error it showed in its console."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, str | None]] = []  # (method, url, POST body)
+        self.foreign: list[str] = []
+        self.errors: list[str] = []
+
+    def route(self, route: Any) -> None:
+        request = route.request
+        self.requests.append((request.method, request.url, request.post_data))
+        parts = urlsplit(request.url)
+        if parts.scheme in ("data", "blob", "about") or parts.hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            self.foreign.append(request.url)
+            route.abort("blockedbyclient")  # air-gapped: the dashboard must not need it
+
+    def paths(self, method: str = "GET") -> list[str]:
+        return [urlsplit(url).path for m, url, _ in self.requests if m == method]
+
+    def check(self) -> None:
+        assert self.requests, "the page made no request at all"
+        assert self.foreign == [], f"requests to hosts other than 127.0.0.1: {self.foreign}"
+        for _, url, _ in self.requests:
+            assert urlsplit(url).scheme in ("http", "data", "blob", "about"), url
+        assert self.errors == [], f"errors in the page: {self.errors}"
+
+
+@pytest.fixture
+def watch() -> Watch:
+    return Watch()
+
+
+@pytest.fixture
+def page(chromium: Any, watch: Watch) -> Iterator[Any]:
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+    context.set_default_timeout(TIMEOUT_MS)
+    context.route("**/*", watch.route)
+    tab = context.new_page()
+    tab.on("pageerror", lambda error: watch.errors.append(f"uncaught: {error}"))
+    tab.on("console", lambda m: watch.errors.append(f"console: {m.text}") if m.type == "error" else None)
+    try:
+        yield tab
+    finally:
+        context.close()
+    watch.check()
+
+
+def expect(locator: Any) -> Any:
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
+def screenshot(page: Any, tmp_path: Path, name: str) -> Path:
+    """A full-page PNG in the test's directory, copied to SCREENS; checked to be a real picture."""
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+    assert width == 1280 and height >= 600, (width, height)
+    assert len(data) > 20_000, f"{path}: {len(data)} bytes, an empty-looking page"
+    try:
+        SCREENS.mkdir(exist_ok=True)
+        shutil.copyfile(path, SCREENS / name)
+    except OSError:
+        pass  # only a convenience for people; the test's own copy is what counts
+    return path
+
+
+def reported(cluster: Cluster, hosts: list[str]) -> None:
+    """Wait until the collector has stored snapshots of every host (`osmon-collector status`)."""
+
+    def stored() -> bool:
+        try:
+            return {h["host"] for h in cluster.status()} >= set(hosts)
+        except subprocess.CalledProcessError:  # the collector is still creating the database
+            return False
+
+    wait_for(stored, what=f"{hosts} to report")
+
+
+def serving(url: str) -> None:
+    """Wait until the dashboard can read the database (the collector creates it when it starts)."""
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
+                return response.status == 200
+        except OSError:  # HTTPError 503 included
+            return False
+
+    wait_for(healthy, what="the dashboard to read the collector's database")
+
+
+def refreshed_at(page: Any) -> int:
+    return int(page.evaluate("document.body.dataset.refreshed || 0"))
+
+
+# -- the tests ----------------------------------------------------------------------------------------
+
+
+def test_the_overview_lists_every_host_with_its_status(
+    cluster: Cluster, page: Any, watch: Watch, tmp_path: Path
+) -> None:
+    hosts = ["web-01", "web-02", "db-01"]
+    _, url = cluster.web('anonymous_read = true\nrefresh = "1s"')
+    cluster.collector()
+    serving(url)
+
+    # Opened before any agent runs: the table fills in place from /api/hosts as they report.
+    page.goto(url + "/")
+    expect(page.locator("#no-hosts")).to_be_visible()
+    assert page.locator(ROWS).count() == 0
+    for host in hosts:
+        cluster.agent(host, interval=0.2)
+    expect(page.locator(ROWS)).to_have_count(3, timeout=TIMEOUT_MS)
+    for host in hosts:
+        expect(page.locator(f"{row(host)} .c-cpu .meter-text")).to_be_visible()  # numbers arrived too
+    assert sorted(page.locator(ROWS).evaluate_all("rows => rows.map(r => r.dataset.host)")) == sorted(hosts)
+
+    shown = {host: page.locator(f"{row(host)} .status-badge").text_content().strip() for host in hosts}
+    assert set(shown.values()) <= {"ok", "warning", "critical"}, shown  # up, whatever this machine's load
+    for host, status in shown.items():
+        assert page.locator(row(host)).get_attribute("data-status") == status
+        link = page.locator(f"{row(host)} .c-name a")
+        assert link.text_content() == host and link.get_attribute("href") == f"/host/{host}"
+    counts = {
+        s: int(page.locator(f'#counts [data-count="{s}"]').text_content())
+        for s in ("ok", "warning", "critical", "down", "silenced")
+    }
+    assert sum(counts.values()) == 3 and counts["down"] == counts["silenced"] == 0
+
+    # Live: the page keeps refreshing from the JSON API, and says when it last did.
+    first = refreshed_at(page)
+    assert first > 0
+    page.wait_for_function("t => Number(document.body.dataset.refreshed) > t", arg=first)
+    expect(page.locator("#refreshed")).to_contain_text("Updated")
+    assert watch.paths().count("/api/hosts") >= 2
+    assert watch.paths().count("/") == 1  # ... and never reloaded itself
+
+    # The name filter narrows the table.
+    page.fill("#filter", "web-")
+    expect(page.locator(f"{ROWS}:visible")).to_have_count(2)
+    page.fill("#filter", "")
+    expect(page.locator(f"{ROWS}:visible")).to_have_count(3)
+
+    screenshot(page, tmp_path, "overview.png")
+
+
+def test_a_host_page_draws_charts_with_data_and_redraws_them_in_place(
+    cluster: Cluster, page: Any, watch: Watch, tmp_path: Path
+) -> None:
+    _, url = cluster.web('anonymous_read = true\nrefresh = "1s"')
+    cluster.collector()
+    cluster.agent("web-01", interval=0.2)
+    reported(cluster, ["web-01"])
+
+    page.goto(url + "/host/web-01?range=1h")
+    expect(page.locator("#host-name")).to_have_text("web-01")
+    expect(page.locator("#host-status .status-badge")).not_to_have_text("down")
+    expect(page.locator("#ranges a[aria-current]")).to_have_text("1h")
+    expect(page.locator("#charts figure[data-chart] svg.chart")).to_have_count(CHARTS)
+    page.evaluate("window.osmonMarker = 'not reloaded'")
+    first_ids = page.locator("#charts svg.chart").evaluate_all("svgs => svgs.map(s => s.id)")
+
+    # The 1h range buckets per 15 s: the charts are redrawn from /api/hosts/<name>/charts every 15 s.
+    # Wait for that redraw, and until every chart has at least two points on each of its lines.
+    drawn = """ids => {
+        const svgs = [...document.querySelectorAll('#charts figure[data-chart] svg.chart')];
+        if (svgs.length !== 7 || svgs.some((s, i) => s.id === ids[i])) return false;
+        return svgs.every(svg => {
+            const lines = [...svg.querySelectorAll('g.series path.line.reactive')];
+            const dots = svg.querySelectorAll('g.series circle.dot');
+            return lines.length > 0 && dots.length >= 2 * lines.length && !svg.querySelector('text.no_data')
+                && lines.every(l => l.getBBox().width > 0 && l.getAttribute('d').split(/[ML]/).length > 2);
+        });
+    }"""
+    page.wait_for_function(drawn, arg=first_ids, timeout=60_000)
+    assert page.evaluate("window.osmonMarker") == "not reloaded"
+    assert "/api/hosts/web-01/charts" in watch.paths()
+    assert watch.paths().count("/host/web-01") == 1
+
+    for chart in ("cpu", "memory", "load"):
+        figure = page.locator(f"#chart-{chart}")
+        box = figure.locator("svg.chart").bounding_box()
+        assert box is not None and box["width"] > 300 and box["height"] > 100, (chart, box)
+    legends = page.locator("#chart-cpu svg.chart .legend").all_text_contents()
+    assert [t.strip() for t in legends] == ["total", "iowait"]
+
+    # A point's tooltip comes from the dashboard's own script (pygal's would be fetched from a CDN).
+    page.locator("#chart-memory svg.chart g.series circle.dot").last.hover()
+    tip = page.locator(".chart-tip")
+    expect(tip).to_be_visible()
+    expect(tip).to_contain_text("%")
+
+    # The live summary refreshes too.
+    expect(page.locator('#summary [data-field="cpu"] .meter-text')).to_contain_text("%")
+    expect(page.locator('#facts [data-fact="cpus"]')).not_to_have_text("\u2013")  # an en dash: no data
+    screenshot(page, tmp_path, "host.png")
+
+
+def test_a_stopped_agent_turns_down_on_screen_without_a_reload(
+    cluster: Cluster, page: Any, watch: Watch
+) -> None:
+    hosts = ["web-01", "web-02", "db-01"]
+    # Interval 1 s, down after 3 of them: a busy 2-core machine does not make the others flap.
+    _, url = cluster.web('anonymous_read = true\nrefresh = "1s"', extra="[alerts]\ndown_after = 3\n")
+    cluster.collector()
+    agents = {host: cluster.agent(host, interval=1.0) for host in hosts}
+    serving(url)
+
+    page.goto(url + "/")
+    expect(page.locator(ROWS)).to_have_count(3)
+    for host in hosts:
+        expect(page.locator(f"{row(host)} .status-badge")).not_to_have_text("down")
+    navigations: list[str] = []
+    page.on(
+        "framenavigated", lambda frame: navigations.append(frame.url) if frame == page.main_frame else None
+    )
+    page.evaluate("window.osmonMarker = 'not reloaded'")
+    before = refreshed_at(page)
+
+    assert agents["web-02"].terminate() == 0  # SIGTERM: the agent stops cleanly and sends nothing more
+    stopped = time.monotonic()
+    expect(page.locator(f"{row('web-02')} .status-badge")).to_have_text("down", timeout=TIMEOUT_MS)
+    took = time.monotonic() - stopped
+
+    assert page.evaluate("window.osmonMarker") == "not reloaded" and navigations == []
+    assert refreshed_at(page) > before
+    assert watch.paths().count("/") == 1
+    assert page.locator(row("web-02")).get_attribute("data-status") == "down"
+    assert page.locator(ROWS).first.get_attribute("data-host") == "web-02"  # most urgent first
+    expect(page.locator('#counts [data-count="down"]')).to_have_text("1")
+    for host in ("web-01", "db-01"):
+        expect(page.locator(f"{row(host)} .status-badge")).not_to_have_text("down")
+    # The collector's host.down alert reaches the same page, still without a reload.
+    expect(page.locator("#active-alerts li", has_text="web-02")).to_contain_text("host.down")
+    assert page.evaluate("window.osmonMarker") == "not reloaded" and navigations == []
+    print(f"web-02 shown down {took:.1f} s after SIGTERM (down after 3 s, refresh 1 s)")
+
+
+def test_a_silence_made_in_the_ui_shows_up(cluster: Cluster, page: Any, watch: Watch) -> None:
+    hashed = subprocess.run(
+        [str(BIN / "osmon-collector"), "hash-password"],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.strip()
+    # No anonymous reading here: everything goes through the login form.
+    _, url = cluster.web(f'refresh = "1s"\n[web.users]\nops = "{hashed}"')
+    cluster.collector()
+    for host in ("web-01", "web-02"):
+        cluster.agent(host, interval=0.2)
+    reported(cluster, ["web-01", "web-02"])
+
+    page.goto(url + "/alerts")
+    assert urlsplit(page.url).path == "/login" and parse_qs(urlsplit(page.url).query)["next"] == ["/alerts"]
+    page.fill('#login-form input[name="user"]', "ops")
+    page.fill('#login-form input[name="password"]', PASSWORD)
+    page.click('#login-form button[type="submit"]')
+    page.wait_for_url(url + "/alerts")
+    expect(page.locator(".who .user")).to_have_text("ops")
+
+    form = page.locator("#silence-form")
+    form.locator('input[name="host"]').fill("web-02")
+    form.locator('input[name="duration"]').fill("30m")
+    form.locator('input[name="reason"]').fill("kernel upgrade")
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    assert token and form.locator('input[name="csrf_token"]').input_value() == token
+    form.locator('button[type="submit"]').click()
+    page.wait_for_url(url + "/alerts")
+
+    [(_, _, body)] = [
+        r for r in watch.requests if r[0] == "POST" and urlsplit(r[1]).path == "/alerts/silence"
+    ]
+    assert parse_qs(body or "")["csrf_token"] == [token]  # the form POST carried the session's token
+    expect(page.locator(".banner-ok")).to_have_text("web-02 silenced.")
+    silenced = page.locator('#silences tbody tr[data-host="web-02"]')
+    expect(silenced).to_contain_text("kernel upgrade (by ops)")
+    expect(page.locator("#silences tbody tr")).to_have_count(1)
+
+    # The collector's database holds it: the collector stops mailing web-02's alerts.
+    [silence] = open_store(cluster.dir / "osmon.db", readonly=True).silences(time.time())
+    assert silence.host == "web-02" and silence.reason == "kernel upgrade (by ops)"
+    assert 29 * 60 < silence.until - time.time() <= 30 * 60
+
+    page.goto(url + "/")
+    expect(page.locator(f"{row('web-02')} .status-badge")).to_have_text("silenced")
+    expect(page.locator(f"{row('web-01')} .status-badge")).not_to_have_text("silenced")
+    expect(page.locator('#counts [data-count="silenced"]')).to_have_text("1")
+    page.goto(url + "/host/web-02")
+    expect(page.locator("#host-status .status-badge")).to_have_text("silenced")
+    expect(page.locator("#silence")).to_contain_text("kernel upgrade (by ops)")
+
+    # Lifting it from the host page: gone from the store, and the overview shows the host up again.
+    page.locator("#silence .unsilence-form button").click()
+    page.wait_for_url(url + "/host/web-02")
+    expect(page.locator(".banner-ok")).to_have_text("web-02: silence lifted.")
+    assert open_store(cluster.dir / "osmon.db", readonly=True).silences(time.time()) == []
+    page.goto(url + "/")
+    expect(page.locator(f"{row('web-02')} .status-badge")).not_to_have_text("silenced")
+    expect(page.locator('#counts [data-count="silenced"]')).to_have_text("0")
