@@ -150,18 +150,12 @@ class WebQueries:
     def web_silence(self, host: str, until: float, reason: str, now: float) -> None:
         """Silence `host` until `until` (the dashboard's only kind of write, with unsilence)."""
         with self._web_writable():
-            self._web_write(lambda: self.silence(host, until, reason, now))  # type: ignore[attr-defined]
+            self.silence(host, until, reason, now)  # type: ignore[attr-defined]
 
     def web_unsilence(self, host: str) -> bool:
         """Lift `host`'s silence; False if there was none."""
         with self._web_writable():
-            return self._web_write(lambda: self.unsilence(host))  # type: ignore[attr-defined]
-
-    def _web_write(self, write: Any) -> Any:
-        try:
-            return write()
-        except sqlite3.Error as e:  # locked longer than the busy timeout, disk full, read-only file
-            raise StoreError(f"cannot write {self.path}: {e}") from None
+            return self.unsilence(host)  # type: ignore[attr-defined]
 
     def _web_sql(self, sql: str, args: tuple | dict) -> sqlite3.Cursor:
         try:
