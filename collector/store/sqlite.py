@@ -17,6 +17,7 @@ import msgpack
 from collector.samples import Sample
 from collector.store import HostInfo, IngestResult, Received, StoreError
 from collector.store.alerts import AlertQueries
+from collector.store.backup import BackupQueries
 from collector.store.certfr import CertfrQueries
 from collector.store.outbox import OutboxQueries
 from collector.store.schema import MIGRATIONS
@@ -50,7 +51,7 @@ def _translate_errors(cls: type) -> type:
 
 
 @_translate_errors
-class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries):
+class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, BackupQueries):
     """Storage in one SQLite file in WAL mode."""
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
