@@ -6,16 +6,20 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 
 import zmq
 
 from agent import keys, wire
 from agent.configfile import ConfigError, parse_duration
 from agent.shutdown import Shutdown
-from collector import allowlist
+from collector import allowlist, lock
+from collector import backup as backups
 from collector import config as collector_config
+from collector import restore as restores
 from collector import status as host_status
 from collector.ingest import Ingest, bind_socket
 from collector.service import Services
@@ -63,6 +67,36 @@ def main(argv: list[str] | None = None) -> int:
         help="print a password hash for [web.users] (prompts, or reads one line from standard input)",
     )
 
+    backup = commands.add_parser(
+        "backup", help="write a consistent online copy of the database, config and public keys (tar.gz)"
+    )
+    backup.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
+    where = backup.add_mutually_exclusive_group(required=True)
+    where.add_argument("--output", type=Path, help="the archive to write, X.tar.gz")
+    where.add_argument(
+        "--output-dir", type=Path, help="write DIR/osmon-backup-<UTC time>.tar.gz (see --keep)"
+    )
+    backup.add_argument(
+        "--keep", type=int, help="with --output-dir: delete the oldest osmon-backup-*.tar.gz beyond N"
+    )
+    backup.add_argument(
+        "--include-secrets",
+        action="store_true",
+        help="also archive the collector's secret key, the web session key and the SMTP password file",
+    )
+
+    restore = commands.add_parser(
+        "restore", help="replace the database with a backup's, after verifying it (the old one is kept aside)"
+    )
+    restore.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
+    restore.add_argument("--input", type=Path, required=True, help="an archive from `backup`")
+    restore.add_argument(
+        "--files-to",
+        type=Path,
+        help="also write the archive's config and keys under this new directory, for review "
+        "(they are never installed over the current ones)",
+    )
+
     keygen = commands.add_parser("keygen", help="write a CurveZMQ key pair NAME.key / NAME.key_secret")
     keygen.add_argument("directory")
     keygen.add_argument("--name", required=True)
@@ -75,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, StoreError, keys.KeyFileError, UsageError) as e:
+    except (ConfigError, StoreError, keys.KeyFileError, UsageError, lock.LockError, backups.BackupError) as e:
         print(f"osmon-collector: {e}", file=sys.stderr)
         return 2
     except zmq.ZMQError as e:
@@ -85,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = collector_config.load(args.config)
+    with lock.hold_run(config.database):
+        return _run(config)
+
+
+def _run(config: collector_config.CollectorConfig) -> int:
     store = open_store(config.database)
     context = zmq.Context()
     shutdown = Shutdown(reload=True)
@@ -185,8 +224,61 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_web(args: argparse.Namespace) -> int:
     from collector.web.server import serve  # Flask and waitress: only this command needs them
 
-    serve(collector_config.load(args.config))
+    config = collector_config.load(args.config)
+    with lock.hold_web(config.database):  # so that `restore` knows a dashboard has the database open
+        serve(config)
     return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    if args.keep is not None and (args.output_dir is None or args.keep < 1):
+        raise UsageError("--keep N needs --output-dir and N >= 1")
+    config = collector_config.load(args.config)
+    # Politeness towards `run`: the copy, the check and the compression get the CPU it leaves idle.
+    os.nice(10)
+    if args.output_dir is not None:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        output = backups.new_path(args.output_dir)
+    else:
+        output = args.output
+    made = backups.create(config, output, include_secrets=args.include_secrets)
+    others = [m for m in made.members if m.kind != "database"]
+    print(
+        f"{made.path}: {_size(made.size)} (database {_size(made.database_size)}, schema {made.schema}; "
+        f"{len(others)} other files{', secrets included' if args.include_secrets else ''})"
+    )
+    if args.keep is not None:
+        for path in backups.rotate(args.output_dir, args.keep):
+            print(f"removed old backup {path}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    config = collector_config.load(args.config)
+    done = restores.restore(config, args.input, args.files_to)
+    m = done.manifest
+    migrated = f", migrated from schema {m.schema} to {done.migrated_to}" if done.migrated_to else ""
+    print(
+        f"restored {done.database} from {args.input} (made {m.created} on {m.host}, schema {m.schema}{migrated})"
+    )
+    if done.aside is not None:
+        print(f"the previous database is kept as {done.aside}")
+    if done.files and done.files_to is not None:
+        print(f"the archive's config and keys are in {done.files_to}: compare them with the ones in use")
+    elif done.files:
+        print(
+            f"the archive also holds {len(done.files)} other files (config, keys); they were not installed "
+            "(use --files-to DIR to extract them for review)"
+        )
+    return 0
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:
@@ -224,6 +316,8 @@ COMMANDS = {
     "keygen": cmd_keygen,
     "web": cmd_web,
     "hash-password": cmd_hash_password,
+    "backup": cmd_backup,
+    "restore": cmd_restore,
 }
 
 if __name__ == "__main__":

@@ -1,0 +1,95 @@
+"""Who is using a database: `run` and `web` hold advisory locks beside it for their whole life.
+
+`run` holds `<db>-run.lock` exclusively, so a second `run` on the same database is
+refused; `web` holds `<db>-web.lock` shared, so dashboards coexist with each other
+and with `run`. `restore` takes both exclusively, without waiting: if either is
+held, something is using the database and the restore refuses. flock(2) locks
+vanish with the process, so a crashed collector never leaves a stale lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+
+class LockError(Exception):
+    """The database is in use by another process."""
+
+
+RUN, WEB = "run", "web"
+_WHO = {RUN: "osmon-collector run", WEB: "osmon-collector web"}
+
+
+def lock_path(database: str | Path, role: str) -> Path:
+    return Path(f"{database}-{role}.lock")
+
+
+class DatabaseLock:
+    """One flock on one lock file; released by `release()` or when the process ends."""
+
+    def __init__(self, database: str | Path, role: str, shared: bool = False) -> None:
+        self.path = lock_path(database, role)
+        self.role = role
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self.fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holders = _holders(self.fd)
+            os.close(self.fd)
+            raise LockError(f"{_WHO[role]}{holders} is using {database}: stop it first") from None
+        if not shared:
+            # Only for error messages: the lock, not this number, is what counts.
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the only descriptor drops the flock
+            self.fd = -1
+
+    def __enter__(self) -> DatabaseLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _holders(fd: int) -> str:
+    """' (pid N)' from the lock file, when the holder wrote one."""
+    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    return f" (pid {text})" if text.isdigit() else ""
+
+
+def hold_run(database: str | Path) -> DatabaseLock:
+    """For `run`: the only writer of `database`."""
+    return DatabaseLock(database, RUN)
+
+
+def hold_web(database: str | Path) -> DatabaseLock:
+    """For `web`: a reader that may share the database with `run` and other dashboards."""
+    return DatabaseLock(database, WEB, shared=True)
+
+
+class Exclusive:
+    """For `restore`: nobody else may have the database open; refuses at once if someone does."""
+
+    def __init__(self, database: str | Path) -> None:
+        self.database = database
+        self.locks: list[DatabaseLock] = []
+
+    def __enter__(self) -> Exclusive:
+        try:
+            for role in (RUN, WEB):
+                self.locks.append(DatabaseLock(self.database, role))
+        except LockError:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for lock in self.locks:
+            lock.release()
+        self.locks.clear()

@@ -1,0 +1,217 @@
+"""`osmon-collector restore`: put a backup archive's database in place, after checking all of it.
+
+Everything is verified in a temporary directory beside the database before
+anything is touched: the manifest, every member's name, type, size and sha256,
+the schema version and the copy's integrity. Only then is the database swapped:
+the current one (with its -wal and -shm) is renamed aside, never deleted, and the
+verified copy, migrated to this version's schema if older, is renamed into place.
+The archive's config and keys are not installed over the operator's files; they
+are written to a directory of the operator's choice (`--files-to`) for review.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+from collector import lock
+from collector.backup import (
+    CHUNK,
+    DATABASE,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    BackupError,
+    fsync_dir,
+    now_stamp,
+)
+from collector.config import CollectorConfig
+from collector.store import open_store
+from collector.store.backup import inspect_copy
+from collector.store.schema import MIGRATIONS
+
+KINDS = {"database", "config", "key", "secret"}
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")  # no "..", no "/x"
+MAX_MANIFEST = 1 << 20
+
+
+class Entry(NamedTuple):
+    name: str
+    kind: str
+    size: int
+    sha256: str
+    mode: int
+
+
+class Manifest(NamedTuple):
+    schema: int
+    created: str
+    host: str
+    version: str
+    entries: dict[str, Entry]
+
+
+class Restored(NamedTuple):
+    database: Path
+    aside: Path | None  # where the replaced database went
+    manifest: Manifest
+    migrated_to: int | None  # the schema it was migrated to, if older
+    files: list[str]  # archive members other than the database
+    files_to: Path | None
+
+
+def parse_manifest(raw: bytes) -> Manifest:
+    """The manifest of an archive made by `osmon-collector backup`, or BackupError."""
+    try:
+        doc = json.loads(raw)
+        if doc.get("format") != FORMAT:
+            raise BackupError("not an osMonitoring backup (unknown manifest format)")
+        if doc.get("format_version") != FORMAT_VERSION:
+            raise BackupError(
+                f"backup format {doc.get('format_version')!r} is not {FORMAT_VERSION}: "
+                "made by another version of osMonitoring"
+            )
+        entries = {}
+        for e in doc["members"]:
+            entry = Entry(e["name"], e["kind"], e["size"], e["sha256"], e["mode"])
+            if not (isinstance(entry.name, str) and SAFE_NAME.match(entry.name) and entry.kind in KINDS):
+                raise BackupError(f"manifest lists an unsafe or unknown member {entry.name!r}")
+            if entry.name in entries or entry.name == MANIFEST:
+                raise BackupError(f"manifest lists {entry.name!r} twice")
+            entries[entry.name] = entry
+        manifest = Manifest(
+            int(doc["schema"]), str(doc["created"]), str(doc["host"]), str(doc["osmonitoring"]), entries
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise BackupError(f"not an osMonitoring backup (bad manifest: {e})") from None
+    if entries.get(DATABASE, Entry("", "", 0, "", 0)).kind != "database":
+        raise BackupError(f"the manifest lists no {DATABASE}")
+    if manifest.schema > len(MIGRATIONS):
+        raise BackupError(
+            f"the backup has schema {manifest.schema}, newer than this version's {len(MIGRATIONS)}: "
+            "restore it with the osMonitoring version that made it"
+        )
+    return manifest
+
+
+def extract(archive: Path, into: Path) -> Manifest:
+    """Check the whole archive and write its members under `into`; raise BackupError at the first flaw."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            first = tar.next()
+            if first is None or first.name != MANIFEST or not first.isreg() or first.size > MAX_MANIFEST:
+                raise BackupError("not an osMonitoring backup (manifest.json is not its first member)")
+            manifest = parse_manifest(tar.extractfile(first).read())
+            seen: set[str] = set()
+            while (info := tar.next()) is not None:
+                entry = _expected(info, manifest, seen)
+                _write_checked(tar.extractfile(info), into / entry.name, entry)
+                seen.add(entry.name)
+    except (tarfile.TarError, EOFError, zlib.error) as e:
+        raise BackupError(f"{archive}: truncated or not a tar.gz archive ({e})") from None
+    except OSError as e:  # gzip.BadGzipFile included
+        raise BackupError(f"{archive}: cannot read: {e.strerror or e}") from None
+    if missing := sorted(set(manifest.entries) - seen):
+        raise BackupError(f"{archive}: truncated: {', '.join(missing[:3])} missing")
+    return manifest
+
+
+def _expected(info: tarfile.TarInfo, manifest: Manifest, seen: set[str]) -> Entry:
+    entry = manifest.entries.get(info.name)
+    if entry is None:
+        raise BackupError(f"unexpected member {info.name!r} (not in the manifest)")
+    if not info.isreg():
+        raise BackupError(f"member {info.name!r} is not a regular file")
+    if info.name in seen:
+        raise BackupError(f"member {info.name!r} appears twice")
+    if info.size != entry.size:
+        raise BackupError(f"{info.name}: {info.size} bytes, the manifest says {entry.size}")
+    return entry
+
+
+def _write_checked(source, target: Path, entry: Entry) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    h = hashlib.sha256()
+    with open(target, "xb") as out:
+        os.fchmod(out.fileno(), 0o600)
+        while chunk := source.read(CHUNK):
+            h.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    if h.hexdigest() != entry.sha256:
+        raise BackupError(f"{entry.name}: checksum mismatch, the archive is corrupted")
+
+
+def check_copy(copy: Path, manifest: Manifest) -> int | None:
+    """Check the extracted database; migrate it if older. Returns the schema migrated to, if any."""
+    info = inspect_copy(copy)
+    if info.schema != manifest.schema:
+        raise BackupError(f"{DATABASE} has schema {info.schema}, the manifest says {manifest.schema}")
+    if info.problems:
+        raise BackupError(f"{DATABASE} is damaged: {'; '.join(info.problems[:3])}")
+    if info.schema == len(MIGRATIONS):
+        return None
+    open_store(copy).close()  # opening for writing applies the missing migrations
+    return len(MIGRATIONS)
+
+
+def keep_aside(database: Path) -> Path | None:
+    """Rename the database and its -wal/-shm to <db>.before-restore-<time>; None if there was none."""
+    if not database.exists():
+        return None
+    aside = Path(f"{database}.before-restore-{now_stamp()}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = Path(f"{database}.before-restore-{now_stamp()}-{n}")
+    os.rename(database, aside)
+    # The -wal may hold committed transactions: it must stay paired with its database.
+    for suffix in ("-wal", "-shm"):
+        if Path(f"{database}{suffix}").exists():
+            os.rename(f"{database}{suffix}", f"{aside}{suffix}")
+    return aside
+
+
+def restore(config: CollectorConfig, archive: Path, files_to: Path | None = None) -> Restored:
+    """Replace `config`'s database with the one in `archive`, keeping the current one aside."""
+    database = Path(config.database)
+    if files_to is not None and files_to.exists() and any(files_to.iterdir()):
+        raise BackupError(f"--files-to {files_to}: directory is not empty")
+    if not archive.is_file():
+        raise BackupError(f"{archive}: no such file")
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        lock.Exclusive(database),
+        tempfile.TemporaryDirectory(prefix=".osmon-restore-", dir=database.parent) as tmp,
+    ):
+        manifest = extract(archive, Path(tmp))
+        copy = Path(tmp) / DATABASE
+        migrated_to = check_copy(copy, manifest)
+        files = sorted(name for name in manifest.entries if name != DATABASE)
+        if files_to is not None:
+            _install_files(Path(tmp), [manifest.entries[name] for name in files], files_to)
+        with open(copy, "rb+") as f:
+            os.fsync(f.fileno())
+        aside = keep_aside(database)
+        os.rename(copy, database)
+        fsync_dir(database.parent)
+    return Restored(database, aside, manifest, migrated_to, files, files_to)
+
+
+def _install_files(extracted: Path, entries: list[Entry], files_to: Path) -> None:
+    """Copy the archive's config and keys under `files_to`, with the archive's layout and modes."""
+    files_to.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for entry in entries:
+        target = files_to / entry.name
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        shutil.copyfile(extracted / entry.name, target)
+        os.chmod(target, entry.mode & 0o644)  # never executable, never group- or world-writable
