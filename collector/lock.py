@@ -19,7 +19,6 @@ class LockError(Exception):
 
 
 RUN, WEB = "run", "web"
-_WHO = {RUN: "osmon-collector run", WEB: "osmon-collector web"}
 
 
 def lock_path(database: str | Path, role: str) -> Path:
@@ -29,21 +28,20 @@ def lock_path(database: str | Path, role: str) -> Path:
 class DatabaseLock:
     """One flock on one lock file; released by `release()` or when the process ends."""
 
-    def __init__(self, database: str | Path, role: str, shared: bool = False) -> None:
+    def __init__(self, database: str | Path, role: str, command: str, shared: bool = False) -> None:
         self.path = lock_path(database, role)
-        self.role = role
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(self.fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
-            holders = _holders(self.fd)
+            holder = _holder(self.fd, role, shared)
             os.close(self.fd)
-            raise LockError(f"{_WHO[role]}{holders} is using {database}: stop it first") from None
-        if not shared:
-            # Only for error messages: the lock, not this number, is what counts.
+            raise LockError(f"{holder} is using {database}: stop it first") from None
+        if role == RUN:
+            # Who holds it, for the messages of the others: the lock, not this text, is what counts.
             os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+            os.pwrite(self.fd, f"{command} (pid {os.getpid()})\n".encode(), 0)
 
     def release(self) -> None:
         if self.fd >= 0:
@@ -57,20 +55,37 @@ class DatabaseLock:
         self.release()
 
 
-def _holders(fd: int) -> str:
-    """' (pid N)' from the lock file, when the holder wrote one."""
-    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-    return f" (pid {text})" if text.isdigit() else ""
+def _holder(fd: int, role: str, shared: bool) -> str:
+    """Who holds the lock we could not take."""
+    if role == WEB:
+        # Dashboards share this lock and write nothing in it; only restore takes it exclusively.
+        return "osmon-collector restore" if shared else "osmon-collector web"
+    return os.pread(fd, 200, 0).decode(errors="replace").strip() or "osmon-collector run"
+
+
+def ensure_free(database: str | Path) -> None:
+    """Raise LockError if `run` or `web` uses `database`; creates no file (an early check for restore)."""
+    for role in (RUN, WEB):
+        try:
+            fd = os.open(lock_path(database, role), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # never locked: no run or web has had this database open
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockError(f"{_holder(fd, role, shared=False)} is using {database}: stop it first") from None
+        finally:
+            os.close(fd)
 
 
 def hold_run(database: str | Path) -> DatabaseLock:
     """For `run`: the only writer of `database`."""
-    return DatabaseLock(database, RUN)
+    return DatabaseLock(database, RUN, "osmon-collector run")
 
 
 def hold_web(database: str | Path) -> DatabaseLock:
     """For `web`: a reader that may share the database with `run` and other dashboards."""
-    return DatabaseLock(database, WEB, shared=True)
+    return DatabaseLock(database, WEB, "osmon-collector web", shared=True)
 
 
 class Exclusive:
@@ -83,7 +98,7 @@ class Exclusive:
     def __enter__(self) -> Exclusive:
         try:
             for role in (RUN, WEB):
-                self.locks.append(DatabaseLock(self.database, role))
+                self.locks.append(DatabaseLock(self.database, role, "osmon-collector restore"))
         except LockError:
             self.__exit__()
             raise

@@ -188,22 +188,22 @@ def restore(config: CollectorConfig, archive: Path, files_to: Path | None = None
         raise BackupError(f"--files-to {files_to}: directory is not empty")
     if not archive.is_file():
         raise BackupError(f"{archive}: no such file")
+    lock.ensure_free(database)  # before minutes of checking a large archive
     database.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        lock.Exclusive(database),
-        tempfile.TemporaryDirectory(prefix=".osmon-restore-", dir=database.parent) as tmp,
-    ):
+    with tempfile.TemporaryDirectory(prefix=".osmon-restore-", dir=database.parent) as tmp:
         manifest = extract(archive, Path(tmp))
         copy = Path(tmp) / DATABASE
         migrated_to = check_copy(copy, manifest)
-        files = sorted(name for name in manifest.entries if name != DATABASE)
-        if files_to is not None:
-            _install_files(Path(tmp), [manifest.entries[name] for name in files], files_to)
         with open(copy, "rb+") as f:
             os.fsync(f.fileno())
-        aside = keep_aside(database)
-        os.rename(copy, database)
-        fsync_dir(database.parent)
+        files = sorted(name for name in manifest.entries if name != DATABASE)
+        # Held from here on: no `run` or `web` may start while the files change under it.
+        with lock.Exclusive(database):
+            if files_to is not None:
+                _install_files(Path(tmp), [manifest.entries[name] for name in files], files_to)
+            aside = keep_aside(database)
+            os.rename(copy, database)
+            fsync_dir(database.parent)
     return Restored(database, aside, manifest, migrated_to, files, files_to)
 
 
