@@ -74,7 +74,20 @@ KEYS = [
         "created (mode 0600) on first start",
     ),
     Key("alerts.down_after", at_least(1, integer), 3, "missed intervals before a host is down"),
-    Key("retention.raw", at_least(60, parse_duration), 7 * 86400.0, "how long raw samples are kept"),
+    # The 1 h chart reads raw samples; longer ranges read the tiers (collector.store.rollups).
+    Key("retention.raw", at_least(3600, parse_duration), 7 * 86400.0, "how long raw samples are kept"),
+    Key(
+        "retention.minute",
+        at_least(86400, parse_duration),
+        90 * 86400.0,
+        "how long 1-minute rollups are kept",
+    ),
+    Key(
+        "retention.hour",
+        at_least(30 * 86400, parse_duration),
+        730 * 86400.0,
+        "how long 1-hour rollups are kept",
+    ),
     Key("web.public_url", http_url, None, "the dashboard's URL as users reach it, for links in mails"),
     Key("smtp.host", string, None, "SMTP server; unset: mail goes through `sendmail` or nowhere"),
     Key("smtp.port", at_least(1, integer), None, "default 25, 587 with starttls, 465 with tls"),
@@ -114,6 +127,8 @@ class CollectorConfig:
     web_secret_key_file: str
     down_after: int
     retention_raw: float
+    retention_minute: float
+    retention_hour: float
     public_url: str | None
     smtp_host: str | None
     smtp_port: int | None
@@ -158,6 +173,11 @@ def load(path: str | Path) -> CollectorConfig:
     _check_bind(path, s["web.bind"])
     if s["smtp.password_file"] is not None and s["smtp.username"] is None:
         raise ConfigError(path, "smtp.username", "is required when smtp.password_file is set")
+    # Charts of long ranges read the coarse tiers: one kept shorter than a finer one leaves holes.
+    if s["retention.minute"] < s["retention.raw"]:
+        raise ConfigError(path, "retention.minute", "must be at least retention.raw")
+    if s["retention.hour"] < s["retention.minute"]:
+        raise ConfigError(path, "retention.hour", "must be at least retention.minute")
     return CollectorConfig(
         path=str(path),
         listen=s["listen"],
@@ -174,6 +194,8 @@ def load(path: str | Path) -> CollectorConfig:
         web_secret_key_file=s["web.secret_key_file"] or str(Path(s["database"]).parent / "web-secret"),
         down_after=s["alerts.down_after"],
         retention_raw=s["retention.raw"],
+        retention_minute=s["retention.minute"],
+        retention_hour=s["retention.hour"],
         public_url=s["web.public_url"],
         smtp_host=s["smtp.host"],
         smtp_port=s["smtp.port"],

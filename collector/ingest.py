@@ -195,11 +195,17 @@ class Ingest:
         self.flush_counters()
         if self.access is not None:
             self.access.reload_if_changed()
-        cutoff = time.time() - self.config.retention_raw
-        deadline = time.monotonic() + PRUNE_BUDGET
-        while time.monotonic() < deadline and self.store.prune(cutoff, limit=1000) == 1000:
-            pass
+        self.prune(time.time())
         self._next_housekeeping = time.monotonic() + HOUSEKEEPING_EVERY
+
+    def prune(self, now: float) -> None:
+        """Delete what is past its tier's retention, in small transactions, within PRUNE_BUDGET."""
+        deadline = time.monotonic() + PRUNE_BUDGET
+        while time.monotonic() < deadline and self.store.prune(now - self.config.retention_raw, 1000) == 1000:
+            pass
+        for tier, keep in (("minute", self.config.retention_minute), ("hour", self.config.retention_hour)):
+            while time.monotonic() < deadline and self.store.prune_rollups(tier, now - keep, 1000) == 1000:
+                pass
 
     def flush_counters(self) -> None:
         if self.counts:

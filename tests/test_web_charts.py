@@ -124,16 +124,14 @@ def test_sql_buckets_never_exceed_the_window_and_keep_min_avg_max(tmp_path: Path
 
 def test_detail_series_pick_the_busiest_entities_in_natural_order() -> None:
     buckets = [
-        DetailBucket(T0, 50.0, {"cpu.core": [float(i) for i in range(40)]}),
-        DetailBucket(T0 + 60, 60.0, {"cpu.core": [None] * 40}),
+        DetailBucket(T0, {"cpu.core": [float(i) for i in range(40)]}),
+        DetailBucket(T0 + 60, {"cpu.core": [None] * 40}),
     ]
     lines = series.detail_series("cpu.core", buckets)
     assert len(lines) == series.MAX_ENTITIES
     assert list(lines)[:3] == ["cpu8", "cpu9", "cpu10"]  # the 8 idlest dropped; cpu9 before cpu10
     assert lines["cpu39"] == [(T0, 39.0), (T0 + 60, None)]
-    mounts = series.detail_series(
-        "disk.percent", [DetailBucket(T0, 1.0, {"disk.percent": {"/": 5.0, "/a": 9.0}})]
-    )
+    mounts = series.detail_series("disk.percent", [DetailBucket(T0, {"disk.percent": {"/": 5.0, "/a": 9.0}})])
     assert mounts == {"/": [(T0, 5.0)], "/a": [(T0, 9.0)]}
 
 

@@ -111,4 +111,129 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE alerts ADD COLUMN notified REAL;
     """,
+    # 5: compact samples (scaled integers: collector.store.compact) and the rollup tiers
+    # (collector.store.rollups), filled from the samples already stored. Details written
+    # before keep their old layout, which the store still reads; their per-entity maxima
+    # are not rolled up.
+    """
+    CREATE TABLE samples_compact (
+        host_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        ts REAL NOT NULL,
+        cpu INTEGER,
+        cpu_iowait INTEGER,
+        mem INTEGER,
+        swap INTEGER,
+        load1 INTEGER,
+        load5 INTEGER,
+        load15 INTEGER,
+        disk_max INTEGER,
+        read_bps INTEGER,
+        write_bps INTEGER,
+        rx_bps INTEGER,
+        tx_bps INTEGER,
+        procs INTEGER,
+        users INTEGER,
+        detail BLOB
+    );
+    INSERT INTO samples_compact (host_id, seq, ts, cpu, cpu_iowait, mem, swap, load1, load5, load15, disk_max, read_bps, write_bps, rx_bps, tx_bps, procs, users, detail)
+    SELECT host_id, seq, ts,
+        CAST(round(cpu * 100) AS INTEGER),
+        CAST(round(cpu_iowait * 100) AS INTEGER),
+        CAST(round(mem * 100) AS INTEGER),
+        CAST(round(swap * 100) AS INTEGER),
+        CAST(round(load1 * 100) AS INTEGER),
+        CAST(round(load5 * 100) AS INTEGER),
+        CAST(round(load15 * 100) AS INTEGER),
+        CAST(round(disk_max * 100) AS INTEGER),
+        CAST(round(read_bps * 1) AS INTEGER),
+        CAST(round(write_bps * 1) AS INTEGER),
+        CAST(round(rx_bps * 1) AS INTEGER),
+        CAST(round(tx_bps * 1) AS INTEGER),
+        CAST(round(procs * 1) AS INTEGER),
+        CAST(round(users * 1) AS INTEGER),
+        detail
+    FROM samples ORDER BY rowid;
+    DROP TABLE samples;
+    ALTER TABLE samples_compact RENAME TO samples;
+    CREATE INDEX samples_host_ts ON samples (host_id, ts);
+    CREATE TABLE rollup_minute (
+        host_id INTEGER NOT NULL,
+        t INTEGER NOT NULL,               -- start of the period, seconds since the epoch
+        n INTEGER NOT NULL,               -- samples folded in; a column's _n is NULL when it equals n
+        cpu_min INTEGER, cpu_sum INTEGER, cpu_max INTEGER, cpu_n INTEGER,
+        cpu_iowait_min INTEGER, cpu_iowait_sum INTEGER, cpu_iowait_max INTEGER, cpu_iowait_n INTEGER,
+        mem_min INTEGER, mem_sum INTEGER, mem_max INTEGER, mem_n INTEGER,
+        swap_min INTEGER, swap_sum INTEGER, swap_max INTEGER, swap_n INTEGER,
+        load1_min INTEGER, load1_sum INTEGER, load1_max INTEGER, load1_n INTEGER,
+        load5_min INTEGER, load5_sum INTEGER, load5_max INTEGER, load5_n INTEGER,
+        load15_min INTEGER, load15_sum INTEGER, load15_max INTEGER, load15_n INTEGER,
+        disk_max_min INTEGER, disk_max_sum INTEGER, disk_max_max INTEGER, disk_max_n INTEGER,
+        read_bps_min INTEGER, read_bps_sum INTEGER, read_bps_max INTEGER, read_bps_n INTEGER,
+        write_bps_min INTEGER, write_bps_sum INTEGER, write_bps_max INTEGER, write_bps_n INTEGER,
+        rx_bps_min INTEGER, rx_bps_sum INTEGER, rx_bps_max INTEGER, rx_bps_n INTEGER,
+        tx_bps_min INTEGER, tx_bps_sum INTEGER, tx_bps_max INTEGER, tx_bps_n INTEGER,
+        procs_min INTEGER, procs_sum INTEGER, procs_max INTEGER, procs_n INTEGER,
+        users_min INTEGER, users_sum INTEGER, users_max INTEGER, users_n INTEGER,
+        detail BLOB,                      -- msgpack: each core's and each mount's maximum
+        PRIMARY KEY (host_id, t)
+    ) WITHOUT ROWID;
+    INSERT INTO rollup_minute
+    SELECT host_id, CAST(ts / 60 AS INTEGER) * 60, count(*),
+        MIN(cpu), COALESCE(SUM(cpu), 0), MAX(cpu), NULLIF(COUNT(cpu), count(*)),
+        MIN(cpu_iowait), COALESCE(SUM(cpu_iowait), 0), MAX(cpu_iowait), NULLIF(COUNT(cpu_iowait), count(*)),
+        MIN(mem), COALESCE(SUM(mem), 0), MAX(mem), NULLIF(COUNT(mem), count(*)),
+        MIN(swap), COALESCE(SUM(swap), 0), MAX(swap), NULLIF(COUNT(swap), count(*)),
+        MIN(load1), COALESCE(SUM(load1), 0), MAX(load1), NULLIF(COUNT(load1), count(*)),
+        MIN(load5), COALESCE(SUM(load5), 0), MAX(load5), NULLIF(COUNT(load5), count(*)),
+        MIN(load15), COALESCE(SUM(load15), 0), MAX(load15), NULLIF(COUNT(load15), count(*)),
+        MIN(disk_max), COALESCE(SUM(disk_max), 0), MAX(disk_max), NULLIF(COUNT(disk_max), count(*)),
+        MIN(read_bps), COALESCE(SUM(read_bps), 0), MAX(read_bps), NULLIF(COUNT(read_bps), count(*)),
+        MIN(write_bps), COALESCE(SUM(write_bps), 0), MAX(write_bps), NULLIF(COUNT(write_bps), count(*)),
+        MIN(rx_bps), COALESCE(SUM(rx_bps), 0), MAX(rx_bps), NULLIF(COUNT(rx_bps), count(*)),
+        MIN(tx_bps), COALESCE(SUM(tx_bps), 0), MAX(tx_bps), NULLIF(COUNT(tx_bps), count(*)),
+        MIN(procs), COALESCE(SUM(procs), 0), MAX(procs), NULLIF(COUNT(procs), count(*)),
+        MIN(users), COALESCE(SUM(users), 0), MAX(users), NULLIF(COUNT(users), count(*)),
+        NULL
+    FROM samples GROUP BY host_id, CAST(ts / 60 AS INTEGER);
+    CREATE TABLE rollup_hour (
+        host_id INTEGER NOT NULL,
+        t INTEGER NOT NULL,               -- start of the period, seconds since the epoch
+        n INTEGER NOT NULL,               -- samples folded in; a column's _n is NULL when it equals n
+        cpu_min INTEGER, cpu_sum INTEGER, cpu_max INTEGER, cpu_n INTEGER,
+        cpu_iowait_min INTEGER, cpu_iowait_sum INTEGER, cpu_iowait_max INTEGER, cpu_iowait_n INTEGER,
+        mem_min INTEGER, mem_sum INTEGER, mem_max INTEGER, mem_n INTEGER,
+        swap_min INTEGER, swap_sum INTEGER, swap_max INTEGER, swap_n INTEGER,
+        load1_min INTEGER, load1_sum INTEGER, load1_max INTEGER, load1_n INTEGER,
+        load5_min INTEGER, load5_sum INTEGER, load5_max INTEGER, load5_n INTEGER,
+        load15_min INTEGER, load15_sum INTEGER, load15_max INTEGER, load15_n INTEGER,
+        disk_max_min INTEGER, disk_max_sum INTEGER, disk_max_max INTEGER, disk_max_n INTEGER,
+        read_bps_min INTEGER, read_bps_sum INTEGER, read_bps_max INTEGER, read_bps_n INTEGER,
+        write_bps_min INTEGER, write_bps_sum INTEGER, write_bps_max INTEGER, write_bps_n INTEGER,
+        rx_bps_min INTEGER, rx_bps_sum INTEGER, rx_bps_max INTEGER, rx_bps_n INTEGER,
+        tx_bps_min INTEGER, tx_bps_sum INTEGER, tx_bps_max INTEGER, tx_bps_n INTEGER,
+        procs_min INTEGER, procs_sum INTEGER, procs_max INTEGER, procs_n INTEGER,
+        users_min INTEGER, users_sum INTEGER, users_max INTEGER, users_n INTEGER,
+        detail BLOB,                      -- msgpack: each core's and each mount's maximum
+        PRIMARY KEY (host_id, t)
+    ) WITHOUT ROWID;
+    INSERT INTO rollup_hour
+    SELECT host_id, CAST(ts / 3600 AS INTEGER) * 3600, count(*),
+        MIN(cpu), COALESCE(SUM(cpu), 0), MAX(cpu), NULLIF(COUNT(cpu), count(*)),
+        MIN(cpu_iowait), COALESCE(SUM(cpu_iowait), 0), MAX(cpu_iowait), NULLIF(COUNT(cpu_iowait), count(*)),
+        MIN(mem), COALESCE(SUM(mem), 0), MAX(mem), NULLIF(COUNT(mem), count(*)),
+        MIN(swap), COALESCE(SUM(swap), 0), MAX(swap), NULLIF(COUNT(swap), count(*)),
+        MIN(load1), COALESCE(SUM(load1), 0), MAX(load1), NULLIF(COUNT(load1), count(*)),
+        MIN(load5), COALESCE(SUM(load5), 0), MAX(load5), NULLIF(COUNT(load5), count(*)),
+        MIN(load15), COALESCE(SUM(load15), 0), MAX(load15), NULLIF(COUNT(load15), count(*)),
+        MIN(disk_max), COALESCE(SUM(disk_max), 0), MAX(disk_max), NULLIF(COUNT(disk_max), count(*)),
+        MIN(read_bps), COALESCE(SUM(read_bps), 0), MAX(read_bps), NULLIF(COUNT(read_bps), count(*)),
+        MIN(write_bps), COALESCE(SUM(write_bps), 0), MAX(write_bps), NULLIF(COUNT(write_bps), count(*)),
+        MIN(rx_bps), COALESCE(SUM(rx_bps), 0), MAX(rx_bps), NULLIF(COUNT(rx_bps), count(*)),
+        MIN(tx_bps), COALESCE(SUM(tx_bps), 0), MAX(tx_bps), NULLIF(COUNT(tx_bps), count(*)),
+        MIN(procs), COALESCE(SUM(procs), 0), MAX(procs), NULLIF(COUNT(procs), count(*)),
+        MIN(users), COALESCE(SUM(users), 0), MAX(users), NULLIF(COUNT(users), count(*)),
+        NULL
+    FROM samples GROUP BY host_id, CAST(ts / 3600 AS INTEGER);
+    """,
 ]

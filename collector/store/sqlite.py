@@ -12,21 +12,20 @@ import sqlite3
 import threading
 from pathlib import Path
 
-import msgpack
-
 from collector.samples import Sample
 from collector.store import HostInfo, IngestResult, Received, StoreError
 from collector.store.alerts import AlertQueries
 from collector.store.backup import BackupQueries
 from collector.store.certfr import CertfrQueries
+from collector.store.compact import COLUMNS, pack_detail, pack_row, stored_detail, unpack_detail, unpack_value
 from collector.store.outbox import OutboxQueries
+from collector.store.rollups import TIERS_BY_NAME, RollupWriter
 from collector.store.schema import MIGRATIONS
 from collector.store.seqranges import SeqRanges
 from collector.store.web import WebQueries
 
-METRIC_COLUMNS = Sample._fields[3:-1]  # the numbers between (host, seq, ts) and detail
 _INSERT_SAMPLE = "INSERT INTO samples (host_id, seq, ts, {cols}, detail) VALUES (?, ?, ?, {marks}, ?)".format(
-    cols=", ".join(METRIC_COLUMNS), marks=", ".join("?" * len(METRIC_COLUMNS))
+    cols=", ".join(COLUMNS), marks=", ".join("?" * len(COLUMNS))
 )
 
 
@@ -59,6 +58,7 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         self._local = threading.local()
         self._host_ids: dict[str, int] = {}
         self._ranges: dict[int, SeqRanges] = {}  # writer's cache of hosts.first_seq/last_seq + gaps
+        self._rollups = RollupWriter()
         if not readonly:
             try:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -125,8 +125,10 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
             db.execute("BEGIN IMMEDIATE")
             try:
                 fresh, touched = self._without_duplicates(batch)
+                rows = [self._sample_row(r) for r in fresh]
                 # Sorted by the index key, inserts touch each index page once per batch.
-                db.executemany(_INSERT_SAMPLE, sorted(self._sample_row(r) for r in fresh))
+                db.executemany(_INSERT_SAMPLE, sorted(row for row, _ in rows))
+                self._rollups.fold(db, ((row[0], row[2], row[3:-1], detail) for row, detail in rows))
                 self._update_hosts(batch, fresh, touched)
                 db.execute("COMMIT")
             except BaseException:
@@ -135,6 +137,7 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
                 # In-memory state may describe the rolled-back transaction: reload it.
                 self._host_ids.clear()
                 self._ranges.clear()
+                self._rollups.forget()
                 raise
         except sqlite3.OperationalError as e:  # disk full, I/O error, locked too long
             raise StoreError(f"cannot write {self.path}: {e}") from None
@@ -185,9 +188,11 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
             [(host_id, a, b) for a, b in ranges.gaps],
         )
 
-    def _sample_row(self, r: Received) -> tuple:
+    def _sample_row(self, r: Received) -> tuple[tuple, dict]:
+        """The row of `samples` for a snapshot, and its stored detail for the rollups."""
         s = r.sample
-        return (self._host_ids[s.host], *s[1:-1], msgpack.packb(s.detail, use_bin_type=True))
+        detail = stored_detail(s.detail)
+        return (self._host_ids[s.host], s.seq, s.ts, *pack_row(s), pack_detail(detail)), detail
 
     def _update_hosts(self, batch: list[Received], fresh: list[Received], touched: dict[int, list]) -> None:
         """One UPDATE per host of the batch (last seen, sequence bookkeeping), then the latest snapshots."""
@@ -291,11 +296,20 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
     def samples(self, host: str, start: float, end: float) -> list[Sample]:
         """Stored samples of `host` with start <= ts < end, oldest first."""
         rows = self.db.execute(
-            f"SELECT seq, ts, {', '.join(METRIC_COLUMNS)}, detail FROM samples "
+            f"SELECT seq, ts, {', '.join(COLUMNS)}, detail FROM samples "
             "JOIN hosts ON hosts.id = host_id WHERE name = ? AND ts >= ? AND ts < ? ORDER BY ts",
             (host, start, end),
         )
-        return [Sample(host, *row[:-1], msgpack.unpackb(row[-1])) for row in rows]
+        return [
+            Sample(
+                host,
+                row[0],
+                row[1],
+                *(unpack_value(c, v) for c, v in zip(COLUMNS, row[2:-1], strict=True)),
+                unpack_detail(row[-1]),
+            )
+            for row in rows
+        ]
 
     # -- retention ---------------------------------------------------------------
 
@@ -325,6 +339,16 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
                 raise
             deleted += len(seqs)
         return deleted
+
+    def prune_rollups(self, tier: str, before: float, limit: int = 2000) -> int:
+        """Delete up to `limit` rows of tier `tier` ("minute", "hour") for periods starting before `before`."""
+        table = TIERS_BY_NAME[tier].table  # KeyError for an unknown tier: a programming error
+        cursor = self.db.execute(
+            f"DELETE FROM {table} WHERE (host_id, t) IN "
+            f"(SELECT host_id, t FROM {table} WHERE t < ? ORDER BY t LIMIT ?)",
+            (before, limit),
+        )
+        return cursor.rowcount
 
     def _forget(self, host_id: int, seqs: list[int]) -> None:
         """Bookkeeping after pruning: exactly these sequence numbers are gone.

@@ -15,9 +15,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-import msgpack
-
 from collector.store import StoreError
+from collector.store.compact import SCALE, unpack_detail
+from collector.store.rollups import tier_for
 
 # Columns of `samples` a series may be read from: names are checked against this
 # list before they are put into SQL (they cannot be bound as parameters).
@@ -58,11 +58,13 @@ class Bucket(NamedTuple):
 
 
 class DetailBucket(NamedTuple):
-    """One time bucket of per-entity numbers: those of the sample where `peak` was highest."""
+    """One time bucket of per-entity numbers: each entity's maximum in the bucket."""
 
     t: float
-    peak: float | None
-    detail: dict[str, Any]  # {"cpu.core": [...], "disk.percent": {mount: %}, ...}
+    detail: dict[str, Any]  # {"cpu.core": [...]} or {"disk.percent": {mount: %}}
+
+
+DETAIL_KEYS = ("cpu.core", "disk.percent")  # the per-entity numbers charts draw (and rollups keep)
 
 
 _HOST_COLUMNS = "name, first_seen, last_seen, interval, latest_ts, snapshot"
@@ -112,15 +114,29 @@ class WebQueries:
         """min/avg/max of `columns` per `bucket` seconds over start <= ts < end, oldest first.
 
         Buckets are aligned on multiples of `bucket` since the epoch, so a chart
-        refreshed a minute later groups the same samples together.
+        refreshed a minute later groups the same samples together. Read from the
+        coarsest rollup tier whose periods fit whole into a bucket (so the result
+        is the same as from the raw samples), or from the samples themselves.
         """
         unknown = set(columns) - set(SERIES_COLUMNS)
         if unknown or not columns:
             raise ValueError(f"not series columns: {sorted(unknown) or 'none given'}")
-        stats = ", ".join(f"MIN({c}), AVG({c}), MAX({c})" for c in columns)
+        tier = tier_for(bucket)
+        if tier is None:
+            stats = ", ".join(
+                f"MIN({c}) / {SCALE[c]}.0, AVG({c}) / {SCALE[c]}, MAX({c}) / {SCALE[c]}.0" for c in columns
+            )
+            source, time = "samples", "ts"
+        else:
+            stats = ", ".join(
+                f"MIN({c}_min) / {SCALE[c]}.0, SUM({c}_sum) / (SUM(COALESCE({c}_n, n)) * {SCALE[c]}.0), "
+                f"MAX({c}_max) / {SCALE[c]}.0"
+                for c in columns
+            )
+            source, time = tier.table, "t"
         rows = self._web_sql(
-            f"SELECT CAST(ts / :bucket AS INTEGER) AS b, {stats} FROM samples "
-            "WHERE host_id = (SELECT id FROM hosts WHERE name = :host) AND ts >= :start AND ts < :end "
+            f"SELECT CAST({time} / :bucket AS INTEGER) AS b, {stats} FROM {source} "
+            f"WHERE host_id = (SELECT id FROM hosts WHERE name = :host) AND {time} >= :start AND {time} < :end "
             "GROUP BY b ORDER BY b",
             {"bucket": bucket, "host": host, "start": start, "end": end},
         ).fetchall()
@@ -130,22 +146,29 @@ class WebQueries:
         ]
 
     def web_series_detail(
-        self, host: str, peak: str, start: float, end: float, bucket: float
+        self, host: str, key: str, start: float, end: float, bucket: float
     ) -> list[DetailBucket]:
-        """Per bucket, the per-entity numbers of the sample where column `peak` was highest.
+        """Per bucket, each entity's maximum of `key` ("cpu.core" or "disk.percent").
 
-        SQLite fills a bare column of a MAX() aggregate from the row holding the
-        maximum, so only one detail blob per bucket leaves the database.
+        SQLite cannot read inside the msgpack details, so the rows of the period
+        (raw samples for buckets under a minute, else rollup rows, which hold
+        each entity's maximum already) are merged here: a few hundred to a
+        couple of thousand small blobs for any range.
         """
-        if peak not in SERIES_COLUMNS:
-            raise ValueError(f"not a series column: {peak!r}")
+        if key not in DETAIL_KEYS:
+            raise ValueError(f"not a per-entity series: {key!r}")
+        tier = tier_for(bucket)
+        source, time = ("samples", "ts") if tier is None else (tier.table, "t")
         rows = self._web_sql(
-            f"SELECT CAST(ts / :bucket AS INTEGER) AS b, MAX({peak}), detail FROM samples "
-            "WHERE host_id = (SELECT id FROM hosts WHERE name = :host) AND ts >= :start AND ts < :end "
-            "GROUP BY b ORDER BY b",
+            f"SELECT CAST({time} / :bucket AS INTEGER) AS b, detail FROM {source} "
+            f"WHERE host_id = (SELECT id FROM hosts WHERE name = :host) AND {time} >= :start AND {time} < :end "
+            f"AND detail IS NOT NULL ORDER BY {time}",
             {"bucket": bucket, "host": host, "start": start, "end": end},
-        ).fetchall()
-        return [DetailBucket(b * bucket, value, _detail(blob)) for b, value, blob in rows]
+        )
+        merged: dict[int, Any] = {}
+        for b, blob in rows:
+            merged[b] = _highest(merged.get(b), unpack_detail(blob).get(key))
+        return [DetailBucket(b * bucket, {key: value}) for b, value in merged.items() if value is not None]
 
     def web_silence(self, host: str, until: float, reason: str, now: float) -> None:
         """Silence `host` until `until` (the dashboard's only kind of write, with unsilence)."""
@@ -164,11 +187,19 @@ class WebQueries:
             raise StoreError(f"cannot read {self.path}: {e}") from None
 
 
-def _detail(blob: bytes | None) -> dict[str, Any]:
-    if blob is None:
-        return {}
-    try:
-        detail = msgpack.unpackb(blob)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-        return {}  # written by the collector itself: only a damaged file gets here
-    return detail if isinstance(detail, dict) else {}
+def _highest(a: Any, b: Any) -> Any:
+    """Entity by entity, the higher of two per-entity values (lists by index, maps by name)."""
+    if a is None:
+        return b
+    if isinstance(a, list) and isinstance(b, list):
+        longer, shorter = (a, b) if len(a) >= len(b) else (b, a)
+        return [_max(x, shorter[i] if i < len(shorter) else None) for i, x in enumerate(longer)]
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: _max(a.get(k), b.get(k)) for k in a.keys() | b.keys()}
+    return a
+
+
+def _max(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else max(a, b)

@@ -6,11 +6,13 @@ CAST(ts / width AS INTEGER) and returns min, avg and max of each bucket, so
 Python only ever sees a few hundred rows. Charts draw the max, so a spike
 shorter than a bucket still shows at its full height.
 
-Per-core and per-mount numbers live in each sample's msgpack `detail`, which
-SQLite cannot read: for those, SQL returns one detail per bucket, the one of
-the sample where the host-wide column (cpu, disk_max) peaked, and Python
-decodes those few hundred. The per-core line therefore shows each core at the
-moment the whole CPU was busiest in the bucket, not each core's own maximum.
+Ranges of a few hours and more read the rollup tiers (one row per minute or
+per hour, collector.store.rollups), never every sample.
+
+Per-core and per-mount numbers live in msgpack `detail` blobs, which SQLite
+cannot read: for those, Python merges the rows of each bucket (rollup rows
+already hold each entity's maximum), so the per-core line shows each core's
+own peak in the bucket.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from collector.status import DEFAULT_INTERVAL
-from collector.store.web import Bucket, DetailBucket
+from collector.store.web import DETAIL_KEYS, Bucket, DetailBucket
 from collector.web.charts import Serie, time_chart
 from collector.web.errors import BadRequest
 
@@ -88,15 +90,14 @@ class ChartSpec(NamedTuple):
     title: str
     unit: str
     columns: tuple[tuple[str, str], ...] = ()
-    detail: str | None = None  # key in the sample's detail blob
-    peak: str | None = None  # the column whose peak picks the detail of each bucket
+    detail: str | None = None  # per-entity numbers: collector.store.web.DETAIL_KEYS
 
 
 CHARTS: tuple[ChartSpec, ...] = (
     ChartSpec("cpu", "CPU", "%", columns=(("cpu", "total"), ("cpu_iowait", "iowait"))),
-    ChartSpec("cores", "CPU per core", "%", detail="cpu.core", peak="cpu"),
+    ChartSpec("cores", "CPU per core", "%", detail="cpu.core"),
     ChartSpec("memory", "Memory and swap", "%", columns=(("mem", "memory"), ("swap", "swap"))),
-    ChartSpec("disk", "Disk usage per mount", "%", detail="disk.percent", peak="disk_max"),
+    ChartSpec("disk", "Disk usage per mount", "%", detail="disk.percent"),
     ChartSpec("diskio", "Disk I/O", "B/s", columns=(("read_bps", "read"), ("write_bps", "write"))),
     ChartSpec("network", "Network", "B/s", columns=(("rx_bps", "received"), ("tx_bps", "sent"))),
     ChartSpec(
@@ -121,7 +122,7 @@ METRICS: dict[str, str] = {
     "processes.count": "procs",
     "users.count": "users",
 }
-DETAIL_METRICS: dict[str, str] = {"cpu.core": "cpu", "disk.percent": "disk_max"}  # metric -> peak column
+DETAIL_METRICS = DETAIL_KEYS
 
 
 def entities(key: str, detail: dict[str, Any]) -> dict[str, float | None]:
@@ -133,7 +134,7 @@ def entities(key: str, detail: dict[str, Any]) -> dict[str, float | None]:
 
 
 def detail_series(key: str, buckets: Sequence[DetailBucket]) -> dict[str, list[tuple[float, float | None]]]:
-    """{entity: [(t, value)]} from the peak detail of each bucket, the MAX_ENTITIES highest entities."""
+    """{entity: [(t, value)]} of each bucket's maxima, the MAX_ENTITIES highest entities."""
     series: dict[str, list[tuple[float, float | None]]] = {}
     for b in buckets:
         for name, value in entities(key, b.detail).items():
@@ -175,7 +176,7 @@ def chart_series(
     start, end, width = window
     gap = max_gap(width, interval)
     if spec.detail is not None:
-        buckets = store.web_series_detail(host, spec.peak, start, end, width)
+        buckets = store.web_series_detail(host, spec.detail, start, end, width)
         lines = detail_series(spec.detail, buckets)
         return [Serie(name, with_gaps(points, gap)) for name, points in lines.items()]
     buckets = store.web_series(host, [c for c, _ in spec.columns], start, end, width)
@@ -216,7 +217,7 @@ def metric_series(store: Any, host: str, metric: str, window: Window) -> list[di
         data = [[b.t, *b.stats[0]] for b in buckets]
         return [{"name": metric, "columns": ["t", "min", "avg", "max"], "data": data}]
     if metric in DETAIL_METRICS:
-        buckets = store.web_series_detail(host, DETAIL_METRICS[metric], start, end, width)
+        buckets = store.web_series_detail(host, metric, start, end, width)
         return [
             {"name": f"{metric}:{entity}", "columns": ["t", "value"], "data": [list(p) for p in points]}
             for entity, points in detail_series(metric, buckets).items()

@@ -1,0 +1,118 @@
+"""How numbers are laid out on disk: scaled integers, so a host-day stays small.
+
+SQLite stores an integer in 1 to 8 bytes by its size and a non-integral REAL
+in 8 bytes always. Percentages kept to 0.01 and rates to whole bytes per
+second fit in 2 to 4 bytes, which is what keeps a host-day of raw samples
+and rollups under 2 MB. The resolution kept is far finer than any chart or
+threshold needs; what is stored is exactly what rollups sum, so a rollup
+equals the aggregate of its raw rows.
+
+The per-entity numbers (per core, per mount, per disk, per interface) go in
+one msgpack blob per row, with short keys and the same scaling. Rows written
+before this layout hold the agent's floats under the wire's names; `unpack_detail`
+reads both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from collector.samples import Sample
+
+# Column -> factor: the stored integer is round(value * factor).
+SCALE: dict[str, int] = {
+    "cpu": 100,
+    "cpu_iowait": 100,
+    "mem": 100,
+    "swap": 100,
+    "load1": 100,
+    "load5": 100,
+    "load15": 100,
+    "disk_max": 100,
+    "read_bps": 1,
+    "write_bps": 1,
+    "rx_bps": 1,
+    "tx_bps": 1,
+    "procs": 1,
+    "users": 1,
+}
+COLUMNS = tuple(SCALE)
+assert Sample._fields[3:-1] == COLUMNS, "storage columns must follow collector.samples.Sample"
+
+# Stored detail key -> (wire key, factor, shape). A core to the whole percent (charts show
+# no finer, and a big host has many), a mount to 0.1 (its trend tells when it fills).
+_DETAIL = {
+    "c": ("cpu.core", 1, list),
+    "d": ("disk.percent", 10, dict),
+    "io": ("disk.io", 1, dict),
+    "net": ("net.io", 1, dict),
+}
+_BY_WIRE = {wire: (short, factor) for short, (wire, factor, _) in _DETAIL.items()}
+
+
+def scaled(value: float | None, factor: int) -> int | None:
+    return None if value is None else round(value * factor)
+
+
+def pack_row(sample: Sample) -> tuple[int | None, ...]:
+    """The stored integers of a sample's host-wide numbers, in COLUMNS order."""
+    return tuple(scaled(v, f) for v, f in zip(sample[3:-1], SCALE.values(), strict=True))
+
+
+def unpack_value(column: str, stored: float | None) -> float | None:
+    return None if stored is None else stored / SCALE[column]
+
+
+def stored_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """The per-entity numbers of a sample as stored: short keys, scaled integers."""
+    stored: dict[str, Any] = {}
+    for wire_key, value in detail.items():
+        short, factor = _BY_WIRE.get(wire_key, (None, 1))
+        if short is not None:
+            stored[short] = _scale_tree(value, factor)
+    return stored
+
+
+def pack_detail(stored: dict[str, Any]) -> bytes:
+    return msgpack.packb(stored, use_bin_type=True)
+
+
+def unpack_detail(blob: bytes | None) -> dict[str, Any]:
+    """The per-entity numbers under the wire's names, as floats; {} for a missing or damaged blob."""
+    if blob is None:
+        return {}
+    try:
+        stored = msgpack.unpackb(blob)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        return {}  # written by the collector itself: only a damaged file gets here
+    if not isinstance(stored, dict):
+        return {}
+    if any(key in _BY_WIRE for key in stored):  # written before the compact layout
+        return stored
+    detail = {}
+    for short, (wire_key, factor, _) in _DETAIL.items():
+        if short in stored:
+            detail[wire_key] = _unscale_tree(stored[short], factor)
+    return detail
+
+
+def _scale_tree(value: Any, factor: int) -> Any:
+    if isinstance(value, dict):
+        return {k: _scale_tree(v, factor) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scale_tree(v, factor) for v in value]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return round(value * factor)
+    return None
+
+
+def _unscale_tree(value: Any, factor: int) -> Any:
+    if isinstance(value, dict):
+        return {k: _unscale_tree(v, factor) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unscale_tree(v, factor) for v in value]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value / factor
+    return None
