@@ -1,0 +1,225 @@
+"""Storage figures: how the running collector fares while `osmon-collector backup` copies a large database.
+
+Builds a database of --size bytes through the real store (`open_store(path).ingest`
+in big batches; snapshots of an 8-core server with 4 filesystems, from 1,000 hosts),
+or reuses --database if it is already that big. Then starts the real
+`osmon-collector run` on it, feeds it --rate snapshots/s from simulated agents (paced
+senders, each keeping a window of unacked snapshots, as the real agent does), and
+counts acks (committed snapshots) per interval: for --baseline seconds, then while
+the real `osmon-collector backup` runs as its own process, then a few seconds more.
+Target (issue 7): with a 1 GB database at 5,000 snapshots/s, ingest keeps >= 90 % of
+its rate during the backup.
+
+    python benchmarks/storage.py [--size 1GiB] [--rate 5000] [--baseline 15] [--database PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import zmq
+from dashboard import probes as server_probes  # beside this script: what an 8-core server sends
+from ingest import SimulatedAgents, collector_cpu, free_port
+
+from agent import wire
+from agent.configfile import parse_size
+from agent.daemon import SEND_BATCH
+from collector.samples import extract
+from collector.store import Received, open_store
+
+BIN = Path(sys.executable).parent
+BUILD_HOSTS = 1000
+BUILD_BATCH = 20_000
+AGENTS = 100
+INTERVAL = 10.0
+
+
+# -- the database ---------------------------------------------------------------------------------
+
+
+def build(database: Path, size: int) -> int:
+    """Grow `database` to at least `size` bytes with realistic snapshots; returns how many were added."""
+    rng = random.Random(7)
+    store = open_store(database)
+    now = time.time()
+    per_host = 0
+    added = 0
+    # Snapshots of a few distinct shapes, re-stamped: the generator must not be the slow part.
+    shapes = []
+    for _ in range(16):
+        raw = wire.encode_snapshot(
+            "x", 1, now, INTERVAL, "bench", server_probes(rng, now, rng.uniform(5, 60))
+        )
+        shapes.append((extract(wire.decode_snapshot(raw)), raw))
+    start_seq = 1 + max((h.last_seq or 0 for h in store.hosts() if h.name.startswith("fill-")), default=0)
+    while database.stat().st_size < size:
+        batch = []
+        for _ in range(BUILD_BATCH // BUILD_HOSTS):
+            seq = start_seq + per_host
+            ts = now - 6 * 86400 + seq * INTERVAL  # all inside the raw retention window
+            for h in range(BUILD_HOSTS):
+                sample, raw = shapes[(h + seq) % len(shapes)]
+                batch.append(
+                    Received(sample._replace(host=f"fill-{h:04d}", seq=seq, ts=ts), raw, INTERVAL, ts)
+                )
+            per_host += 1
+        added += len(store.ingest(batch).fresh)
+        print(f"\rbuilding: {database.stat().st_size / 2**20:.0f} MiB", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    store.close()
+    return added
+
+
+# -- the load -------------------------------------------------------------------------------------
+
+
+class PacedAgents(SimulatedAgents):
+    """Simulated agents sending `rate` snapshots/s in all, recording acks over time."""
+
+    def __init__(self, context: zmq.Context, port: int, count: int, rate: float, probes: dict) -> None:
+        super().__init__(context, port, count, window=200, probes=probes, client_keys={})
+        self.rate = rate
+        self.sent = 0
+        self.started = time.monotonic()
+        self.timeline: list[tuple[float, int]] = []  # (monotonic time, acks so far)
+
+    def fill(self, i: int) -> None:
+        due = int(self.rate * (time.monotonic() - self.started)) - self.sent
+        room = min(self.window - self.unacked[i], due, SEND_BATCH)
+        if room > 0:
+            self.sockets[i].send_multipart([self.body(i) for _ in range(room)], zmq.NOBLOCK)
+            self.unacked[i] += room
+            self.sent += room
+
+    def run_while(self, busy) -> None:
+        """Send and count acks until `busy()` is false."""
+        poller = zmq.Poller()
+        index = {s: i for i, s in enumerate(self.sockets)}
+        for s in self.sockets:
+            poller.register(s, zmq.POLLIN)
+        turn = 0
+        while busy():
+            for s, _ in poller.poll(5):
+                while True:
+                    try:
+                        seqs = wire.decode_ack(s.recv(zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
+                    self.unacked[index[s]] -= len(seqs)
+                    self.acked += len(seqs)
+            for _ in range(len(self.sockets)):  # round robin: every agent gets its share
+                self.fill(turn)
+                turn = (turn + 1) % len(self.sockets)
+            self.timeline.append((time.monotonic(), self.acked))
+
+    def rate_between(self, start: float, end: float) -> float:
+        inside = [(t, n) for t, n in self.timeline if start <= t <= end]
+        (t0, n0), (t1, n1) = inside[0], inside[-1]
+        return (n1 - n0) / (t1 - t0)
+
+
+def for_seconds(seconds: float):
+    deadline = time.monotonic() + seconds
+    return lambda: time.monotonic() < deadline
+
+
+# -- the measure ------------------------------------------------------------------------------------
+
+
+def measure(workdir: Path, database: Path, rate: float, baseline: float) -> dict:
+    port = free_port()
+    config = workdir / "collector.toml"
+    config.write_text(
+        f'listen = "tcp://127.0.0.1:{port}"\ndatabase = "{database}"\n[certfr]\nenabled = false\n'
+    )
+    log = open(workdir / "collector.log", "wb")  # noqa: SIM115 - lives as long as the process
+    collector = subprocess.Popen(
+        [str(BIN / "osmon-collector"), "run", "--config", str(config)], stdout=log, stderr=log
+    )
+    context = zmq.Context()
+    archive = workdir / "backup.tar.gz"
+    try:
+        rng = random.Random(3)
+        agents = PacedAgents(context, port, AGENTS, rate, server_probes(rng, time.time(), 30.0))
+        agents.run_while(for_seconds(3.0))  # warm-up: connections, caches
+        before_start = time.monotonic()
+        agents.run_while(for_seconds(baseline))
+        cpu_before = collector_cpu(collector.pid)
+        backup_start = time.monotonic()
+        backup = subprocess.Popen(
+            [str(BIN / "osmon-collector"), "backup", "--config", str(config), "--output", str(archive)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        agents.run_while(lambda: backup.poll() is None)
+        backup_end = time.monotonic()
+        cpu_during = collector_cpu(collector.pid) - cpu_before
+        out, err = backup.communicate()
+        if backup.returncode != 0:
+            raise SystemExit(f"backup failed: {err.strip()}")
+        agents.run_while(for_seconds(3.0))
+        return {
+            "before": agents.rate_between(before_start, backup_start),
+            "during": agents.rate_between(backup_start, backup_end),
+            "seconds": backup_end - backup_start,
+            "archive": archive.stat().st_size,
+            "collector_cpu": cpu_during / (backup_end - backup_start),
+            "output": out.strip(),
+        }
+    finally:
+        context.destroy(linger=0)
+        os.kill(collector.pid, signal.SIGTERM)
+        collector.wait(60)
+        log.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", default="1GiB", help="database size to back up (default 1GiB)")
+    parser.add_argument("--rate", type=float, default=5000.0, help="snapshots/s fed to the collector")
+    parser.add_argument("--baseline", type=float, default=15.0, help="seconds measured before the backup")
+    parser.add_argument(
+        "--database", type=Path, help="build here (or reuse if big enough); default: a temp dir"
+    )
+    args = parser.parse_args()
+    size = parse_size(args.size)
+
+    with tempfile.TemporaryDirectory(prefix="osmon-bench-storage-") as tmp:
+        workdir = Path(tmp)
+        database = args.database or workdir / "osmon.db"
+        started = time.monotonic()
+        if not database.exists() or database.stat().st_size < size:
+            added = build(database, size)
+            print(
+                f"built {database.stat().st_size / 2**30:.2f} GiB ({added} snapshots) in "
+                f"{time.monotonic() - started:.0f} s",
+                file=sys.stderr,
+            )
+        db_size = database.stat().st_size
+        r = measure(workdir, database, args.rate, args.baseline)
+    kept = r["during"] / r["before"] * 100
+    print(
+        f"backup: ingest kept {kept:.0f} % of its rate during the backup ({r['during']:.0f} vs "
+        f"{r['before']:.0f} snapshots/s acked, {args.rate:.0f}/s offered; {db_size / 2**30:.2f} GiB database, SQLite)"
+    )
+    print(
+        f"backup: {db_size / 2**30:.2f} GiB database copied, checked and archived in {r['seconds']:.0f} s "
+        f"({db_size / 2**20 / r['seconds']:.0f} MiB/s) while ingesting; archive {r['archive'] / 2**20:.0f} MiB; "
+        f"collector at {r['collector_cpu'] * 100:.0f} % of one core meanwhile"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
