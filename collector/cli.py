@@ -242,10 +242,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
     else:
         output = args.output
     made = backups.create(config, output, include_secrets=args.include_secrets)
-    others = [m for m in made.members if m.kind != "database"]
+    kinds = [m.kind for m in made.members]
+    secrets = f", {kinds.count('secret')} secret files (secrets included)" if args.include_secrets else ""
     print(
         f"{made.path}: {_size(made.size)} (database {_size(made.database_size)}, schema {made.schema}; "
-        f"{len(others)} other files{', secrets included' if args.include_secrets else ''})"
+        f"config, {kinds.count('key')} public keys{secrets})"
     )
     if args.keep is not None:
         for path in backups.rotate(args.output_dir, args.keep):

@@ -13,7 +13,7 @@ import zmq
 from agent import wire
 from collector.ingest import PeerLog
 from collector.store import open_store
-from tests.conftest import Cluster, wait_for
+from tests.conftest import BIN, Cluster, wait_for
 
 
 def snapshot(host: str, seq: int, **changes: object) -> bytes:
@@ -176,7 +176,10 @@ def test_a_collector_that_cannot_bind_says_why(cluster: Cluster) -> None:
     first = cluster.collector()
     wait_for(lambda: (cluster.dir / "osmon.db").exists(), what="first collector")
     time.sleep(0.3)
-    second = cluster.collector()
+    # Its own database: a second `run` on the same one is refused earlier, by the database lock.
+    other = cluster.dir / "other.toml"
+    other.write_text(cluster.collector_config.read_text().replace("osmon.db", "other.db"))
+    second = cluster.start([str(BIN / "osmon-collector"), "run", "--config", str(other)], "second")
     assert second.proc.wait(10) == 1
     assert "Address already in use" in second.output() and "Traceback" not in second.output()
     first.terminate()
