@@ -32,13 +32,21 @@ def snapshot(host: str, seq: int, ts: float, rng: random.Random) -> Received:
         "filesystems": [{"mount": m, "percent": rng.uniform(10, 95)} for m in MOUNTS],
     }
     if rng.random() > 0.1:
-        probes["net_io"] = {"rx_bps": rng.uniform(0, 1e8), "tx_bps": rng.uniform(0, 1e6)}
+        nics = {
+            nic: {"rx_bps": rng.uniform(0, 1e8), "tx_bps": rng.uniform(0, 1e6)} for nic in ("eth0", "eth1")
+        }
+        probes["net_io"] = {
+            "rx_bps": sum(n["rx_bps"] for n in nics.values()),
+            "tx_bps": 0.0,
+            "interfaces": nics,
+        }
     raw = wire.encode_snapshot(host, seq, ts, 7.0, "test", probes)
     return Received(extract(wire.decode_snapshot(raw)), raw, 7.0, ts + 0.3)
 
 
 def expected(samples: list[Received], width: int) -> dict[float, dict[str, tuple]]:
-    """Per period of `width` s: (min, avg, max) of cpu and rx_bps, and each core's max, at stored precision."""
+    """Per period of `width` s: (min, avg, max) of cpu and rx_bps, each core's and each interface's max,
+    at stored precision."""
     periods: dict[float, list[Received]] = defaultdict(list)
     for r in samples:
         periods[(r.sample.ts // width) * width].append(r)
@@ -47,10 +55,13 @@ def expected(samples: list[Received], width: int) -> dict[float, dict[str, tuple
         cpu = [round(r.sample.cpu * 100) for r in group]
         rx = [round(r.sample.rx_bps) for r in group if r.sample.rx_bps is not None]
         cores = [max(round(r.sample.detail["cpu.core"][i]) for r in group) for i in range(3)]
+        nics = [r.sample.detail["net.io"] for r in group if r.sample.detail["net.io"]]
+        eth1 = [max(round(n["eth1"][i]) for n in nics) for i in (0, 1)] if nics else None
         result[t] = {
             "cpu": (min(cpu) / 100, sum(cpu) / len(cpu) / 100, max(cpu) / 100),
             "rx_bps": (min(rx), sum(rx) / len(rx), max(rx)) if rx else (None, None, None),
             "cores": tuple(float(c) for c in cores),
+            "eth1": eth1,
         }
     return result
 
@@ -60,13 +71,19 @@ def read_tier(store: Any, host: str, width: int, start: float, end: float) -> di
     cores = {
         b.t: tuple(b.detail["cpu.core"]) for b in store.web_series_detail(host, "cpu.core", start, end, width)
     }
-    return {b.t: {"cpu": b.stats[0], "rx_bps": b.stats[1], "cores": cores[b.t]} for b in buckets}
+    nics = {
+        b.t: b.detail["net.io"]["eth1"] for b in store.web_series_detail(host, "net.io", start, end, width)
+    }
+    return {
+        b.t: {"cpu": b.stats[0], "rx_bps": b.stats[1], "cores": cores[b.t], "eth1": nics.get(b.t)}
+        for b in buckets
+    }
 
 
 def assert_same(got: dict, want: dict) -> None:
     assert got.keys() == want.keys()
     for t in want:
-        for key in ("cpu", "rx_bps", "cores"):
+        for key in ("cpu", "rx_bps", "cores", "eth1"):
             assert got[t][key] == pytest.approx(want[t][key], rel=1e-12, abs=1e-9), (t, key)
 
 

@@ -50,6 +50,9 @@ _DETAIL = {
     "net": ("net.io", 1, dict),
 }
 _BY_WIRE = {wire: (short, factor) for short, (wire, factor, _) in _DETAIL.items()}
+# What a raw sample keeps. Per-device rates would be a third of a raw row; their totals are
+# raw columns already, and the rollups keep each device's maximum per minute and per hour.
+RAW_DETAIL = ("c", "d")
 
 
 def scaled(value: float | None, factor: int) -> int | None:
@@ -76,7 +79,24 @@ def stored_detail(detail: dict[str, Any]) -> dict[str, Any]:
 
 
 def pack_detail(stored: dict[str, Any]) -> bytes:
-    return msgpack.packb(stored, use_bin_type=True)
+    """The blob of a raw sample: RAW_DETAIL only."""
+    return msgpack.packb({k: stored[k] for k in RAW_DETAIL if k in stored}, use_bin_type=True)
+
+
+def highest(a: Any, b: Any) -> Any:
+    """Entity by entity, the higher of two per-entity values (lists by index, maps by name)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if isinstance(a, list) and isinstance(b, list):
+        longer, shorter = (a, b) if len(a) >= len(b) else (b, a)
+        return [highest(x, shorter[i] if i < len(shorter) else None) for i, x in enumerate(longer)]
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: highest(a.get(k), b.get(k)) for k in a.keys() | b.keys()}
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return max(a, b)
+    return a  # shapes that differ: only a damaged or foreign blob has them
 
 
 def unpack_detail(blob: bytes | None) -> dict[str, Any]:

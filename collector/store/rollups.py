@@ -7,8 +7,9 @@ rollup row equals what its raw rows give, exactly: min and max of each
 column, a sum and a count for the average (a count per column, because a
 sample may lack a number, such as the first rates after an agent starts).
 
-Per-entity numbers are rolled up for the charts that draw them: each core's
-and each mount's own maximum over the period.
+Per-entity numbers are rolled up as each entity's own maximum over the
+period: each core, each mount, and each disk's and interface's rates (which
+raw samples do not keep, see collector.store.compact.RAW_DETAIL).
 
 The writer keeps the newest row of each host and tier in memory and rewrites
 it with each batch; a row it does not hold (a restart, a late resend of old
@@ -24,7 +25,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from collector.store.compact import COLUMNS
+from collector.store.compact import COLUMNS, highest
 
 
 class Tier(NamedTuple):
@@ -53,14 +54,13 @@ def tier_for(width: float) -> Tier | None:
 class Rollup:
     """The aggregate of one host over one period, in stored (scaled) units."""
 
-    __slots__ = ("cores", "mounts", "n", "stats", "t")
+    __slots__ = ("detail", "n", "stats", "t")
 
     def __init__(self, t: int) -> None:
         self.t = t
         self.n = 0
         self.stats: list[list[int | None]] = [[None, 0, None, 0] for _ in COLUMNS]
-        self.cores: list[int | None] = []
-        self.mounts: dict[str, int] = {}
+        self.detail: dict[str, Any] = {}  # stored detail keys -> each entity's maximum
 
     def add(self, values: Sequence[int | None], detail: dict[str, Any]) -> None:
         """One sample: its stored column values and its stored (short-keyed) detail."""
@@ -71,26 +71,14 @@ class Rollup:
                 stat[1] += value
                 stat[2] = value if stat[2] is None else max(stat[2], value)
                 stat[3] += 1
-        self._add_entities(detail.get("c"), detail.get("d"))
+        self._add_entities(detail)
 
-    def _add_entities(self, cores: Any, mounts: Any) -> None:
-        if isinstance(cores, list):
-            if len(cores) > len(self.cores):
-                self.cores.extend([None] * (len(cores) - len(self.cores)))
-            for i, value in enumerate(cores):
-                if isinstance(value, int) and (self.cores[i] is None or value > self.cores[i]):
-                    self.cores[i] = value
-        if isinstance(mounts, dict):
-            for mount, value in mounts.items():
-                if isinstance(value, int) and value > self.mounts.get(mount, value - 1):
-                    self.mounts[mount] = value
+    def _add_entities(self, detail: dict[str, Any]) -> None:
+        for key, value in detail.items():
+            self.detail[key] = highest(self.detail.get(key), value)
 
     def row(self, host_id: int) -> tuple:
-        detail = {}
-        if self.cores:
-            detail["c"] = self.cores
-        if self.mounts:
-            detail["d"] = self.mounts
+        detail = {k: v for k, v in self.detail.items() if v}
         flat: list[int | None] = []
         for low, total, high, count in self.stats:
             # A column's count is nearly always n: NULL, which takes no room on disk, says so.
@@ -108,8 +96,7 @@ class Rollup:
             if stat[3] is None:
                 stat[3] = rollup.n
         if row[-1] is not None:
-            stored = msgpack.unpackb(row[-1])
-            rollup._add_entities(stored.get("c"), stored.get("d"))
+            rollup.detail = msgpack.unpackb(row[-1])
         return rollup
 
 

@@ -175,7 +175,7 @@ MIGRATIONS: list[str] = [
         tx_bps_min INTEGER, tx_bps_sum INTEGER, tx_bps_max INTEGER, tx_bps_n INTEGER,
         procs_min INTEGER, procs_sum INTEGER, procs_max INTEGER, procs_n INTEGER,
         users_min INTEGER, users_sum INTEGER, users_max INTEGER, users_n INTEGER,
-        detail BLOB,                      -- msgpack: each core's and each mount's maximum
+        detail BLOB,                      -- msgpack: each entity's maximum (cores, mounts, disks, interfaces)
         PRIMARY KEY (host_id, t)
     ) WITHOUT ROWID;
     INSERT INTO rollup_minute
@@ -214,7 +214,7 @@ MIGRATIONS: list[str] = [
         tx_bps_min INTEGER, tx_bps_sum INTEGER, tx_bps_max INTEGER, tx_bps_n INTEGER,
         procs_min INTEGER, procs_sum INTEGER, procs_max INTEGER, procs_n INTEGER,
         users_min INTEGER, users_sum INTEGER, users_max INTEGER, users_n INTEGER,
-        detail BLOB,                      -- msgpack: each core's and each mount's maximum
+        detail BLOB,                      -- msgpack: each entity's maximum (cores, mounts, disks, interfaces)
         PRIMARY KEY (host_id, t)
     ) WITHOUT ROWID;
     INSERT INTO rollup_hour

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from collector.store import StoreError
-from collector.store.compact import SCALE, unpack_detail
-from collector.store.rollups import tier_for
+from collector.store.compact import SCALE, highest, unpack_detail
+from collector.store.rollups import MINUTE, tier_for
 
 # Columns of `samples` a series may be read from: names are checked against this
 # list before they are put into SQL (they cannot be bound as parameters).
@@ -64,7 +64,8 @@ class DetailBucket(NamedTuple):
     detail: dict[str, Any]  # {"cpu.core": [...]} or {"disk.percent": {mount: %}}
 
 
-DETAIL_KEYS = ("cpu.core", "disk.percent")  # the per-entity numbers charts draw (and rollups keep)
+DETAIL_KEYS = ("cpu.core", "disk.percent", "disk.io", "net.io")  # per-entity numbers, by wire name
+ROLLUP_ONLY = ("disk.io", "net.io")  # per-device rates: kept per minute at best (compact.RAW_DETAIL)
 
 
 _HOST_COLUMNS = "name, first_seen, last_seen, interval, latest_ts, snapshot"
@@ -148,16 +149,17 @@ class WebQueries:
     def web_series_detail(
         self, host: str, key: str, start: float, end: float, bucket: float
     ) -> list[DetailBucket]:
-        """Per bucket, each entity's maximum of `key` ("cpu.core" or "disk.percent").
+        """Per bucket, each entity's maximum of `key` (one of DETAIL_KEYS).
 
         SQLite cannot read inside the msgpack details, so the rows of the period
         (raw samples for buckets under a minute, else rollup rows, which hold
         each entity's maximum already) are merged here: a few hundred to a
-        couple of thousand small blobs for any range.
+        couple of thousand small blobs for any range. Per-device rates come from
+        the minute tier at least: buckets under a minute hold one value a minute.
         """
         if key not in DETAIL_KEYS:
             raise ValueError(f"not a per-entity series: {key!r}")
-        tier = tier_for(bucket)
+        tier = tier_for(bucket) or (MINUTE if key in ROLLUP_ONLY else None)
         source, time = ("samples", "ts") if tier is None else (tier.table, "t")
         rows = self._web_sql(
             f"SELECT CAST({time} / :bucket AS INTEGER) AS b, detail FROM {source} "
@@ -167,7 +169,7 @@ class WebQueries:
         )
         merged: dict[int, Any] = {}
         for b, blob in rows:
-            merged[b] = _highest(merged.get(b), unpack_detail(blob).get(key))
+            merged[b] = highest(merged.get(b), unpack_detail(blob).get(key))
         return [DetailBucket(b * bucket, {key: value}) for b, value in merged.items() if value is not None]
 
     def web_silence(self, host: str, until: float, reason: str, now: float) -> None:
@@ -185,21 +187,3 @@ class WebQueries:
             return self.db.execute(sql, args)
         except sqlite3.Error as e:  # damaged file, I/O error, locked too long
             raise StoreError(f"cannot read {self.path}: {e}") from None
-
-
-def _highest(a: Any, b: Any) -> Any:
-    """Entity by entity, the higher of two per-entity values (lists by index, maps by name)."""
-    if a is None:
-        return b
-    if isinstance(a, list) and isinstance(b, list):
-        longer, shorter = (a, b) if len(a) >= len(b) else (b, a)
-        return [_max(x, shorter[i] if i < len(shorter) else None) for i, x in enumerate(longer)]
-    if isinstance(a, dict) and isinstance(b, dict):
-        return {k: _max(a.get(k), b.get(k)) for k in a.keys() | b.keys()}
-    return a
-
-
-def _max(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    return a if b is None else max(a, b)
