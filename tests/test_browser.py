@@ -10,6 +10,7 @@ error (a script or style blocked by the Content-Security-Policy shows up there).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -243,8 +244,9 @@ def test_a_host_page_draws_charts_with_data_and_redraws_them_in_place(
         if (svgs.length !== 7 || svgs.some((s, i) => s.id === ids[i])) return false;
         return svgs.every(svg => {
             const lines = [...svg.querySelectorAll('g.series path.line.reactive')];
-            const dots = svg.querySelectorAll('g.series circle.dot');
-            return lines.length > 0 && dots.length >= 2 * lines.length && !svg.querySelector('text.no_data')
+            const numbers = JSON.parse(svg.parentNode.dataset.points).series;  // what the tooltip shows
+            return lines.length > 0 && numbers.every(n => n.values.filter(v => v !== null).length >= 2)
+                && !svg.querySelector('text.no_data')
                 && lines.every(l => l.getBBox().width > 0 && l.getAttribute('d').split(/[ML]/).length > 2);
         });
     }"""
@@ -260,11 +262,21 @@ def test_a_host_page_draws_charts_with_data_and_redraws_them_in_place(
     legends = page.locator("#chart-cpu svg.chart .legend").all_text_contents()
     assert [t.strip() for t in legends] == ["total", "iowait"]
 
-    # A point's tooltip comes from the dashboard's own script (pygal's would be fetched from a CDN).
-    page.locator("#chart-memory svg.chart g.series circle.dot").last.hover()
+    # Pointing at a chart shows every line's value at that time, from the dashboard's own script
+    # (pygal's would be fetched from a CDN): here, the newest point of the memory line.
+    line = page.locator("#chart-memory svg.chart g.serie-0 path.line").last.bounding_box()
+    assert line is not None
+    page.mouse.move(line["x"] + line["width"] - 1, line["y"] + line["height"] / 2)
     tip = page.locator(".chart-tip")
     expect(tip).to_be_visible()
-    expect(tip).to_contain_text("%")
+    expect(tip.locator("tr")).to_have_count(2)
+    expect(tip.locator("tr").first).to_contain_text("memory")
+    expect(tip.locator("tr").last).to_contain_text("swap")
+    expect(tip.locator(".tip-value").first).to_have_text(re.compile(r"^\d+\.\d %$"))
+    expect(tip.locator(".tip-time")).to_contain_text("max of 15 s")
+    expect(page.locator("#chart-memory .crosshair circle")).to_have_count(2)  # a dot on each line
+    page.mouse.move(5, 5)
+    expect(tip).to_be_hidden()
 
     # The live summary refreshes too.
     expect(page.locator('#summary [data-field="cpu"] .meter-text')).to_contain_text("%")

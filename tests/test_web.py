@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import time
 from functools import cache
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -246,18 +248,30 @@ def svgs(html: str) -> list[str]:
     return re.findall(r'<svg [^>]*class="pygal-chart chart".*?</svg>', html, re.S)
 
 
+def chart_points(html: str) -> dict[str, dict[str, Any]]:
+    """{chart id: the numbers its tooltip shows}, read back from each figure's data-points attribute."""
+    found = re.findall(r"<figure [^>]*data-chart=\"([^\"]+)\" data-points='([^']*)'>", html)
+    return {chart: json.loads(unescape(points)) for chart, points in found}
+
+
 def test_host_page_has_every_chart_with_data(dash: Dashboard) -> None:
     dash.feed("web-01", count=120)
     page = dash.client().get("/host/web-01?range=1h")
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     charts = svgs(html)
-    assert len(charts) == len(series.CHARTS)
+    numbers = chart_points(html)
+    assert len(charts) == len(series.CHARTS) == len(numbers)
     for spec, svg in zip(series.CHARTS, charts, strict=True):
         assert f'id="chart-{spec.id}"' in html
         assert "No data" not in svg, spec.id
-        assert svg.count('class="dot reactive tooltip-trigger"') >= 100, spec.id  # one dot per point
         assert re.search(r'<path d="M[\d.]+ [\d.]+ L', svg), spec.id  # a drawn line
+        # ... and its numbers beside it for the tooltip: 120 samples 10 s apart fill 80 buckets of 15 s.
+        lines = numbers[spec.id]["series"]
+        assert lines and all(sum(v is not None for v in line["values"]) >= 79 for line in lines), spec.id
+        assert numbers[spec.id]["width"] == 15.0 and numbers[spec.id]["unit"] == spec.unit
+    assert [line["label"] for line in numbers["cpu"]["series"]] == ["total", "iowait"]
+    assert numbers["cpu"]["series"][0]["values"][-1] == 10.0
     # Per-core and per-mount lines come out of the detail blobs.
     cores, disks = charts[1], charts[3]
     assert ">cpu0<" in cores and ">cpu1<" in cores
@@ -358,8 +372,27 @@ def test_api_shapes(dash: Dashboard) -> None:
     assert client.get("/api/certfr").get_json() == {"latest": None, "items": []}
 
     charts = client.get("/api/hosts/web-01/charts?range=6h").get_json()
-    assert set(charts["charts"]) == {spec.id for spec in series.CHARTS}
+    assert set(charts["charts"]) == set(charts["points"]) == {spec.id for spec in series.CHARTS}
+    assert charts["points"]["memory"]["series"][0]["label"] == "memory"
     assert charts["refresh"] == 120.0  # redrawn once per 2-minute bucket, not every 10 s
+
+
+def test_charts_are_drawn_once_per_bucket_and_again_on_a_hard_reload(dash: Dashboard) -> None:
+    dash.feed("web-01")
+    client = dash.client()
+    url = "/api/hosts/web-01/charts?range=30d"
+
+    def chart_ids(headers: dict[str, str] | None = None) -> list[str]:
+        charts = client.get(url, headers=headers or {}).get_json()["charts"]
+        return [re.search(r'id="(chart-[^"]+)"', svg).group(1) for svg in charts.values()]
+
+    first = chart_ids()
+    assert chart_ids() == first  # the same drawings: 3-hour buckets have not changed in a second
+    page = client.get("/host/web-01?range=30d").get_data(as_text=True)
+    assert all(chart_id in page for chart_id in first)  # the page and its refresh share them
+    redrawn = chart_ids({"Cache-Control": "no-cache"})  # what a browser's hard reload sends
+    assert not set(redrawn) & set(first)
+    assert chart_ids() == redrawn
 
 
 @pytest.mark.parametrize(
@@ -594,6 +627,12 @@ def test_hostile_names_are_escaped_everywhere(dash: Dashboard) -> None:
     assert 'title="&#34;&gt;&lt;img src=x onerror=alert(1)&gt;' in host_page
     disks = svgs(host_page)[3]
     assert "/mnt/&lt;script&gt;alert(1)&lt;/script&gt;" in disks and "<script>" not in disks
+    # The tooltip's JSON in its single-quoted attribute: nothing ends the attribute or opens a tag,
+    # and the label reads back exactly.
+    figure = re.search(r"<figure [^>]*id=\"chart-disk\"[^>]*>", host_page)
+    assert figure and "<script" not in figure.group(0) and "<img" not in figure.group(0)
+    labels = [line["label"] for line in chart_points(host_page)["disk"]["series"]]
+    assert f"/mnt/{HOSTILE}" in labels
     # The hostile host links to a URL-quoted page, which answers without running anything.
     overview = pages["/"].get_data(as_text=True)
     assert 'href="/host/%3Cscript%3Ealert(1)%3C/script%3E"' in overview

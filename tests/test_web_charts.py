@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from collector.store import open_store
 from collector.store.alerts import Alert, Silence
 from collector.store.web import DetailBucket, WebHost
 from collector.web import fleet, metrics, series
-from collector.web.charts import Serie, rate, time_chart, time_ticks
+from collector.web.chartcache import ChartCache
+from collector.web.charts import Serie, chart_points, rate, time_chart, time_ticks
 from tests.test_web import HOSTILE, received
 
 T0 = 1_764_000_000.0
@@ -25,7 +27,7 @@ def points(n: int, step: float = 15.0, value: float = 10.0) -> list[tuple[float,
 # -- charts -------------------------------------------------------------------------------------
 
 
-def test_a_chart_is_an_svg_with_one_dot_per_point_and_a_line() -> None:
+def test_a_chart_is_an_svg_with_a_line_and_no_dots() -> None:
     svg = time_chart(
         "CPU",
         [Serie("total", points(100))],
@@ -35,10 +37,23 @@ def test_a_chart_is_an_svg_with_one_dot_per_point_and_a_line() -> None:
         js=["/static/pygal-tooltips.js"],
     )
     assert svg.startswith("<svg") and 'class="pygal-chart chart"' in svg
-    assert svg.count('class="dot reactive tooltip-trigger"') == 100
-    assert len(re.findall(r'<path d="M[^"]+" class="line reactive nofill"', svg)) == 1
-    assert re.search(r'<desc class="value">\d\d:\d\d: 10.0 %</desc>', svg)  # time and value, with its unit
+    [line] = re.findall(r'<path d="M([^"]+)" class="line reactive nofill"', svg)
+    assert len(re.findall(r"[\d.]+ [\d.]+", line)) == 100  # one vertex per point: the tooltip relies on it
+    assert "tooltip-trigger" not in svg and "<circle" not in svg  # no per-point dots
     assert ">100.0 %<" in svg  # percent charts always span 0-100
+
+
+def test_chart_points_hold_each_value_at_its_bucket() -> None:
+    values = points(10, step=15.0)
+    values[3] = (values[3][0], None)
+    gapped = series.with_gaps([(T0 + 300, 99.5)], 1)
+    data = chart_points([Serie("a", values), Serie("b", gapped)], T0, 15.0, "%")
+    assert (data["start"], data["width"], data["unit"]) == (T0, 15.0, "%")
+    a, b = data["series"]
+    assert a == {"label": "a", "values": [10.0, 10.0, 10.0, None, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0]}
+    assert b["values"] == [None] * 20 + [99.5]
+    rates = chart_points([Serie("r", [(T0, 1234.56)])], T0, 15.0, "B/s")
+    assert rates["series"][0]["values"] == [1235]  # whole bytes: what the tooltip can show
 
 
 def test_a_chart_links_only_the_given_script_and_has_no_inline_script() -> None:
@@ -56,8 +71,8 @@ def test_a_gap_breaks_the_line() -> None:
     values = points(10)
     values[5] = (values[5][0], None)
     svg = time_chart("x", [Serie("a", values)], unit="%", start=T0, end=T0 + 150)
-    assert len(re.findall(r'class="line reactive nofill"', svg)) == 2
-    assert svg.count("tooltip-trigger") == 9
+    lines = re.findall(r'<path d="M([^"]+)" class="line reactive nofill"', svg)
+    assert [len(re.findall(r"[\d.]+ [\d.]+", d)) for d in lines] == [5, 4]
 
 
 def test_labels_and_titles_are_escaped_in_the_svg() -> None:
@@ -74,11 +89,27 @@ def test_an_empty_chart_says_no_data() -> None:
     assert "No data" in time_chart("x", [Serie("a", [])], unit="B/s", start=T0, end=T0 + 3600)
 
 
-def test_many_points_are_drawn_without_dots() -> None:
-    svg = time_chart(
-        "x", [Serie(f"cpu{i}", points(300)) for i in range(16)], unit="%", start=T0, end=T0 + 4500
-    )
-    assert "tooltip-trigger" not in svg and svg.count('class="line reactive nofill"') == 16
+def test_a_chart_cache_keeps_a_drawing_for_its_bucket_and_a_minute_at_most() -> None:
+    now = [0.0]
+    cache = ChartCache(max_entries=2, clock=lambda: now[0])
+    drawn: list[str] = []
+
+    def draw(name: str) -> Callable[[], str]:
+        return lambda: drawn.append(name) or f"{name}{len(drawn)}"
+
+    assert cache.get("a", 15, draw("a")) == "a1"
+    now[0] = 14.9
+    assert cache.get("a", 15, draw("a")) == "a1"  # same bucket: not drawn again
+    assert cache.get("a", 15, draw("a"), fresh=True) == "a2"  # a hard reload draws again
+    now[0] = 14.9 + 15
+    assert cache.get("a", 15, draw("a")) == "a3"  # a bucket later: drawn again
+    assert cache.get("b", 10800, draw("b")) == "b4"
+    now[0] += 61
+    assert cache.get("b", 10800, draw("b")) == "b5"  # 3-hour buckets: still redrawn after a minute
+    cache.get("c", 60, draw("c"))
+    cache.get("d", 60, draw("d"))
+    assert cache.get("b", 10800, draw("b")) == "b8"  # the least recently used went first
+    assert drawn == ["a", "a", "a", "b", "b", "c", "d", "b"]
 
 
 def test_rates_and_time_ticks() -> None:

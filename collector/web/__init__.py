@@ -14,6 +14,7 @@ from flask import Flask, Response, request
 
 from collector.config import CollectorConfig
 from collector.web import alerts, api, auth, errors, filters, metrics, pages, secret
+from collector.web.chartcache import ChartCache
 from collector.web.context import Context
 from collector.web.storage import Storage
 
@@ -36,7 +37,7 @@ def create_app(config: CollectorConfig, store: Any = None, secret_key: str | Non
         PERMANENT_SESSION_LIFETIME=timedelta(days=7),  # renewed by every request: an open dashboard stays in
         MAX_CONTENT_LENGTH=64 * 1024,  # the only bodies are small forms
     )
-    app.extensions["osmon"] = Context(config, Storage(config.database, store))
+    app.extensions["osmon"] = Context(config, Storage(config.database, store), ChartCache())
     errors.register(app)
     filters.register(app)
     auth.init_app(app)

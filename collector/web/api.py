@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from collector.web import series, views
 from collector.web.errors import BadRequest
-from collector.web.pages import chart_scripts
+from collector.web.pages import chart_scripts, hard_reload
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -45,7 +45,7 @@ def host_series(name: str) -> Response:
 
 @bp.route("/hosts/<name>/charts")
 def host_charts(name: str) -> Response:
-    return jsonify(views.charts(name, request.args.get("range"), time.time(), chart_scripts()))
+    return jsonify(views.charts(name, request.args.get("range"), time.time(), chart_scripts(), hard_reload()))
 
 
 @bp.route("/alerts")

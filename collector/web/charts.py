@@ -4,8 +4,14 @@ The SVG is meant to be inlined in a page. pygal escapes every label and value
 as XML text; what it does not do well offline is scripting: by default it
 links its tooltip script from a CDN and writes an inline config script. Here
 the script URLs are the caller's (the app's own static file) and the inline
-script is dropped, so a Content-Security-Policy of `script-src 'self'` holds;
-our tooltip script needs no per-chart config.
+script is dropped, so a Content-Security-Policy of `script-src 'self'` holds.
+
+Lines are drawn without pygal's per-point dots: a dot is an SVG group with a
+circle and its tooltip text, and drawing them was ~70 % of a host page's time
+(and most of its bytes). The tooltip is a crosshair instead (static/
+pygal-tooltips.js): it reads the chart's numbers from `chart_points` (JSON in
+a data attribute beside the SVG) and shows every line's value at the hovered
+time, which says more than one dot's value.
 """
 
 from __future__ import annotations
@@ -39,7 +45,6 @@ STYLE = Style(
     guide_stroke_dasharray="0",  # solid, light guides
     major_guide_stroke_color="#cbd5e1",
     major_guide_stroke_dasharray="0",
-    dot_opacity="0",  # dots exist for the tooltips; lines alone carry the shape
     font_family="system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
     label_font_size=11,
     major_label_font_size=11,
@@ -47,8 +52,6 @@ STYLE = Style(
     title_font_size=14,
     colors=("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d"),
 )
-
-MAX_DOTS = 2000  # above this many points, no dots (no tooltips): the SVG would weigh megabytes
 
 
 def percent(value: float) -> str:
@@ -94,17 +97,11 @@ def time_label(span: float) -> Callable[[float], str]:
 
 
 def _trim(root: Any) -> Any:
-    """An xml_filter: drop pygal's inline config <script> (keeping scripts loaded by URL), and the
-    tooltip positions of every dot (our tooltip follows the pointer): a third of the bytes."""
+    """An xml_filter: drop pygal's inline config <script>, keeping scripts loaded by URL."""
     defs = root.find("defs")
     for element in list(defs if defs is not None else ()):
         if element.tag == "script" and not any(str(k).endswith("href") for k in element.attrib):
             defs.remove(element)
-    for dots in root.iter("g"):
-        if dots.get("class") == "dots":
-            for desc in dots.findall("desc"):
-                if desc.get("class", "").split(" ")[0] in ("x", "y"):
-                    dots.remove(desc)
     return root
 
 
@@ -120,7 +117,6 @@ def time_chart(
 ) -> str:
     """A line chart of `series` over [start, end), as an <svg class="pygal-chart chart"> string."""
     formatter = FORMATTERS[unit]
-    points = sum(len(s.points) for s in series)
     chart = pygal.XY(
         style=STYLE,
         title=title,
@@ -132,8 +128,7 @@ def time_chart(
         height=320,
         margin=12,
         allow_interruptions=True,  # a None value breaks the line: gaps stay visible
-        show_dots=points <= MAX_DOTS,
-        dots_size=2.5,
+        show_dots=False,  # see the module's docstring: the tooltip reads chart_points
         xrange=(start, end),
         x_labels=time_ticks(start, end),
         x_value_formatter=time_label(end - start),
@@ -151,3 +146,26 @@ def time_chart(
     for serie in series or [Serie("", [])]:
         chart.add(serie.label, serie.points)
     return chart.render(is_unicode=True)
+
+
+ROUNDING = {"%": 2, "B/s": 0, "": 3}  # decimals kept in chart_points: what the tooltip can show
+
+
+def chart_points(series: Sequence[Serie], start: float, width: float, unit: str) -> dict[str, Any]:
+    """The numbers of a chart for its tooltip: each line's values per bucket since `start`.
+
+    Compact on purpose (it travels with every chart): times are implied by the
+    bucket index (t = start + i * width), a missing bucket is null. Gaps that
+    `with_gaps` inserted between buckets are not values and are left out.
+    """
+    digits = ROUNDING[unit]
+    lines = []
+    for serie in series:
+        values: dict[int, float] = {}
+        for t, v in serie.points:
+            index = (t - start) / width
+            if v is not None and index == int(index):
+                values[int(index)] = round(v, digits) if digits else round(v)
+        count = max(values, default=-1) + 1
+        lines.append({"label": serie.label, "values": [values.get(i) for i in range(count)]})
+    return {"start": start, "width": width, "unit": unit, "series": lines}

@@ -7,12 +7,14 @@ from typing import Any, NamedTuple
 from flask import current_app
 
 from collector.config import CollectorConfig
+from collector.web.chartcache import ChartCache
 from collector.web.storage import Storage
 
 
 class Context(NamedTuple):
     config: CollectorConfig
     storage: Storage
+    charts: ChartCache
 
 
 def context() -> Context:
@@ -21,6 +23,10 @@ def context() -> Context:
 
 def config() -> CollectorConfig:
     return context().config
+
+
+def chart_cache() -> ChartCache:
+    return context().charts
 
 
 def store() -> Any:

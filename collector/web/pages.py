@@ -16,6 +16,11 @@ def chart_scripts() -> list[str]:
     return [url_for("static", filename="pygal-tooltips.js")]
 
 
+def hard_reload() -> bool:
+    """The browser asked for a fresh copy (a hard reload sends `Cache-Control: no-cache`)."""
+    return "no-cache" in request.headers.get("Cache-Control", "")
+
+
 @bp.route("/")
 def overview() -> str:
     return render_template("overview.html", view=views.overview(time.time()), statuses=fleet.STATUSES)
@@ -25,7 +30,7 @@ def overview() -> str:
 def host(name: str) -> str:
     now = time.time()
     view = views.host(name, now)
-    charts = views.charts(name, request.args.get("range"), now, chart_scripts())
+    charts = views.charts(name, request.args.get("range"), now, chart_scripts(), hard_reload())
     return render_template(
         "host.html", view=view, charts=charts, specs=series.CHARTS, ranges=list(series.RANGES)
     )

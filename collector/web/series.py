@@ -18,12 +18,13 @@ own peak in the bucket.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from collector.status import DEFAULT_INTERVAL
 from collector.store.web import DETAIL_KEYS, Bucket, DetailBucket
-from collector.web.charts import Serie, time_chart
+from collector.web.chartcache import ChartCache
+from collector.web.charts import Serie, chart_points, time_chart
 from collector.web.errors import BadRequest
 
 RANGES: dict[str, float] = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
@@ -185,28 +186,54 @@ def chart_series(
     ]
 
 
+class Chart(NamedTuple):
+    """One drawn chart: its SVG, and its numbers for the tooltip (charts.chart_points)."""
+
+    svg: str
+    points: dict[str, Any]
+
+
+def draw_chart(
+    store: Any, host: str, spec: ChartSpec, window: Window, interval: float | None, js: Sequence[str]
+) -> Chart:
+    """Read one chart's lines from the store and draw them."""
+    lines = chart_series(store, host, spec, window, interval)
+    svg = time_chart(
+        spec.title,
+        lines,
+        unit=spec.unit,
+        start=window.start,
+        end=window.end,
+        note=f"max per {describe(window.width)}",
+        js=js,
+    )
+    return Chart(svg, chart_points(lines, window.start, window.width, spec.unit))
+
+
 def host_charts(
     store: Any,
     host: str,
     window: Window,
     interval: float | None,
     js: Sequence[str],
-    render: Callable = time_chart,
-) -> dict[str, str]:
-    """{chart id: SVG} of every chart of the host page."""
-    note = f"max per {describe(window.width)}"
-    return {
-        spec.id: render(
-            spec.title,
-            chart_series(store, host, spec, window, interval),
-            unit=spec.unit,
-            start=window.start,
-            end=window.end,
-            note=note,
-            js=js,
-        )
-        for spec in CHARTS
-    }
+    cache: ChartCache | None = None,
+    fresh: bool = False,
+) -> dict[str, Chart]:
+    """{chart id: Chart} of every chart of the host page, from `cache` while its numbers cannot
+    have changed much (see collector.web.chartcache); `fresh` draws them all again."""
+    charts = {}
+    for spec in CHARTS:
+
+        def draw(spec: ChartSpec = spec) -> Chart:
+            return draw_chart(store, host, spec, window, interval, js)
+
+        if cache is None:
+            charts[spec.id] = draw()
+        else:
+            # The window (aligned start, end, width) stands for the range and the time.
+            key = (host, spec.id, window, interval, tuple(js))
+            charts[spec.id] = cache.get(key, window.width, draw, fresh=fresh)
+    return charts
 
 
 def metric_series(store: Any, host: str, metric: str, window: Window) -> list[dict[str, Any]]:

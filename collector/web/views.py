@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from collector.web import fleet, hostinfo, series
-from collector.web.context import config, store
+from collector.web.context import chart_cache, config, store
 from collector.web.errors import NotFound
 
 HISTORY_LIMIT = 200
@@ -47,21 +47,28 @@ def host(name: str, now: float) -> dict[str, Any]:
     }
 
 
-def charts(name: str, range_name: str | None, now: float, js: Sequence[str]) -> dict[str, Any]:
-    """Every chart of a host's page over a range, as SVG strings."""
+def charts(
+    name: str, range_name: str | None, now: float, js: Sequence[str], fresh: bool = False
+) -> dict[str, Any]:
+    """Every chart of a host's page over a range: SVG strings, and the numbers their tooltips show.
+
+    Charts drawn less than a bucket ago (a minute at most) are served again
+    unless `fresh` (collector.web.chartcache)."""
     s = store()
     found = s.web_host(name)
     if found is None:
         raise NotFound(f"no host named {name[:100]!r} has reported to this collector")
     range_name, span = series.parse_range(range_name)
     window = series.Window.of(span, now)
+    drawn = series.host_charts(s, name, window, found.interval, js, chart_cache(), fresh)
     return {
         "now": now,
         "range": range_name,
         "bucket": window.width,
         # Redrawing more often than a bucket fills would redraw the same picture.
         "refresh": max(config().web_refresh, window.width),
-        "charts": series.host_charts(s, name, window, found.interval, js),
+        "charts": {chart_id: chart.svg for chart_id, chart in drawn.items()},
+        "points": {chart_id: chart.points for chart_id, chart in drawn.items()},
     }
 
 

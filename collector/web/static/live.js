@@ -132,7 +132,9 @@
   }
 
   function getJSON(url) {
-    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store" })
+    // The API answers `Cache-Control: no-store`, so nothing is cached; the default cache mode keeps
+    // the request free of `Cache-Control: no-cache`, which would make the server redraw every chart.
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
         if (response.status === 401) {
           var error = new Error("login");
@@ -342,8 +344,11 @@
     function applyCharts(data) {
       Object.keys(data.charts).forEach(function (id) {
         var figure = document.getElementById("chart-" + id);
+        if (!figure) return;
         // Server-rendered SVG: pygal escaped every label; scripts inserted this way never run.
-        if (figure) figure.innerHTML = data.charts[id];
+        figure.innerHTML = data.charts[id];
+        // The tooltip's numbers (pygal-tooltips.js reads them from here): data, never markup.
+        figure.dataset.points = JSON.stringify(data.points[id]);
       });
     }
 

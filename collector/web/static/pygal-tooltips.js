@@ -1,10 +1,20 @@
-/* Tooltips and legend toggles for pygal charts inlined in the page.
+/* Crosshair tooltips and legend toggles for the pygal charts inlined in the page.
  *
  * Written for osMonitoring in place of pygal's own pygal-tooltips.js, which pygal
- * links from a CDN (the dashboard must work air-gapped). One listener on the
- * document serves every chart, including charts swapped in by a refresh; the
- * text comes from pygal's <desc class="value"> and is set with textContent.
- * Loaded by the page and referenced by each chart: it installs itself once.
+ * links from a CDN (the dashboard must work air-gapped). The charts have no
+ * per-point dots (drawing them cost most of a host page's time): pointing
+ * anywhere over a chart shows, for the nearest time bucket, every line's value,
+ * with a vertical rule and a dot on each line.
+ *
+ * The numbers come from the chart's <figure data-points='{...}'> (JSON written by
+ * the server, see collector/web/charts.py chart_points): per line, one value per
+ * bucket since `start`, null where the host sent nothing. Where to draw comes
+ * from the lines pygal drew: the k-th vertex of a line is its k-th non-null
+ * value. Every text is set with textContent (labels come from the hosts).
+ *
+ * One set of listeners on the document serves every chart, including charts
+ * swapped in by a refresh. Loaded by the page and referenced by each chart: it
+ * installs itself once.
  */
 (function () {
   "use strict";
@@ -13,7 +23,83 @@
   }
   window.osmonTooltips = true;
 
+  var SVG = "http://www.w3.org/2000/svg";
   var tip = null;
+  var current = null; // the svg showing a crosshair
+
+  // -- formatting, as collector/web/charts.py does on the axes --------------------------
+
+  function rate(v) {
+    var units = ["B/s", "KiB/s", "MiB/s", "GiB/s"];
+    for (var i = 0; i < units.length; i++) {
+      if (Math.abs(v) < 1024) return i === 0 ? v.toFixed(0) + " B/s" : v.toFixed(1) + " " + units[i];
+      v /= 1024;
+    }
+    return v.toFixed(1) + " TiB/s";
+  }
+  var FORMAT = {
+    "%": function (v) { return v.toFixed(1) + " %"; },
+    "B/s": rate,
+    "": function (v) { return v.toFixed(2); },
+  };
+
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function clock(ts) {
+    var offset = Number(document.body.dataset.utcOffset || 0); // the server's zone, as the axes use
+    var d = new Date((ts + offset) * 1000);
+    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " +
+      pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
+  }
+  function span(seconds) {
+    if (seconds < 60) return seconds + " s";
+    if (seconds < 3600) return seconds / 60 + " min";
+    return seconds / 3600 + " h";
+  }
+
+  // -- what a chart holds ------------------------------------------------------------------
+
+  /* Per line: its label, colour, whether shown, and parallel arrays of bucket index and (x, y). */
+  function model(svg) {
+    var figure = svg.parentNode;
+    var json = figure && figure.dataset ? figure.dataset.points : null;
+    if (!json) return null;
+    if (svg.osmonModel && svg.osmonModel.json === json) return svg.osmonModel;
+    var data;
+    try { data = JSON.parse(json); } catch (e) { return null; }
+    var lines = data.series.map(function (serie, i) {
+      var indexes = [];
+      serie.values.forEach(function (v, index) { if (v !== null) indexes.push(index); });
+      var xs = [], ys = [];
+      svg.querySelectorAll("g.serie-" + i + " path.line").forEach(function (path) {
+        var numbers = (path.getAttribute("d") || "").match(/-?[\d.]+(e-?\d+)?/g) || [];
+        for (var k = 0; k + 1 < numbers.length; k += 2) { xs.push(Number(numbers[k])); ys.push(Number(numbers[k + 1])); }
+      });
+      var legend = svg.querySelector("#activate-serie-" + i + " rect");
+      return {
+        label: serie.label, values: serie.values, indexes: indexes, xs: xs, ys: ys,
+        // Drawn by pygal from these very values: if the counts differ, pointing would lie.
+        usable: xs.length === indexes.length,
+        colour: legend ? getComputedStyle(legend).fill : "currentColor",
+        group: svg.querySelector("g.serie-" + i),
+      };
+    });
+    svg.osmonModel = { json: json, data: data, lines: lines, plot: svg.querySelector("g.plot") };
+    return svg.osmonModel;
+  }
+
+  /* Index of the value in sorted `xs` nearest to x. */
+  function nearest(xs, x) {
+    var lo = 0, hi = xs.length - 1;
+    while (lo < hi) {
+      var mid = (lo + hi) >> 1;
+      if (xs[mid] < x) lo = mid + 1; else hi = mid;
+    }
+    return lo > 0 && Math.abs(xs[lo - 1] - x) <= Math.abs(xs[lo] - x) ? lo - 1 : lo;
+  }
+
+  function shown(line) { return line.usable && line.xs.length && (!line.group || line.group.style.display !== "none"); }
+
+  // -- drawing -------------------------------------------------------------------------------
 
   function tooltip() {
     if (!tip) {
@@ -25,50 +111,101 @@
     return tip;
   }
 
-  function serieLabel(svg, trigger) {
-    var serie = trigger.closest("g.series");
-    if (!serie) return "";
-    var match = /serie-(\d+)/.exec(serie.getAttribute("class") || "");
-    if (!match) return "";
-    var legend = svg.querySelector("#activate-serie-" + match[1] + " text");
-    return legend ? legend.textContent : "";
+  function clear() {
+    if (current) current.querySelectorAll(".crosshair").forEach(function (el) { el.remove(); });
+    current = null;
+    if (tip) tip.hidden = true;
   }
 
-  function show(trigger, event) {
-    var svg = trigger.closest("svg");
-    var desc = trigger.parentNode && trigger.parentNode.querySelector("desc.value");
-    if (!svg || !desc) return;
+  function svgNode(tag, attrs) {
+    var el = document.createElementNS(SVG, tag);
+    Object.keys(attrs).forEach(function (k) { el.setAttribute(k, attrs[k]); });
+    return el;
+  }
+
+  function show(svg, event) {
+    var m = model(svg);
+    if (!m || !m.plot) return clear();
+    var lines = m.lines.filter(shown);
+    if (!lines.length) return clear();
+    var ctm = m.plot.getScreenCTM();
+    if (!ctm) return clear();
+    var point = svg.createSVGPoint();
+    point.x = event.clientX;
+    point.y = event.clientY;
+    var x = point.matrixTransform(ctm.inverse()).x;
+
+    // The bucket nearest the pointer, over every line shown.
+    var best = null;
+    lines.forEach(function (line) {
+      var k = nearest(line.xs, x);
+      var distance = Math.abs(line.xs[k] - x);
+      if (!best || distance < best.distance) best = { distance: distance, x: line.xs[k], index: line.indexes[k] };
+    });
+
+    if (current !== svg) clear();
+    current = svg;
+    svg.querySelectorAll(".crosshair").forEach(function (el) { el.remove(); });
+    var background = m.plot.querySelector("rect.background");
+    var height = background ? Number(background.getAttribute("height")) : 0;
+    var marks = svgNode("g", { "class": "crosshair" });
+    marks.appendChild(svgNode("line", { x1: best.x, x2: best.x, y1: 0, y2: height }));
+
     var box = tooltip();
-    box.textContent = "";
-    var label = serieLabel(svg, trigger);
-    if (label) {
-      var name = document.createElement("span");
-      name.className = "tip-serie";
-      name.textContent = label;
-      box.appendChild(name);
-    }
-    box.appendChild(document.createTextNode(desc.textContent));
+    box.replaceChildren();
+    var head = document.createElement("div");
+    head.className = "tip-time";
+    head.textContent = clock(m.data.start + best.index * m.data.width) + " · max of " + span(m.data.width);
+    box.appendChild(head);
+    var format = FORMAT[m.data.unit] || FORMAT[""];
+    var rows = document.createElement("table");
+    lines.forEach(function (line) {
+      var value = line.values[best.index];
+      var row = document.createElement("tr");
+      var swatch = document.createElement("span");
+      swatch.className = "tip-swatch";
+      swatch.style.background = line.colour;
+      var name = document.createElement("td");
+      name.append(swatch, line.label);
+      var number = document.createElement("td");
+      number.className = "tip-value";
+      number.textContent = value == null ? "–" : format(value);
+      row.append(name, number);
+      rows.appendChild(row);
+      if (value != null) {
+        var k = nearest(line.xs, best.x);
+        if (line.indexes[k] === best.index) {
+          marks.appendChild(svgNode("circle", { cx: line.xs[k], cy: line.ys[k], r: 3.5, fill: line.colour }));
+        }
+      }
+    });
+    box.appendChild(rows);
+    m.plot.appendChild(marks);
     box.hidden = false;
     place(event);
   }
 
   function place(event) {
     if (!tip || tip.hidden) return;
-    var x = event.clientX + 12;
-    var y = event.clientY - tip.offsetHeight - 8;
-    if (x + tip.offsetWidth > window.innerWidth - 4) x = event.clientX - tip.offsetWidth - 12;
-    if (y < 4) y = event.clientY + 16;
+    var x = event.clientX + 14;
+    var y = event.clientY - tip.offsetHeight / 2;
+    if (x + tip.offsetWidth > window.innerWidth - 4) x = event.clientX - tip.offsetWidth - 14;
+    if (x < 4) x = 4;
+    y = Math.max(4, Math.min(y, window.innerHeight - tip.offsetHeight - 4));
     tip.style.left = x + "px";
     tip.style.top = y + "px";
   }
 
-  document.addEventListener("mouseover", function (event) {
-    var trigger = event.target.closest && event.target.closest("svg.chart .tooltip-trigger");
-    if (trigger) show(trigger, event);
-    else if (tip) tip.hidden = true;
-  });
-  document.addEventListener("mousemove", place);
-  document.addEventListener("scroll", function () { if (tip) tip.hidden = true; }, true);
+  function pointed(event) {
+    var svg = event.target.closest && event.target.closest("figure[data-points] svg.chart");
+    if (svg && !(event.target.closest(".legend") || event.target.closest(".activate-serie"))) show(svg, event);
+    else if (current) clear();
+  }
+
+  // Mouse moves, and a finger's tap or drag on a phone.
+  document.addEventListener("pointermove", pointed);
+  document.addEventListener("pointerdown", pointed);
+  document.addEventListener("scroll", clear, true);
 
   // A click on a legend entry hides or shows its line, as pygal's script does.
   document.addEventListener("click", function (event) {
