@@ -106,6 +106,9 @@ METRICS: dict[str, str] = {
     "net.tx_bps": "network sent, bytes/s",
     "processes.count": "processes",
     "users.count": "logged-in sessions",
+    # An instant, not a measurement: lets the dashboard show uptime without decoding the probes.
+    # Collectors older than this metric ignore it (see _metrics).
+    "boot.time": "booted at, Unix UTC seconds",
 }
 
 
@@ -162,6 +165,7 @@ def metrics_from_probes(probes: dict[str, Any]) -> tuple[dict[str, float], dict[
         "net.rx_bps": ("net_io", "rx_bps"),
         "net.tx_bps": ("net_io", "tx_bps"),
         "processes.count": ("processes", "count"),
+        "boot.time": ("uptime", "boot_time"),
     }
     metrics = {name: float(v) for name, path in sources.items() if _finite(v := _get(probes, *path))}
     if isinstance(probes.get("users"), list):

@@ -12,6 +12,7 @@ from html import unescape
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -81,7 +82,9 @@ def received(
     host: str, seq: int, ts: float, interval: float = 10.0, arrived: float | None = None, **values: Any
 ) -> Received:
     """A snapshot as ingest hands it to the store, encoded and decoded by the real wire format."""
-    raw = wire.encode_snapshot(host, seq, ts, interval, "test", probes(**values))
+    found = probes(**values)
+    found["uptime"] = {"seconds": 3 * 86400.0, "boot_time": ts - 3 * 86400.0}  # booted 3 days before
+    raw = wire.encode_snapshot(host, seq, ts, interval, "test", found)
     return Received(extract(wire.decode_snapshot(raw)), raw, interval, ts if arrived is None else arrived)
 
 
@@ -201,6 +204,15 @@ def test_overview_row_shows_the_latest_numbers(dash: Dashboard) -> None:
     assert "3 d 0 h" in row  # uptime
 
 
+def test_uptime_of_an_agent_older_than_the_boot_time_metric_comes_from_its_probes(dash: Dashboard) -> None:
+    snapshot = msgpack.unpackb(received("old-01", 1, dash.now).raw)
+    del snapshot["metrics"]["boot.time"]  # what an agent of before that metric sends
+    raw = wire.encode(snapshot)
+    dash.store.ingest([Received(extract(wire.decode_snapshot(raw)), raw, 10.0, dash.now)])
+    [row] = dash.client().get("/api/hosts").get_json()["hosts"]
+    assert 3 * 86400 <= row["uptime"] < 3 * 86400 + 60 and row["cpu"] == 10.0
+
+
 def test_overview_shows_the_latest_certfr_alert_and_never_a_javascript_link(dash: Dashboard) -> None:
     dash.store.certfr_add(
         [
@@ -276,6 +288,15 @@ def test_host_page_has_every_chart_with_data(dash: Dashboard) -> None:
     cores, disks = charts[1], charts[3]
     assert ">cpu0<" in cores and ">cpu1<" in cores
     assert ">/var<" in disks and ">/<" in disks
+
+
+@pytest.mark.parametrize(
+    ("interval", "shown"), [(0.2, "200 ms"), (2.5, "2.5 s"), (10.0, "10 s"), (300.0, "5 min")]
+)
+def test_host_page_says_how_often_the_agent_reports(dash: Dashboard, interval: float, shown: str) -> None:
+    dash.feed("web-01", count=3, interval=interval)
+    html = dash.client().get("/host/web-01").get_data(as_text=True)
+    assert f"· every {shown}" in html
 
 
 def test_host_page_shows_facts_processes_users_and_alert_history(dash: Dashboard) -> None:
@@ -709,6 +730,7 @@ def test_healthz_reports_whether_the_database_can_be_read(dash: Dashboard, tmp_p
     assert missing.status_code == 503 and "does not exist" in missing.get_json()["error"]
     page = client.get("/")
     assert page.status_code == 503 and "Database unavailable" in page.get_data(as_text=True)
+    assert "reloads by itself" in page.get_data(as_text=True)  # static/live.js retries /healthz
     later.store.ingest([received("web-01", 1, time.time())])
     assert client.get("/healthz").status_code == 200
     assert rows(client.get("/").get_data(as_text=True)) == {"web-01": "ok"}

@@ -200,7 +200,7 @@ def test_status_precedence(down: bool, silenced: bool, severities: list[str], ex
 
 def test_a_host_without_a_decodable_snapshot_still_has_a_row() -> None:
     host = WebHost("h", T0, T0, 10.0, None, b"\xc1 not msgpack")
-    assert fleet.decode_latest(host) is None
+    assert fleet.decode_latest(host) is None and fleet.read_latest(host) is None
     row = fleet.host_row(host, None, [], Silence("h", T0 + 60, "x", T0), down_after=3, now=T0 + 100)
     assert (row["status"], row["down"], row["cpu"], row["uptime"]) == ("silenced", True, None, None)
 

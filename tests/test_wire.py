@@ -125,6 +125,21 @@ def test_metrics_are_extracted_exactly() -> None:
     }
 
 
+def test_the_boot_time_travels_as_a_metric_and_an_older_collector_ignores_it() -> None:
+    probes = {**PROBES, "uptime": {"boot_time": 1763000000.0, "seconds": 1000000.5}}
+    raw = wire.encode_snapshot("web-01", 7, 1764000000.5, 10.0, "0.1.0", probes)
+    assert wire.decode_snapshot(raw).metrics["boot.time"] == 1763000000.0
+    # A collector that knows only the metrics it had before drops it and keeps the rest.
+    older = dict(wire.METRICS)
+    del older["boot.time"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(wire, "METRICS", older)
+        metrics = wire.decode_snapshot(raw).metrics
+    assert "boot.time" not in metrics and metrics["cpu.percent"] == 12.5
+    # An agent without the uptime probe's answer sends no boot time at all.
+    assert "boot.time" not in wire.decode_snapshot(wire.encode(message())).metrics
+
+
 def test_probes_with_missing_or_odd_values_give_gaps_not_errors() -> None:
     """The agent side leaves out what a probe could not measure; the snapshot still goes."""
     probes = {

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
-from flask import Flask
+from flask import Flask, g, url_for
 
 from collector.status import iso
 from collector.web.charts import rate
@@ -45,6 +46,17 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400} d {s % 86400 // 3600} h"
 
 
+def every(seconds: float | None) -> str:
+    """An agent's interval: '200 ms', '2.5 s', '10 s', '5 min' (duration() would say '0 s' below a second)."""
+    if seconds is None:
+        return DASH
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    return duration(seconds)
+
+
 def ago(seconds: float | None) -> str:
     return DASH if seconds is None else f"{duration(seconds)} ago"
 
@@ -63,6 +75,15 @@ def tz_name() -> str:
     return time.strftime("%Z")
 
 
+def host_url(name: str) -> str:
+    """url_for("pages.host", name=name), quoted the same way, at a fraction of url_for's cost:
+    the overview links every host of the fleet (url_for was a third of its time with 1,000)."""
+    base = g.get("host_url_base")
+    if base is None:
+        base = g.host_url_base = url_for("pages.host", name="-")[:-1]
+    return base + quote(name, safe="!$&'()*+,/:;=@")  # werkzeug's path-segment quoting
+
+
 def register(app: Flask) -> None:
     app.jinja_env.filters.update(
         percent=percent,
@@ -70,8 +91,10 @@ def register(app: Flask) -> None:
         rate=lambda v: DASH if v is None else rate(v),
         decimal=decimal,
         duration=duration,
+        every=every,
         ago=ago,
         clock=clock,
         iso=lambda ts: "" if ts is None else iso(ts),
+        host_url=host_url,
     )
     app.jinja_env.globals.update(utc_offset=utc_offset, tz_name=tz_name)

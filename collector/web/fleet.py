@@ -6,10 +6,13 @@ pages, the JSON API and /metrics agree, and tests can give exact inputs.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
+
+import msgpack
 
 from agent import wire
 from collector.status import DEFAULT_INTERVAL
@@ -40,6 +43,49 @@ def decode_latest(host: WebHost) -> Latest | None:
         return Latest(snapshot.ts, snapshot.metrics, snapshot.series, snapshot.probes())
     except wire.WireError:
         return None
+
+
+# What an overview row shows of the latest snapshot's host-wide numbers.
+ROW_METRICS = ("cpu.percent", "mem.percent", "swap.percent", "load.1", "load.5", "load.15", "cpu.count")
+
+
+def read_latest(host: WebHost) -> Latest | None:
+    """The few numbers an overview row shows of `host`'s latest snapshot, read cheaply.
+
+    The overview reads this for every host of the fleet at every refresh:
+    validating whole snapshots and decoding their probe results (processes,
+    users ...) was most of its time. The collector validated the snapshot
+    before storing it; each value read here is checked again (number(), text
+    keys), as anything from a host must be. The probe results are decoded only
+    for an agent too old to send `boot.time`, for its uptime.
+    """
+    if host.snapshot is None:
+        return None
+    try:
+        message = msgpack.unpackb(host.snapshot, raw=False)
+    except (ValueError, TypeError):  # msgpack's errors are ValueErrors (ExtraData, FormatError ...)
+        return None
+    if not isinstance(message, dict) or (ts := number(message.get("ts"))) is None:
+        return None
+    given = _table(message.get("metrics"))
+    metrics = {
+        name: value for name in (*ROW_METRICS, "boot.time") if (value := number(given.get(name))) is not None
+    }
+    usage = _table(_table(message.get("series")).get("disk.percent"))
+    series = {
+        "disk.percent": {
+            m: p for m, v in usage.items() if isinstance(m, str) and (p := number(v)) is not None
+        }
+    }
+    probes: dict[str, Any] = {}
+    if "boot.time" not in metrics and isinstance(message.get("probes"), bytes):
+        with contextlib.suppress(wire.WireError):  # damaged: no uptime, the rest of the row stays
+            probes = {"uptime": _table(wire.decode_probes(message["probes"]).get("uptime"))}
+    return Latest(ts, metrics, series, probes)
+
+
+def _table(value: object) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def is_down(host: WebHost, down_after: int, now: float) -> bool:
@@ -103,8 +149,18 @@ def fullest_disk(series: dict[str, Any]) -> tuple[str | None, float | None]:
 
 
 def uptime(latest: Latest | None, last_seen: float, down: bool, now: float) -> float | None:
-    """Seconds since boot: as of the latest snapshot, plus the time since while the host is up."""
-    seconds = number((latest.probes.get("uptime") or {}).get("seconds")) if latest else None
+    """Seconds since boot: as of the latest snapshot, plus the time since while the host is up.
+
+    From the `boot.time` metric (both instants on the host's clock), or from
+    the uptime probe for agents older than that metric.
+    """
+    if latest is None:
+        return None
+    boot = latest.metrics.get("boot.time")
+    if boot is not None:
+        seconds: float | None = latest.ts - boot if latest.ts >= boot else None
+    else:
+        seconds = number(_table(latest.probes.get("uptime")).get("seconds"))
     if seconds is None:
         return None
     return seconds if down else seconds + max(0.0, now - last_seen)
@@ -123,7 +179,7 @@ def overview(
         by_host.setdefault(a.host, []).append(a)
     silenced = {s.host: s for s in silences}
     rows = [
-        host_row(h, decode_latest(h), by_host.get(h.name, []), silenced.get(h.name), down_after, now)
+        host_row(h, read_latest(h), by_host.get(h.name, []), silenced.get(h.name), down_after, now)
         for h in hosts
     ]
     return sorted(rows, key=lambda r: (URGENCY[r["status"]], r["name"]))
