@@ -221,6 +221,23 @@ def test_the_overview_lists_every_host_with_its_status(
     screenshot(page, tmp_path, "overview.png")
 
 
+def test_a_page_opened_before_the_database_exists_shows_the_hosts_once_it_does(
+    cluster: Cluster, page: Any, watch: Watch
+) -> None:
+    _, url = cluster.web('anonymous_read = true\nrefresh = "1s"')  # no collector yet: no database
+    response = page.goto(url + "/")
+    assert response is not None and response.status == 503
+    expect(page.locator("#error")).to_contain_text("Database unavailable")
+    expect(page.locator("#retrying")).to_be_visible()
+
+    cluster.collector()
+    cluster.agent("web-01", interval=0.5)
+    expect(page.locator(ROWS)).to_have_count(1, timeout=TIMEOUT_MS)  # reloaded by itself, then filled
+    assert urlsplit(page.url).path == "/"
+    # Chromium logs each 503 (the page, then /healthz while it retried): expected here, and nothing else.
+    watch.errors = [e for e in watch.errors if "status of 503" not in e]
+
+
 def test_a_host_page_draws_charts_with_data_and_redraws_them_in_place(
     cluster: Cluster, page: Any, watch: Watch, tmp_path: Path
 ) -> None:

@@ -120,15 +120,19 @@
     banner.hidden = false;
   }
 
+  function stamp(now) {
+    var shown = document.getElementById("refreshed");
+    if (shown) {
+      var d = new Date(now + utcOffset * 1000);
+      shown.textContent = "Updated " + pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds());
+    }
+  }
+
   function refreshed() {
     var now = Date.now();
     body.dataset.refreshed = String(now);
     if (banner) banner.hidden = true;
-    var stamp = document.getElementById("refreshed");
-    if (stamp) {
-      var d = new Date(now + utcOffset * 1000);
-      stamp.textContent = "Updated " + pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds());
-    }
+    stamp(now);
   }
 
   function getJSON(url) {
@@ -146,7 +150,9 @@
       });
   }
 
-  /* Call `apply` with fresh data now and then every `seconds`; one request at a time. */
+  /* Call `apply` with fresh data every `seconds`, one request at a time; returns a function that
+   * refreshes at once. The first refresh waits `seconds` too: the server has just rendered the
+   * same data into the page (re-rendering 1,000 overview rows at once would only cost time). */
   function poll(url, seconds, apply) {
     var timer = null;
     function tick() {
@@ -165,7 +171,8 @@
     document.addEventListener("visibilitychange", function () {
       if (document.visibilityState === "visible") tick(); // catch up at once after a hidden tab
     });
-    tick();
+    timer = setTimeout(tick, seconds * 1000);
+    return tick;
   }
 
   // -- overview ---------------------------------------------------------------------
@@ -264,7 +271,8 @@
       function click() {
         var key = th.dataset.sort;
         sort = { key: key, dir: sort.key === key ? -sort.dir : th.dataset.type === "number" ? -1 : 1 };
-        render();
+        if (hosts) render();
+        else refreshNow(); // rows still as the server rendered them: sort the data once it is here
       }
       th.addEventListener("click", click);
       th.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); click(); } });
@@ -280,7 +288,7 @@
     });
     filter.addEventListener("input", applyFilter);
     applyFilter();
-    poll(body.dataset.api, Number(body.dataset.refresh) || 10, apply);
+    var refreshNow = poll(body.dataset.api, Number(body.dataset.refresh) || 10, apply);
   }
 
   // -- host page ---------------------------------------------------------------------
@@ -355,7 +363,7 @@
     poll(body.dataset.api, Number(body.dataset.refresh) || 10, apply);
     if (body.dataset.chartsApi) {
       var every = Number(body.dataset.chartsRefresh) || 60;
-      setTimeout(function () { poll(body.dataset.chartsApi, every, applyCharts); }, every * 1000);
+      poll(body.dataset.chartsApi, every, applyCharts);
     }
   }
 
@@ -389,7 +397,28 @@
     poll(body.dataset.api, Number(body.dataset.refresh) || 10, apply);
   }
 
+  // -- error page ----------------------------------------------------------------------
+
+  /* The database could not be read (the dashboard started before the collector created it, or
+   * during a restore): try again every few seconds and reload once it can be read. */
+  function errorPage() {
+    var error = document.getElementById("error");
+    if (!error || error.dataset.status !== "503") return;
+    var seconds = 5;
+    function retry() {
+      fetch(root + "/healthz", { credentials: "same-origin" })
+        .then(function (response) {
+          if (response.ok) location.reload();
+          else setTimeout(retry, seconds * 1000);
+        })
+        .catch(function () { setTimeout(retry, seconds * 1000); });
+    }
+    setTimeout(retry, seconds * 1000);
+  }
+
+  if (page === "overview" || page === "host" || page === "alerts") stamp(Date.now()); // rendered just now
   if (page === "overview") overview();
   else if (page === "host") hostPage();
   else if (page === "alerts") alertsPage();
+  else if (page === "error") errorPage();
 })();
