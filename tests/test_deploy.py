@@ -10,10 +10,27 @@ restore, and an upgrade to a new build that restarts the services on it and keep
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import secrets
+import shutil
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
 from pathlib import Path
+from typing import Any
+
+import deploy_hosts
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from conftest import wait_for
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,3 +84,392 @@ def test_playbooks_pass_syntax_check() -> None:
             timeout=120,
         )
         assert result.returncode == 0, f"{playbook}:\n{result.stdout}{result.stderr}"
+
+
+# --- end to end, against real hosts ---------------------------------------------------------------
+
+COLLECTOR = "mon-01"
+HOSTS = [COLLECTOR, "web-01", "db-01"]  # the collector is monitored too
+SMTP_PORT = 2525
+SMTP_USER = "osmon"
+SMTP_PASSWORD = f"vaulted-{secrets.token_hex(8)}"
+UNITS = {
+    COLLECTOR: ["osmon-agent", "osmon-collector", "osmon-web", "osmon-backup"],
+    "web-01": ["osmon-agent"],
+    "db-01": ["osmon-agent"],
+}
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
+
+
+class Inbox:
+    """aiosmtpd handler on the bridge address: keeps what it accepts and who logged in."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.logins: list[str] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = message_from_bytes(envelope.content, policy=default)
+        self.messages.append((list(envelope.rcpt_tos), message))
+        return "250 2.0.0 accepted"
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login.decode(), data.password.decode()) == (
+            SMTP_USER,
+            SMTP_PASSWORD,
+        )
+        if ok:
+            self.logins.append(mechanism)
+        return AuthResult(success=ok, handled=False)
+
+    def find(self, *words: str) -> tuple[list[str], EmailMessage] | None:
+        """The first message whose subject holds every word (case-insensitive)."""
+        for rcpt, message in self.messages:
+            subject = str(message["Subject"]).lower()
+            if all(w.lower() in subject for w in words):
+                return rcpt, message
+        return None
+
+
+class Deployment:
+    """The fleet, its inventory, the SMTP server, and ansible-playbook runs against them."""
+
+    def __init__(self, workdir: Path, fleet: deploy_hosts.Fleet, inbox: Inbox) -> None:
+        self.dir, self.fleet, self.inbox = workdir, fleet, inbox
+        self.inventory = workdir / "inventory"
+        self.figures: dict[str, str] = {}
+        self.runs = 0
+        wheelhouse = str(deploy_hosts.CACHE / "wheelhouse")
+        self.extra = {"osmon_agent_wheelhouse_dir": wheelhouse, "osmon_collector_wheelhouse_dir": wheelhouse}
+        self.web = f"http://{fleet.hosts[COLLECTOR].address}:5000"
+
+    def write_inventory(self) -> None:
+        group_vars = self.inventory / "group_vars"
+        group_vars.mkdir(parents=True)
+        (self.inventory / "hosts.yml").write_text(json.dumps(self.fleet.inventory(COLLECTOR, HOSTS)))
+        (group_vars / "all.yml").write_text("osmon_agent_interval: 2s\n")
+        settings = {
+            "osmon_web_bind": "0.0.0.0:5000",
+            "osmon_web_anonymous_read": True,
+            "osmon_collector_web_public_url": self.web,
+            "osmon_smtp_host": deploy_hosts.BRIDGE_ADDRESS,
+            "osmon_smtp_port": SMTP_PORT,
+            "osmon_smtp_security": "none",
+            "osmon_smtp_from": "osmon@mon-01.test",
+            "osmon_smtp_username": SMTP_USER,
+            "osmon_alert_recipients": ["ops@example.org"],
+            "osmon_alert_routes": [{"hosts": "db-*", "recipients": ["dba@example.org"]}],
+            "osmon_collector_down_after": 3,
+            # One host alerts at once: its memory is always above these levels.
+            "osmon_collector_threshold_overrides": [
+                {"hosts": "web-01", "metric": "mem.percent", "warning": 0.1, "critical": 0.2, "for": 0,
+                 "hysteresis": 0}
+            ],
+            "osmon_collector_certfr_enabled": False,  # the hosts reach nothing outside the bridge
+            "osmon_collector_backup_keep": 2,
+        }  # fmt: skip
+        self.vault_password = self.dir / "vault-password"
+        self.vault_password.write_text(secrets.token_hex(16))
+        vaulted = subprocess.run(
+            [str(BIN / "ansible-vault"), "encrypt_string", "--vault-password-file", str(self.vault_password),
+             "--name", "osmon_smtp_password", "--stdin-name", "osmon_smtp_password"],
+            input=SMTP_PASSWORD, capture_output=True, text=True, env=tool_env(), check=True,
+        ).stdout  # fmt: skip
+        (group_vars / "collector.yml").write_text(
+            "".join(f"{k}: {json.dumps(v)}\n" for k, v in settings.items()) + vaulted
+        )
+
+    def playbook(self, playbook: str = "site.yml", *args: str, **extra: Any) -> tuple[str, float]:
+        """Run a playbook of the repo against the fleet; returns its output and wall time."""
+        self.runs += 1
+        extra_vars = self.dir / f"extra-{self.runs}.json"
+        extra_vars.write_text(json.dumps({**self.extra, **extra}))
+        started = time.monotonic()
+        result = subprocess.run(
+            [str(BIN / "ansible-playbook"), "-i", str(self.inventory / "hosts.yml"),
+             "--vault-password-file", str(self.vault_password), "-e", f"@{extra_vars}",
+             f"playbooks/{playbook}", *args],
+            cwd=ROOT, env={**tool_env(), "ANSIBLE_HOME": str(self.dir / "ansible-home")},
+            capture_output=True, text=True, timeout=1800,
+        )  # fmt: skip
+        seconds = time.monotonic() - started
+        output = result.stdout + result.stderr
+        (self.dir / f"ansible-{self.runs}.log").write_text(output)
+        assert result.returncode == 0, (
+            f"ansible-playbook {playbook} {' '.join(args)} failed:\n{output[-6000:]}"
+        )
+        assert SMTP_PASSWORD not in output, "the SMTP password appeared in Ansible's output"
+        return output, seconds
+
+    def api(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.web}{path}", timeout=10) as response:
+            return json.loads(response.read())
+
+    def page(self, path: str) -> str:
+        with urllib.request.urlopen(f"{self.web}{path}", timeout=10) as response:
+            return response.read().decode()
+
+    def as_collector(self, command: str) -> str:
+        """An osmon-collector command on the collector, as the service user (as the units run it)."""
+        venv = self.unit_venv(COLLECTOR, "osmon-collector")
+        config = "/etc/osmonitoring/collector.toml"
+        return self.fleet.ssh(
+            COLLECTOR, f"runuser -u osmon -- {venv}/bin/osmon-collector {command} --config {config}"
+        ).stdout
+
+    def unit_venv(self, host: str, unit: str) -> str:
+        exec_start = self.fleet.ssh(host, f"systemctl show -P ExecStart {unit}").stdout
+        match = re.search(r"path=(\S+)/bin/osmon-", exec_start)
+        assert match, exec_start
+        return match.group(1)
+
+    def main_pid(self, host: str, unit: str) -> int:
+        return int(self.fleet.ssh(host, f"systemctl show -P MainPID {unit}").stdout.strip())
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP per host: ok, changed, unreachable, failed."""
+    found = {
+        host: {"ok": int(ok), "changed": int(changed), "unreachable": int(unreachable), "failed": int(failed)}
+        for host, ok, changed, unreachable, failed in RECAP.findall(output)
+    }
+    assert found, f"no PLAY RECAP in:\n{output[-3000:]}"
+    return found
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """Three booted hosts deployed by playbooks/site.yml; everything removed at the end."""
+    why = deploy_hosts.missing_tools()
+    if why:
+        pytest.skip(f"deployment test: {why}")
+    workdir = tmp_path_factory.mktemp("deploy")
+    fleet = deploy_hosts.Fleet(workdir, HOSTS)
+    inbox = Inbox()
+    smtp = None
+    try:
+        fleet.start()
+        smtp = Controller(
+            inbox,
+            hostname=deploy_hosts.BRIDGE_ADDRESS,
+            port=SMTP_PORT,
+            authenticator=inbox.authenticate,
+            auth_require_tls=False,
+        )
+        smtp.start()
+        deployment = Deployment(workdir, fleet, inbox)
+        deployment.write_inventory()
+        output, seconds = deployment.playbook("site.yml", "--diff")
+        deployment.figures["fresh deploy of 3 hosts"] = f"{seconds:.1f} s"
+        deployment.fresh_output = output
+        yield deployment
+    finally:
+        if smtp is not None:
+            smtp.stop()
+        fleet.close()
+
+
+def test_fresh_deploy_brings_every_unit_up(deployment: Deployment) -> None:
+    assert all(r["failed"] == 0 and r["changed"] > 0 for r in recap(deployment.fresh_output).values())
+    for host, units in UNITS.items():
+        for unit in units:
+            name = f"{unit}.timer" if unit == "osmon-backup" else f"{unit}.service"
+            state = deployment.fleet.ssh(host, f"systemctl is-active {name}", check=False).stdout.strip()
+            assert state == "active", f"{host}: {name} is {state}"
+        assert deployment.fleet.ssh(host, "systemctl is-enabled osmon-agent").stdout.strip() == "enabled"
+
+
+def test_secrets_are_locked_to_their_service_user(deployment: Deployment) -> None:
+    def stat(host: str, path: str) -> str:
+        return deployment.fleet.ssh(host, f"stat -c '%U %a' {path}").stdout.strip()
+
+    for host in HOSTS:
+        assert stat(host, "/etc/osmonitoring/keys/agent.key_secret") == "osmon-agent 400"
+        assert stat(host, "/etc/osmonitoring/agent.toml") == "root 640"
+    assert stat(COLLECTOR, "/etc/osmonitoring/keys/collector.key_secret") == "osmon 400"
+    assert stat(COLLECTOR, "/etc/osmonitoring/smtp-password") == "osmon 400"
+    allowed = deployment.fleet.ssh(COLLECTOR, "ls /etc/osmonitoring/keys/agents").stdout.split()
+    assert sorted(allowed) == sorted(f"{h}.key" for h in HOSTS)
+    # The public keys are kept on the controller, beside the inventory.
+    kept = deployment.inventory / "osmon-keys"
+    assert sorted(p.name for p in (kept / "agents").iterdir()) == sorted(f"{h}.key" for h in HOSTS)
+    assert (kept / "collector.key").is_file()
+
+
+def test_dashboard_lists_every_host_with_fresh_data(deployment: Deployment) -> None:
+    def fresh() -> list[dict] | None:
+        try:
+            rows = deployment.api("/api/hosts")["hosts"]
+        except OSError:
+            return None
+        ok = {r["name"] for r in rows if not r["down"] and r["last_seen_ago"] < 15 and r["cpu"] is not None}
+        return rows if ok == set(HOSTS) else None
+
+    rows = wait_for(fresh, timeout=90, what="every host fresh on the dashboard")
+    assert sorted(r["name"] for r in rows) == sorted(HOSTS)
+    page = deployment.page("/")
+    for host in HOSTS:
+        assert f'data-host="{host}"' in page
+
+
+def test_hardened_agent_sees_every_mount_process_and_user(deployment: Deployment) -> None:
+    host = "web-01"
+    # A login session (with a terminal, so it is in utmp) on the host while the agent samples.
+    session = subprocess.Popen(
+        [*deployment.fleet.ssh_args(host)[:1], "-tt", *deployment.fleet.ssh_args(host)[1:], "sleep 120"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        def logged_in() -> dict | None:
+            detail = deployment.api(f"/api/hosts/{host}")
+            return detail if any(u.get("name") == "root" for u in detail.get("users") or []) else None
+
+        detail = wait_for(logged_in, timeout=60, what="the root session in web-01's snapshot")
+    finally:
+        session.kill()
+        session.wait(10)
+    # What root sees outside the sandbox, with the same code.
+    venv = deployment.unit_venv(host, "osmon-agent")
+    unconfined = json.loads(deployment.fleet.ssh(host, f"{venv}/bin/osmon-agent once").stdout)
+    mounts = sorted(f["mount"] for f in unconfined["probes"]["filesystems"])
+    assert sorted(f["mount"] for f in detail["filesystems"]) == mounts
+    owners = {p.get("user") for p in detail["processes"]["top_mem"]} | {
+        p.get("user") for p in detail["processes"]["top_cpu"]
+    }
+    assert "root" in owners, f"the agent should see root's processes: {detail.get('processes')}"
+
+
+def test_alert_is_mailed_through_smtp_auth(deployment: Deployment) -> None:
+    found = wait_for(
+        lambda: deployment.inbox.find("web-01", "memory"), timeout=90, what="web-01's memory alert mail"
+    )
+    rcpt, message = found
+    assert rcpt == ["ops@example.org"]
+    assert message["From"] == "osmon@mon-01.test"
+    assert deployment.inbox.logins, "the collector did not log in with the vaulted password"
+
+
+def test_second_run_changes_nothing(deployment: Deployment) -> None:
+    output, seconds = deployment.playbook("site.yml")
+    deployment.figures["re-run (no change)"] = f"{seconds:.1f} s"
+    for host, counts in recap(output).items():
+        assert counts["changed"] == 0 and counts["failed"] == 0, f"{host}: {counts}\n{changed_tasks(output)}"
+
+
+def test_check_mode_on_the_deployed_fleet_changes_nothing(deployment: Deployment) -> None:
+    output, _ = deployment.playbook("site.yml", "--check", "--diff")
+    for host, counts in recap(output).items():
+        assert counts["changed"] == 0 and counts["failed"] == 0, f"{host}: {counts}\n{changed_tasks(output)}"
+
+
+def test_units_are_hardened(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    for host, units in UNITS.items():
+        for unit in units:
+            out = deployment.fleet.ssh(host, f"systemd-analyze security {unit}.service", check=False).stdout
+            match = re.search(r"Overall exposure level for \S+: ([\d.]+) (\S+)", out)
+            assert match, out
+            deployment.figures[f"exposure {unit} ({host})"] = f"{match.group(1)} {match.group(2)}"
+            assert float(match.group(1)) <= 3.0, out
+    show = deployment.fleet.ssh(
+        "web-01", "systemctl show -p User,ProtectSystem,NoNewPrivileges,CapabilityBoundingSet osmon-agent"
+    ).stdout
+    properties = dict(line.split("=", 1) for line in show.splitlines())
+    assert properties == {
+        "User": "osmon-agent",
+        "ProtectSystem": "strict",
+        "NoNewPrivileges": "yes",
+        "CapabilityBoundingSet": "",
+    }
+
+
+def test_backup_timer_and_restore_playbook(deployment: Deployment) -> None:
+    venv = deployment.unit_venv(COLLECTOR, "osmon-collector")
+    has_backup = deployment.fleet.ssh(COLLECTOR, f"{venv}/bin/osmon-collector backup --help", check=False)
+    if has_backup.returncode != 0:
+        pytest.skip("this build of osmon-collector has no backup command yet")
+    deployment.fleet.ssh(COLLECTOR, "systemctl start osmon-backup.service", timeout=300)
+    listing = deployment.fleet.ssh(
+        COLLECTOR, "stat -c '%U %a %n' /var/backups/osmonitoring/osmon-backup-*.tar.gz"
+    )
+    owner, mode, archive = listing.stdout.split("\n")[0].split()
+    assert (owner, mode) == ("osmon", "600")
+    before = {h["host"]: h for h in json.loads(deployment.as_collector("status --json"))}
+    # The archive goes through the controller, as an operator restoring from off-site storage would.
+    local = deployment.dir / Path(archive).name
+    subprocess.run(
+        ["scp", *deployment.fleet.ssh_args(COLLECTOR)[1:-1], f"{deployment.fleet.ssh_args(COLLECTOR)[-1]}:{archive}",
+         str(local)], check=True, capture_output=True,
+    )  # fmt: skip
+    deployment.playbook("restore.yml", osmon_restore_archive=str(local))
+    for unit in ("osmon-collector.service", "osmon-web.service", "osmon-backup.timer"):
+        assert deployment.fleet.ssh(COLLECTOR, f"systemctl is-active {unit}").stdout.strip() == "active"
+    after = {h["host"]: h for h in json.loads(deployment.as_collector("status --json"))}
+    assert set(after) == set(before)
+    kept = deployment.fleet.ssh(COLLECTOR, "ls /var/lib/osmonitoring/collector").stdout
+    assert "before-restore" in kept
+
+
+def test_upgrade_restarts_on_the_new_build_and_keeps_the_data(deployment: Deployment) -> None:
+    old_venv = deployment.unit_venv(COLLECTOR, "osmon-collector")
+    pids = {
+        (h, u): deployment.main_pid(h, u) for h, units in UNITS.items() for u in units if u != "osmon-backup"
+    }
+    before = {h["host"]: h for h in json.loads(deployment.as_collector("status --json"))}
+    source = new_build(deployment.dir / "source-next", "0.1.0+e2e.2")
+    output, _ = deployment.playbook(
+        "site.yml", osmon_agent_source_dir=str(source), osmon_collector_source_dir=str(source)
+    )
+    assert all(c["changed"] > 0 for c in recap(output).values())
+    for (host, unit), pid in pids.items():
+        venv = deployment.unit_venv(host, unit)
+        assert venv.endswith("/venv-0.1.0+e2e.2"), f"{host} {unit}: {venv}"
+        new_pid = deployment.main_pid(host, unit)
+        assert new_pid not in (0, pid), f"{host} {unit} was not restarted"
+        cmdline = deployment.fleet.ssh(host, f"tr '\\0' ' ' < /proc/{new_pid}/cmdline").stdout
+        assert venv in cmdline
+    # The previous version stays beside the new one (osmon_*_venvs_keep: 2), for a quick rollback.
+    assert deployment.fleet.ssh(COLLECTOR, f"test -d {old_venv}", check=False).returncode == 0
+
+    def grown() -> dict | None:
+        after = {h["host"]: h for h in json.loads(deployment.as_collector("status --json"))}
+        return after if all(after[h]["snapshots"] > before[h]["snapshots"] for h in HOSTS) else None
+
+    after = wait_for(grown, timeout=60, what="every host sending to the upgraded collector")
+    for host in HOSTS:
+        assert after[host]["first_seq"] == before[host]["first_seq"], "data was lost in the upgrade"
+
+
+def test_a_host_shut_down_is_mailed_as_down(deployment: Deployment) -> None:
+    deployment.fleet.power_off("db-01")
+    rcpt, _ = wait_for(lambda: deployment.inbox.find("db-01", "down"), timeout=120, what="db-01's down mail")
+    assert sorted(rcpt) == ["dba@example.org", "ops@example.org"]
+
+
+def test_report_figures(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    with capsys.disabled():
+        print("\n-- deployment figures (playbooks/site.yml, 3 systemd-nspawn hosts, 2 cores) --")
+        for name, value in deployment.figures.items():
+            print(f"deploy: {name}: {value}")
+
+
+def changed_tasks(output: str) -> str:
+    """The tasks that reported a change, for a failure message."""
+    blocks = output.split("\nTASK ")
+    return "\n".join(
+        "TASK " + b.strip()[:400] for b in blocks if "\nchanged:" in b or b.startswith("changed:")
+    )
+
+
+def new_build(tree: Path, version: str) -> Path:
+    """A copy of this source tree whose package carries another version: the next release."""
+    shutil.copytree(
+        ROOT,
+        tree,
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache"),
+    )
+    pyproject = tree / "pyproject.toml"
+    pyproject.write_text(re.sub(r'(?m)^version = ".*"$', f'version = "{version}"', pyproject.read_text()))
+    init = tree / "agent" / "__init__.py"
+    init.write_text(re.sub(r'(?m)^__version__ = ".*"$', f'__version__ = "{version}"', init.read_text()))
+    return tree
