@@ -23,13 +23,15 @@ T0 = 1_764_000_000.0  # a whole hour
 MOUNTS = ("/", "/var")
 
 
-def snapshot(host: str, seq: int, ts: float, rng: random.Random) -> Received:
+def snapshot(
+    host: str, seq: int, ts: float, rng: random.Random, mounts: tuple[str, ...] = MOUNTS
+) -> Received:
     """A snapshot with moving numbers; now and then without rates, as after an agent restart."""
     cpu = rng.uniform(0, 100)
     probes: dict[str, Any] = {
         "cpu": {"percent": cpu, "per_core": [rng.uniform(0, 100) for _ in range(3)]},
         "memory": {"percent": rng.uniform(20, 90)},
-        "filesystems": [{"mount": m, "percent": rng.uniform(10, 95)} for m in MOUNTS],
+        "filesystems": [{"mount": m, "percent": rng.uniform(10, 95)} for m in mounts],
     }
     if rng.random() > 0.1:
         nics = {
@@ -122,12 +124,34 @@ def test_a_rolled_back_batch_leaves_no_trace_in_the_rollups(tmp_path: Path) -> N
     store.db.execute(
         "CREATE TRIGGER refuse BEFORE INSERT ON samples WHEN NEW.seq = 7 BEGIN SELECT RAISE(ABORT, 'no'); END"
     )
+    grown = (*MOUNTS, "/srv")  # a mount appears in the batch that fails: its list of names is rolled back too
     with pytest.raises(Exception, match="no"):
-        store.ingest([snapshot("a", 6, T0 + 35.0, rng), snapshot("a", 7, T0 + 42.0, rng)])
+        store.ingest([snapshot("a", 6, T0 + 35.0, rng, grown), snapshot("a", 7, T0 + 42.0, rng, grown)])
     store.db.execute("DROP TRIGGER refuse")
-    later = [snapshot("a", 8, T0 + 49.0, rng)]
+    later = [snapshot("a", 8, T0 + 49.0, rng, grown)]
     store.ingest(later)
     assert_same(read_tier(store, "a", 60, T0, T0 + 3600), expected(first + later, 60))
+    [stored] = store.samples("a", T0 + 49.0, T0 + 50.0)
+    assert list(stored.detail["disk.percent"]) == list(grown)
+
+
+def test_mount_names_are_stored_once_per_list_and_read_back_in_order(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    path = tmp_path / "osmon.db"
+    store = open_store(path)
+    docker = tuple(f"/var/lib/docker/overlay2/{i:064x}/merged" for i in range(3))
+    sent = [snapshot("a", i + 1, T0 + i * 7.0, rng, (*MOUNTS, *docker[: i // 10])) for i in range(40)]
+    store.ingest(sent[:25])
+    store.close()
+    store = open_store(path)  # the writer's cache of ids is gone: the stored lists are found again
+    store.ingest(sent[25:])
+    assert store.db.execute("SELECT count(*) FROM names").fetchone()[0] == 4
+    reader = open_store(path, readonly=True)
+    for want, got in zip(sent, reader.samples("a", 0, T0 + 3600), strict=True):
+        assert got.detail["disk.percent"] == {
+            m: round(v, 1) for m, v in want.sample.detail["disk.percent"].items()
+        }
+        assert list(got.detail["disk.percent"]) == list(want.sample.detail["disk.percent"])
 
 
 def test_pruning_keeps_exactly_each_tiers_window(tmp_path: Path) -> None:

@@ -8,13 +8,16 @@ threshold needs; what is stored is exactly what rollups sum, so a rollup
 equals the aggregate of its raw rows.
 
 The per-entity numbers (per core, per mount, per disk, per interface) go in
-one msgpack blob per row, with short keys and the same scaling. Rows written
-before this layout hold the agent's floats under the wire's names; `unpack_detail`
-reads both.
+one msgpack blob per row, with short keys and the same scaling. A host's mount
+points are the same in nearly every row and can be long (/var/lib/docker/...):
+a raw row holds the id of its list of mount names (table `names`, written once)
+and the values in that order. Rows written before this layout hold the agent's
+floats under the wire's names; `unpack_detail` reads both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -78,9 +81,21 @@ def stored_detail(detail: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
-def pack_detail(stored: dict[str, Any]) -> bytes:
-    """The blob of a raw sample: RAW_DETAIL only."""
-    return msgpack.packb({k: stored[k] for k in RAW_DETAIL if k in stored}, use_bin_type=True)
+def pack_detail(stored: dict[str, Any], names_id: Callable[[bytes], int]) -> bytes:
+    """The blob of a raw sample: RAW_DETAIL only, mounts as [names id, value, ...].
+
+    `names_id` gives the id of a list of names (msgpack), storing it the first time.
+    """
+    packed = {k: stored[k] for k in RAW_DETAIL if k in stored}
+    mounts = packed.get("d")
+    if isinstance(mounts, dict) and mounts:
+        packed["d"] = [names_id(msgpack.packb(list(mounts), use_bin_type=True)), *mounts.values()]
+    return msgpack.packb(packed, use_bin_type=True)
+
+
+def unpack_names(blob: bytes) -> list[str]:
+    names = msgpack.unpackb(blob)
+    return names if isinstance(names, list) else []
 
 
 def highest(a: Any, b: Any) -> Any:
@@ -99,8 +114,11 @@ def highest(a: Any, b: Any) -> Any:
     return a  # shapes that differ: only a damaged or foreign blob has them
 
 
-def unpack_detail(blob: bytes | None) -> dict[str, Any]:
-    """The per-entity numbers under the wire's names, as floats; {} for a missing or damaged blob."""
+def unpack_detail(blob: bytes | None, names: Callable[[int], list[str]] | None = None) -> dict[str, Any]:
+    """The per-entity numbers under the wire's names, as floats; {} for a missing or damaged blob.
+
+    `names` gives the list of names of an id (raw rows); rollup rows name their mounts.
+    """
     if blob is None:
         return {}
     try:
@@ -111,6 +129,9 @@ def unpack_detail(blob: bytes | None) -> dict[str, Any]:
         return {}
     if any(key in _BY_WIRE for key in stored):  # written before the compact layout
         return stored
+    mounts = stored.get("d")
+    if isinstance(mounts, list) and mounts and names is not None:
+        stored["d"] = dict(zip(names(mounts[0]), mounts[1:], strict=False))
     detail = {}
     for short, (wire_key, factor, _) in _DETAIL.items():
         if short in stored:

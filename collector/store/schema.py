@@ -157,6 +157,10 @@ MIGRATIONS: list[str] = [
     DROP TABLE samples;
     ALTER TABLE samples_compact RENAME TO samples;
     CREATE INDEX samples_host_ts ON samples (host_id, ts);
+    CREATE TABLE names (                  -- lists of entity names that raw details refer to by id
+        id INTEGER PRIMARY KEY,
+        names BLOB NOT NULL UNIQUE        -- msgpack list, e.g. ["/", "/var"]
+    );
     CREATE TABLE rollup_minute (
         host_id INTEGER NOT NULL,
         t INTEGER NOT NULL,               -- start of the period, seconds since the epoch

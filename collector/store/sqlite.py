@@ -17,12 +17,22 @@ from collector.store import HostInfo, IngestResult, Received, StoreError
 from collector.store.alerts import AlertQueries
 from collector.store.backup import BackupQueries
 from collector.store.certfr import CertfrQueries
-from collector.store.compact import COLUMNS, pack_detail, pack_row, stored_detail, unpack_detail, unpack_value
+from collector.store.compact import (
+    COLUMNS,
+    pack_detail,
+    pack_row,
+    stored_detail,
+    unpack_detail,
+    unpack_names,
+    unpack_value,
+)
 from collector.store.outbox import OutboxQueries
 from collector.store.rollups import TIERS_BY_NAME, RollupWriter
 from collector.store.schema import MIGRATIONS
 from collector.store.seqranges import SeqRanges
 from collector.store.web import WebQueries
+
+WAL_SIZE_LIMIT = 64 * 2**20  # bytes
 
 _INSERT_SAMPLE = "INSERT INTO samples (host_id, seq, ts, {cols}, detail) VALUES (?, ?, ?, {marks}, ?)".format(
     cols=", ".join(COLUMNS), marks=", ".join("?" * len(COLUMNS))
@@ -59,6 +69,8 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         self._host_ids: dict[str, int] = {}
         self._ranges: dict[int, SeqRanges] = {}  # writer's cache of hosts.first_seq/last_seq + gaps
         self._rollups = RollupWriter()
+        self._name_ids: dict[bytes, int] = {}  # lists of entity names (compact.pack_detail) -> id
+        self._names_by_id: dict[int, list[str]] = {}  # and back; rows of `names` never change
         if not readonly:
             try:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +103,9 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
                 # spools, so a commit must survive a power loss (one fsync per batch).
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
+                # A reader holding a snapshot (a backup) lets the WAL grow; once checkpointed,
+                # it shrinks back to this instead of keeping its high-water size on disk.
+                conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             except sqlite3.DatabaseError as e:
                 raise StoreError(f"cannot open database {self.path}: {e}") from None
             self._local.conn = conn
@@ -138,6 +153,7 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
                 self._host_ids.clear()
                 self._ranges.clear()
                 self._rollups.forget()
+                self._name_ids.clear()
                 raise
         except sqlite3.OperationalError as e:  # disk full, I/O error, locked too long
             raise StoreError(f"cannot write {self.path}: {e}") from None
@@ -192,7 +208,25 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         """The row of `samples` for a snapshot, and its stored detail for the rollups."""
         s = r.sample
         detail = stored_detail(s.detail)
-        return (self._host_ids[s.host], s.seq, s.ts, *pack_row(s), pack_detail(detail)), detail
+        blob = pack_detail(detail, self._names_id)
+        return (self._host_ids[s.host], s.seq, s.ts, *pack_row(s), blob), detail
+
+    def _names_id(self, names: bytes) -> int:
+        """The id of a list of entity names (msgpack), stored the first time it is seen."""
+        name_id = self._name_ids.get(names)
+        if name_id is None:
+            self.db.execute("INSERT INTO names (names) VALUES (?) ON CONFLICT (names) DO NOTHING", (names,))
+            name_id = self.db.execute("SELECT id FROM names WHERE names = ?", (names,)).fetchone()[0]
+            self._name_ids[names] = name_id
+        return name_id
+
+    def _names(self, name_id: int) -> list[str]:
+        """The list of entity names of an id (reader side)."""
+        names = self._names_by_id.get(name_id)
+        if names is None:
+            row = self.db.execute("SELECT names FROM names WHERE id = ?", (name_id,)).fetchone()
+            names = self._names_by_id[name_id] = unpack_names(row[0]) if row else []
+        return names
 
     def _update_hosts(self, batch: list[Received], fresh: list[Received], touched: dict[int, list]) -> None:
         """One UPDATE per host of the batch (last seen, sequence bookkeeping), then the latest snapshots."""
@@ -306,7 +340,7 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
                 row[0],
                 row[1],
                 *(unpack_value(c, v) for c, v in zip(COLUMNS, row[2:-1], strict=True)),
-                unpack_detail(row[-1]),
+                unpack_detail(row[-1], self._names),
             )
             for row in rows
         ]

@@ -11,7 +11,7 @@ reads a few hundred rows into Python, not every sample.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -76,6 +76,7 @@ class WebQueries:
 
     db: sqlite3.Connection
     path: str
+    _names: Callable[[int], list[str]]  # SQLiteStore's
 
     def web_read_only(self) -> None:
         """Make this thread's connection refuse writes (called before each request)."""
@@ -169,7 +170,7 @@ class WebQueries:
         )
         merged: dict[int, Any] = {}
         for b, blob in rows:
-            merged[b] = highest(merged.get(b), unpack_detail(blob).get(key))
+            merged[b] = highest(merged.get(b), unpack_detail(blob, self._names).get(key))
         return [DetailBucket(b * bucket, {key: value}) for b, value in merged.items() if value is not None]
 
     def web_silence(self, host: str, until: float, reason: str, now: float) -> None:
