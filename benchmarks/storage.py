@@ -1,4 +1,13 @@
-"""Storage figures: how the running collector fares while `osmon-collector backup` copies a large database.
+"""Storage figures: bytes per host-day, and how the collector fares while `osmon-collector backup` runs.
+
+Host-day (target, issue 7: <= 2 MB per host-day at a 10 s interval, all tiers
+included): a day of snapshots of --hostday-hosts hosts, interleaved in batches as
+the collector commits them, through the real store into a fresh database; the
+bytes each table holds (SQLite's dbstat), divided by the hosts. Two shapes: a
+server of 8 cores, 4 filesystems, 1 disk, 1 interface (30 numbers per snapshot),
+and one of 16 cores, 6 filesystems, 2 disks, 2 interfaces (44 numbers).
+
+Backup:
 
 Builds a database of --size bytes through the real store (`open_store(path).ingest`
 in big batches; snapshots of an 8-core server with 4 filesystems, from 1,000 hosts),
@@ -10,7 +19,8 @@ the real `osmon-collector backup` runs as its own process, then a few seconds mo
 Target (issue 7): with a 1 GB database at 5,000 snapshots/s, ingest keeps >= 90 % of
 its rate during the backup.
 
-    python benchmarks/storage.py [--size 1GiB] [--rate 5000] [--baseline 15] [--database PATH]
+    python benchmarks/storage.py [--part all|hostday|backup] [--hostday-hosts 10]
+                                 [--size 1GiB] [--rate 5000] [--baseline 15] [--database PATH]
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import argparse
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -76,6 +87,88 @@ def build(database: Path, size: int) -> int:
     print(file=sys.stderr)
     store.close()
     return added
+
+
+# -- bytes per host-day --------------------------------------------------------------------------
+
+SHAPES = {  # name: (cores, filesystems, disks, interfaces)
+    "30 numbers": (8, 4, 1, 1),
+    "44 numbers": (16, 6, 2, 2),
+}
+MOUNTS = ("/", "/var", "/home", "/srv", "/boot", "/var/lib/postgresql", "/tmp", "/opt")
+
+
+def shaped_probes(rng: random.Random, t: float, base: float, shape: tuple[int, int, int, int]) -> dict:
+    """An 8-core server's probes (benchmarks/dashboard.py), resized to `shape`."""
+    cores, mounts, disks, nics = shape
+    p = server_probes(rng, t, base)
+    cpu = p["cpu"]["percent"]
+    p["cpu"]["per_core"] = [max(0.0, min(100.0, cpu + rng.gauss(0, 10))) for _ in range(cores)]
+    p["cpu"]["count"] = cores
+    day = (t % 86400) / 86400
+    p["filesystems"] = [
+        dict(p["filesystems"][0], mount=MOUNTS[i], percent=20.0 + 9 * i + 3 * day + rng.gauss(0, 0.05))
+        for i in range(mounts)
+    ]
+    disk, net = p["disk_io"]["devices"]["vda"], p["net_io"]["interfaces"]["eth0"]
+    p["disk_io"]["devices"] = {
+        f"vd{chr(97 + i)}": dict(disk, read_bps=abs(rng.gauss(2e6, 1e6)), write_bps=abs(rng.gauss(5e6, 2e6)))
+        for i in range(disks)
+    }
+    p["net_io"]["interfaces"] = {
+        f"eth{i}": dict(net, rx_bps=abs(rng.gauss(1e7, 3e6)), tx_bps=abs(rng.gauss(4e6, 1e6)))
+        for i in range(nics)
+    }
+    return p
+
+
+def host_day(workdir: Path, hosts: int, shape: tuple[int, int, int, int]) -> dict[str, float]:
+    """Bytes per host-day by table, after a day of `hosts` hosts every INTERVAL seconds."""
+    database = workdir / f"hostday-{shape}.db"
+    store = open_store(database)
+    per_host = int(86400 / INTERVAL)
+    start = time.time() - 86400
+    rngs = [random.Random(h) for h in range(hosts)]
+    bases = [rng.uniform(5, 60) for rng in rngs]
+    per_batch = 5  # snapshots of each host per commit: the collector commits every ~0.5 s at 1,000 hosts
+    for first in range(0, per_host, per_batch):
+        batch = []
+        for h, rng in enumerate(rngs):
+            for seq in range(first + 1, min(first + per_batch, per_host) + 1):
+                ts = start + seq * INTERVAL + h * INTERVAL / hosts
+                raw = wire.encode_snapshot(
+                    f"host-{h:03d}", seq, ts, INTERVAL, "bench", shaped_probes(rng, ts, bases[h], shape)
+                )
+                batch.append(Received(extract(wire.decode_snapshot(raw)), raw, INTERVAL, ts))
+        store.ingest(batch)
+    store.close()
+    db = sqlite3.connect(database)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    tables = {
+        name: size / hosts for name, size in db.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
+    }
+    db.close()
+    return tables
+
+
+def report_host_day(workdir: Path, hosts: int) -> None:
+    for name, shape in SHAPES.items():
+        tables = host_day(workdir, hosts, shape)
+        total = sum(tables.values())
+        parts = ", ".join(
+            f"{label} {tables.get(table, 0) / 1e6:.2f}"
+            for label, table in (
+                ("raw", "samples"),
+                ("index", "samples_host_ts"),
+                ("minute", "rollup_minute"),
+                ("hour", "rollup_hour"),
+            )
+        )
+        verdict = "meets" if total <= 2e6 else "MISSES"
+        print(
+            f"storage: {total / 1e6:.2f} MB per host-day at a {INTERVAL:.0f} s interval, all tiers "
+            f"({parts}; {name} per snapshot, {hosts} hosts; {verdict} target <= 2 MB)"
+        )
 
 
 # -- the load -------------------------------------------------------------------------------------
@@ -194,6 +287,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--part", choices=["all", "hostday", "backup"], default="all", help="which figures")
+    parser.add_argument(
+        "--hostday-hosts", type=int, default=10, help="hosts simulated for the host-day figure"
+    )
     parser.add_argument("--size", default="1GiB", help="database size to back up (default 1GiB)")
     parser.add_argument("--rate", type=float, default=5000.0, help="snapshots/s fed to the collector")
     parser.add_argument("--baseline", type=float, default=15.0, help="seconds measured before the backup")
@@ -205,6 +302,10 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="osmon-bench-storage-") as tmp:
         workdir = Path(tmp)
+        if args.part in ("all", "hostday"):
+            report_host_day(workdir, args.hostday_hosts)
+        if args.part == "hostday":
+            return 0
         database = args.database or workdir / "osmon.db"
         started = time.monotonic()
         if not database.exists() or database.stat().st_size < size:
