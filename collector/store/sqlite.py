@@ -350,7 +350,7 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
     def prune(self, before: float, limit: int = 2000) -> int:
         """Delete up to `limit` samples older than `before`; small transactions keep ingest flowing."""
         deleted = 0
-        for (host_id,) in self.db.execute("SELECT id FROM hosts").fetchall():
+        for host_id in self._hosts_with_older("samples", "ts", before):
             if deleted >= limit:
                 break
             self.db.execute("BEGIN IMMEDIATE")
@@ -377,12 +377,26 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
     def prune_rollups(self, tier: str, before: float, limit: int = 2000) -> int:
         """Delete up to `limit` rows of tier `tier` ("minute", "hour") for periods starting before `before`."""
         table = TIERS_BY_NAME[tier].table  # KeyError for an unknown tier: a programming error
-        cursor = self.db.execute(
-            f"DELETE FROM {table} WHERE (host_id, t) IN "
-            f"(SELECT host_id, t FROM {table} WHERE t < ? ORDER BY t LIMIT ?)",
-            (before, limit),
-        )
-        return cursor.rowcount
+        deleted = 0
+        for host_id in self._hosts_with_older(table, "t", before):
+            if deleted >= limit:
+                break
+            deleted += self.db.execute(  # one statement: its own small transaction
+                f"DELETE FROM {table} WHERE host_id = ? AND t IN "
+                f"(SELECT t FROM {table} WHERE host_id = ? AND t < ? ORDER BY t LIMIT ?)",
+                (host_id, host_id, before, limit - deleted),
+            ).rowcount
+        return deleted
+
+    def _hosts_with_older(self, table: str, time: str, before: float) -> list[int]:
+        """Hosts that have rows in `table` older than `before`: one index seek per host, no scan."""
+        return [
+            host_id
+            for (host_id,) in self.db.execute(
+                f"SELECT id FROM hosts WHERE (SELECT MIN({time}) FROM {table} WHERE host_id = hosts.id) < ?",
+                (before,),
+            )
+        ]
 
     def _forget(self, host_id: int, seqs: list[int]) -> None:
         """Bookkeeping after pruning: exactly these sequence numbers are gone.
