@@ -70,7 +70,9 @@ def _compress(response: Response) -> Response:
         or response.content_length < COMPRESS_MIN
     ):
         return response
-    response.set_data(gzip.compress(response.get_data(), compresslevel=5))
+    # Level 1: a quarter of level 5's time for ~15 % more bytes (the 1,000-host overview: 3 ms
+    # instead of 10 for 91 KiB instead of 80); the dashboard is mostly read over a LAN.
+    response.set_data(gzip.compress(response.get_data(), compresslevel=1))
     response.headers["Content-Encoding"] = "gzip"
     response.vary.add("Accept-Encoding")
     return response

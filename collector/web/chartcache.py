@@ -1,55 +1,46 @@
-"""Drawn charts kept for a short while, so that a page opened again, or by a second person, is not
-drawn again.
+"""Drawn charts kept by the numbers they show, so that the same picture is never drawn twice.
 
 pygal needs ~25 ms per chart of a few hundred points, most of a host page's
-time; the numbers behind a chart only change when a bucket fills. An entry
-lives for at most its bucket width and never more than MAX_AGE seconds: a
-3-hour-bucket chart is not redrawn for every visitor, and the last (partial)
-bucket of any chart is at most a minute behind. A request that says
-`Cache-Control: no-cache` (a browser's hard reload) draws afresh.
+time, while reading the numbers from the store takes a few milliseconds. So
+the numbers are always read, and a chart is drawn only if these exact numbers
+(host, chart, window, every point of every line) were not drawn already: a
+cached chart is never stale. Long ranges gain most: a 30-day chart changes
+only when a 3-hour bucket gets a new peak, so live refreshes, reloads and a
+second person mostly reuse the drawing. A request that says `Cache-Control:
+no-cache` (a browser's hard reload) draws afresh anyway.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-MAX_AGE = 60.0  # seconds: the most a chart shown can lag behind the database
-MAX_ENTRIES = 512  # charts (~10-30 KiB of SVG each): a few dozen host pages over every range
+MAX_ENTRIES = 256  # charts (SVG of 10-40 KiB each, and their numbers): ~36 host pages
 
 
 class ChartCache:
-    """A small LRU of rendered charts with a time to live per entry; safe across waitress's threads."""
+    """A small LRU of drawn charts, keyed by everything the drawing depends on; safe across threads."""
 
-    def __init__(self, max_entries: int = MAX_ENTRIES, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self.max_entries = max_entries
-        self.clock = clock
-        self._entries: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = self.misses = 0
 
-    def get(self, key: Hashable, ttl: float, draw: Callable[[], Any], fresh: bool = False) -> Any:
-        """The value kept under `key` if younger than `ttl` seconds, else `draw()` (kept for next time).
+    def get(self, key: Hashable, draw: Callable[[], Any], fresh: bool = False) -> Any:
+        """The drawing kept under `key`, else `draw()` (kept for next time); `fresh` draws anyway.
 
-        `fresh` skips the lookup (and still keeps the new drawing). Two threads
-        missing the same key at once both draw: cheaper than making one wait.
+        Two threads missing the same key at once both draw: cheaper than making one wait.
         """
-        now = self.clock()
-        ttl = min(ttl, MAX_AGE)
         if not fresh:
             with self._lock:
-                entry = self._entries.get(key)
-                if entry is not None and entry[0] > now:
+                if key in self._entries:
                     self._entries.move_to_end(key)
-                    self.hits += 1
-                    return entry[1]
+                    return self._entries[key]
         value = draw()
         with self._lock:
-            self.misses += 1
-            self._entries[key] = (now + ttl, value)
+            self._entries[key] = value
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)

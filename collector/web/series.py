@@ -193,11 +193,8 @@ class Chart(NamedTuple):
     points: dict[str, Any]
 
 
-def draw_chart(
-    store: Any, host: str, spec: ChartSpec, window: Window, interval: float | None, js: Sequence[str]
-) -> Chart:
-    """Read one chart's lines from the store and draw them."""
-    lines = chart_series(store, host, spec, window, interval)
+def draw_chart(spec: ChartSpec, lines: Sequence[Serie], window: Window, js: Sequence[str]) -> Chart:
+    """One chart of the host page, drawn from its lines."""
     svg = time_chart(
         spec.title,
         lines,
@@ -219,20 +216,20 @@ def host_charts(
     cache: ChartCache | None = None,
     fresh: bool = False,
 ) -> dict[str, Chart]:
-    """{chart id: Chart} of every chart of the host page, from `cache` while its numbers cannot
-    have changed much (see collector.web.chartcache); `fresh` draws them all again."""
+    """{chart id: Chart} of every chart of the host page: the lines read from the store, drawn
+    unless `cache` holds a drawing of these very lines (collector.web.chartcache)."""
     charts = {}
     for spec in CHARTS:
+        lines = chart_series(store, host, spec, window, interval)
 
-        def draw(spec: ChartSpec = spec) -> Chart:
-            return draw_chart(store, host, spec, window, interval, js)
+        def draw(spec: ChartSpec = spec, lines: list[Serie] = lines) -> Chart:
+            return draw_chart(spec, lines, window, js)
 
         if cache is None:
             charts[spec.id] = draw()
         else:
-            # The window (aligned start, end, width) stands for the range and the time.
-            key = (host, spec.id, window, interval, tuple(js))
-            charts[spec.id] = cache.get(key, window.width, draw, fresh=fresh)
+            drawn_from = tuple((line.label, tuple(line.points)) for line in lines)
+            charts[spec.id] = cache.get((host, spec.id, window, tuple(js), drawn_from), draw, fresh)
     return charts
 
 

@@ -52,8 +52,8 @@ def charts(
 ) -> dict[str, Any]:
     """Every chart of a host's page over a range: SVG strings, and the numbers their tooltips show.
 
-    Charts drawn less than a bucket ago (a minute at most) are served again
-    unless `fresh` (collector.web.chartcache)."""
+    A chart whose numbers were drawn already is not drawn again, unless `fresh`
+    (collector.web.chartcache)."""
     s = store()
     found = s.web_host(name)
     if found is None:

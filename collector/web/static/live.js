@@ -271,8 +271,7 @@
       function click() {
         var key = th.dataset.sort;
         sort = { key: key, dir: sort.key === key ? -sort.dir : th.dataset.type === "number" ? -1 : 1 };
-        if (hosts) render();
-        else refreshNow(); // rows still as the server rendered them: sort the data once it is here
+        render();
       }
       th.addEventListener("click", click);
       th.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); click(); } });
@@ -287,8 +286,13 @@
       });
     });
     filter.addEventListener("input", applyFilter);
+    var tbody = table.querySelector("tbody");
+    if (tbody.dataset.initial) {
+      apply(JSON.parse(tbody.dataset.initial)); // what the server read for this page
+      delete tbody.dataset.initial;
+    }
     applyFilter();
-    var refreshNow = poll(body.dataset.api, Number(body.dataset.refresh) || 10, apply);
+    poll(body.dataset.api, Number(body.dataset.refresh) || 10, apply);
   }
 
   // -- host page ---------------------------------------------------------------------
