@@ -10,11 +10,12 @@ with anonymous reading, and times requests over one keep-alive HTTP connection
 figure; targets (issue): overview and /api/hosts p95 <= 100 ms with 1,000
 hosts; host page over 30 days p95 <= 200 ms.
 
-Charts are kept for a while once drawn (collector/web/chartcache.py), so the
+A chart is drawn once per set of numbers (collector/web/chartcache.py), so the
 host page is timed twice: "cold", every request sending `Cache-Control:
 no-cache` (a hard reload) so that every chart is read and drawn afresh, as
-for the first person to open that page; and "warm", charts drawn less than a
-minute before, as for a reload or a second person.
+for the first person to open that page after its numbers changed; and
+"warm", the numbers read again but their charts drawn before, as for a
+reload, a second person or a live refresh while no bucket got a new peak.
 
     python benchmarks/dashboard.py [--hosts 1000] [--days 30] [--requests 50] [--budget 30] [--keep]
                                    [--database DIR/osmon.db  (one a --keep run built: no rebuild)]
@@ -373,7 +374,7 @@ def main() -> int:
         for path, cold, target in targets:
             what = check(client, path, args.hosts, big)
             if "/charts" in path or path.startswith("/host/"):
-                what += ", cold: every chart read and drawn" if cold else ", warm: charts drawn < 1 min ago"
+                what += ", cold: every chart read and drawn" if cold else ", warm: read, drawn before"
             times = measure(client, path, args.warmup, args.requests, args.budget, cold)
             p50 = statistics.median(times) * 1000
             p95 = percentile(times, 95) * 1000

@@ -14,7 +14,16 @@ from collector.store.alerts import Alert, Silence
 from collector.store.web import DetailBucket, WebHost
 from collector.web import fleet, metrics, series
 from collector.web.chartcache import ChartCache
-from collector.web.charts import Serie, chart_points, rate, time_chart, time_ticks
+from collector.web.charts import (
+    Serie,
+    chart_points,
+    legend_columns,
+    rate,
+    rate_label,
+    rate_ticks,
+    time_chart,
+    time_ticks,
+)
 from tests.test_web import HOSTILE, received
 
 T0 = 1_764_000_000.0
@@ -40,7 +49,14 @@ def test_a_chart_is_an_svg_with_a_line_and_no_dots() -> None:
     [line] = re.findall(r'<path d="M([^"]+)" class="line reactive nofill"', svg)
     assert len(re.findall(r"[\d.]+ [\d.]+", line)) == 100  # one vertex per point: the tooltip relies on it
     assert "tooltip-trigger" not in svg and "<circle" not in svg  # no per-point dots
-    assert ">100.0 %<" in svg  # percent charts always span 0-100
+    assert [int(t) for t in re.findall(r"<text [^>]*>(\d+) %</text>", svg)] == [
+        0,
+        20,
+        40,
+        60,
+        80,
+        100,
+    ]  # always 0-100 %
 
 
 def test_chart_points_hold_each_value_at_its_bucket() -> None:
@@ -104,6 +120,32 @@ def test_a_chart_cache_draws_each_set_of_numbers_once_and_again_on_a_hard_reload
     cache.get("c", draw("c"))
     assert cache.get("a", draw("a")) == "a5"  # the least recently used went first
     assert drawn == ["a", "a", "b", "c", "a"]
+
+
+def test_rate_axes_step_in_round_binary_units() -> None:
+    assert [rate_label(t) for t in rate_ticks(12.4 * 1024**2)] == ["0", "5 MiB/s", "10 MiB/s", "15 MiB/s"]
+    assert [rate_label(t) for t in rate_ticks(1500)] == ["0", "1 KiB/s", "2 KiB/s"]
+    svg = time_chart(
+        "Disk I/O", [Serie("read", points(10, value=3.5 * 1024**2))], unit="B/s", start=T0, end=T0 + 150
+    )
+    assert re.findall(r'class="(?:major)?">([^<]+ MiB/s)<', svg) == [
+        "1 MiB/s",
+        "2 MiB/s",
+        "3 MiB/s",
+        "4 MiB/s",
+    ]
+
+
+def test_legends_take_one_row_when_they_fit_and_never_a_partial_row() -> None:
+    assert legend_columns(["1 min", "5 min", "15 min"]) == 3  # pygal alone wrapped the third
+    assert legend_columns([f"cpu{i}" for i in range(8)]) == 8
+    assert legend_columns([f"cpu{i}" for i in range(32)]) == 8  # 4 full rows
+    assert legend_columns([f"/srv/data/volume-{i}" for i in range(7)]) is None  # pygal's own layout
+    svg = time_chart(
+        "Load", [Serie(n, points(3)) for n in ("1 min", "5 min", "15 min")], unit="", start=T0, end=T0 + 60
+    )
+    legend_y = {float(y) for y in re.findall(r'<rect x="[\d.]+" y="([\d.]+)" width="12" height="12"', svg)}
+    assert len(legend_y) == 1  # one row
 
 
 def test_rates_and_time_ticks() -> None:

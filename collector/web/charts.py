@@ -16,6 +16,7 @@ time, which says more than one dot's value.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -46,16 +47,12 @@ STYLE = Style(
     major_guide_stroke_color="#cbd5e1",
     major_guide_stroke_dasharray="0",
     font_family="system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
-    label_font_size=11,
-    major_label_font_size=11,
-    legend_font_size=12,
-    title_font_size=14,
+    label_font_size=12,
+    major_label_font_size=12,
+    legend_font_size=13,
+    title_font_size=15,
     colors=("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d"),
 )
-
-
-def percent(value: float) -> str:
-    return f"{value:.1f} %"
 
 
 def rate(value: float) -> str:
@@ -67,11 +64,59 @@ def rate(value: float) -> str:
     return f"{value:.1f} TiB/s"
 
 
-def plain(value: float) -> str:
-    return f"{value:.2f}"
+def rate_label(value: float) -> str:
+    """A rate on the axis, where ticks are round numbers of one unit: '0', '512 KiB/s', '2 MiB/s'."""
+    if value == 0:
+        return "0"
+    for unit in ("B/s", "KiB/s", "MiB/s", "GiB/s"):
+        if abs(value) < 1024:
+            return f"{value:g} {unit}"
+        value /= 1024
+    return f"{value:g} TiB/s"
 
 
-FORMATTERS: dict[str, Callable[[float], str]] = {"%": percent, "B/s": rate, "": plain}
+def rate_ticks(top: float, most: int = 5) -> list[float]:
+    """Round binary steps (1, 2, 5 ... of B/s, KiB/s, MiB/s ...) from 0 up past `top`, at most `most` steps.
+
+    pygal's own ticks are decimal (976.6 KiB/s, 1.9 MiB/s ...): unreadable in binary units.
+    """
+    unit = 1.0
+    while top / unit >= 1024 and unit < 1024**4:
+        unit *= 1024
+    step = next(
+        (m * unit for m in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if math.ceil(top / (m * unit)) <= most),
+        1024 * unit,
+    )
+    return [i * step for i in range(max(1, math.ceil(top / step)) + 1)]
+
+
+# How each unit's axis reads, and its ticks (None: pygal's, from the values).
+AXIS_LABELS: dict[str, Callable[[float], str]] = {
+    "%": lambda v: f"{v:g} %",
+    "B/s": rate_label,
+    "": lambda v: f"{v:g}",
+}
+PERCENT_TICKS = [0, 20, 40, 60, 80, 100]
+
+WIDTH, HEIGHT = 660, 300  # about the size a chart is shown on a laptop: its text is read at ~1:1
+LEGEND_CHARS = 24  # longer labels are cut short in the legend (the tooltip shows them whole)
+
+
+def legend_columns(labels: Sequence[str], width: int = WIDTH) -> int | None:
+    """Legend entries per row under the chart: as many as fit, in rows of equal length.
+
+    pygal (3.1) reserves n // columns rows for the legend, one too few when the
+    columns do not divide n: only divisors of n are used, else pygal's own
+    choice (None), which it sizes right.
+    """
+    n = len(labels)
+    if n < 2:
+        return None
+    longest = min(LEGEND_CHARS, max(len(label) for label in labels))
+    fit = max(1, int((width - 40) // (longest * 0.6 * STYLE.legend_font_size + 36)))
+    best = next(c for c in range(min(n, fit), 0, -1) if n % c == 0)
+    return best if best >= min(fit, math.ceil(math.sqrt(n))) else None
+
 
 # Tick spacing candidates for the time axis, seconds.
 _TICKS = (60, 300, 600, 900, 1800, 3600, 2 * 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400)
@@ -116,7 +161,8 @@ def time_chart(
     js: Sequence[str] = (),
 ) -> str:
     """A line chart of `series` over [start, end), as an <svg class="pygal-chart chart"> string."""
-    formatter = FORMATTERS[unit]
+    values = [v for serie in series for _, v in serie.points if v is not None]
+    ticks = PERCENT_TICKS if unit == "%" else rate_ticks(max(values)) if unit == "B/s" and values else None
     chart = pygal.XY(
         style=STYLE,
         title=title,
@@ -124,20 +170,22 @@ def time_chart(
         js=list(js),
         classes=["pygal-chart", "chart"],
         disable_xml_declaration=True,
-        width=800,
-        height=320,
+        width=WIDTH,
+        height=HEIGHT,
         margin=12,
         allow_interruptions=True,  # a None value breaks the line: gaps stay visible
         show_dots=False,  # see the module's docstring: the tooltip reads chart_points
         xrange=(start, end),
         x_labels=time_ticks(start, end),
         x_value_formatter=time_label(end - start),
-        value_formatter=formatter,
+        value_formatter=AXIS_LABELS[unit],  # the axis only: the tooltip formats its own values
+        y_labels=ticks,
         range=(0, 100) if unit == "%" else None,
         include_x_axis=True,  # every chart here starts at zero
         show_legend=bool(series),
-        legend_at_bottom=True,  # pygal sizes the legend right only with its automatic column count
-        truncate_legend=40,
+        legend_at_bottom=True,
+        legend_at_bottom_columns=legend_columns([serie.label for serie in series]),
+        truncate_legend=LEGEND_CHARS,
         show_x_guides=False,
         no_data_text="No data",
     )

@@ -65,6 +65,7 @@ def charts(
         "now": now,
         "range": range_name,
         "bucket": window.width,
+        "bucket_name": series.describe(window.width),  # '15 s', '3 h'
         # Redrawing more often than a bucket fills would redraw the same picture.
         "refresh": max(config().web_refresh, window.width),
         "charts": {chart_id: chart.svg for chart_id, chart in drawn.items()},

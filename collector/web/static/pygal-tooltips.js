@@ -189,8 +189,15 @@
     if (!tip || tip.hidden) return;
     var x = event.clientX + 14;
     var y = event.clientY - tip.offsetHeight / 2;
-    if (x + tip.offsetWidth > window.innerWidth - 4) x = event.clientX - tip.offsetWidth - 14;
-    if (x < 4) x = 4;
+    if (event.pointerType === "touch") {
+      // Above the finger, which would hide it (and the rule it points at) anywhere else.
+      x = event.clientX - tip.offsetWidth / 2;
+      y = event.clientY - tip.offsetHeight - 40;
+      if (y < 4) y = event.clientY + 40;
+    } else if (x + tip.offsetWidth > window.innerWidth - 4) {
+      x = event.clientX - tip.offsetWidth - 14;
+    }
+    x = Math.max(4, Math.min(x, window.innerWidth - tip.offsetWidth - 4));
     y = Math.max(4, Math.min(y, window.innerHeight - tip.offsetHeight - 4));
     tip.style.left = x + "px";
     tip.style.top = y + "px";
