@@ -30,10 +30,15 @@ def platforms(machine: str, glibc: str) -> list[str]:
     return tags
 
 
-def pip(*args: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args], check=True, stdout=sys.stderr
+def pip(*args: str, check: bool = True) -> bool:
+    """Run pip with its output on stderr (stdout carries the result); False if it failed and check is off."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+        check=check,
+        stdout=sys.stderr,
+        stderr=None if check else subprocess.DEVNULL,
     )
+    return result.returncode == 0
 
 
 # Not part of the package; a build in the source tree itself could also pick up a stale build/lib.
@@ -54,12 +59,16 @@ def build(source: Path, dest: Path, targets: list[str]) -> dict:
         for target in targets:
             python, machine, glibc = target.split("-")
             deps = dest / "deps" / target
-            pip(
+            download = [
                 "download", "--quiet", "--dest", str(deps), "--only-binary=:all:",
                 "--python-version", python, "--implementation", "cp",
                 *(arg for tag in platforms(machine, glibc) for arg in ("--platform", tag)),
                 f"osmonitoring[{EXTRAS}] @ {project.as_uri()}",
-            )  # fmt: skip
+            ]  # fmt: skip
+            # The wheels already here first: dependencies change only when the project asks for
+            # another one (or the cache is cleared), and a re-run needs no index.
+            if not pip(*download, "--no-index", f"--find-links={deps}", check=False):
+                pip(*download)
             archive = dest / f"osmonitoring-{version}-{target}.tar"
             with tarfile.open(archive, "w") as tar:
                 tar.add(project, arcname=project.name)
