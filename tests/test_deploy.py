@@ -489,8 +489,6 @@ def new_build(tree: Path, version: str) -> Path:
         tree,
         ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache"),
     )
-    pyproject = tree / "pyproject.toml"
-    pyproject.write_text(re.sub(r'(?m)^version = ".*"$', f'version = "{version}"', pyproject.read_text()))
     init = tree / "agent" / "__init__.py"
     init.write_text(re.sub(r'(?m)^__version__ = ".*"$', f'__version__ = "{version}"', init.read_text()))
     return tree
