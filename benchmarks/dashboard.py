@@ -17,9 +17,12 @@ no-cache` (a hard reload) so that every chart is read and drawn afresh, as
 for the first person to open that page after its numbers changed; and
 "warm", the numbers read again but their charts drawn before, as for a
 reload, a second person or a live refresh while no bucket got a new peak.
+Then "live", what operators see: the host's agent sends a snapshot every 10 s
+(through the real store, into the same database) while the page is opened
+every 2 s; only the charts a new peak changed are drawn again.
 
-    python benchmarks/dashboard.py [--hosts 1000] [--days 30] [--requests 50] [--budget 30] [--keep]
-                                   [--database DIR/osmon.db  (one a --keep run built: no rebuild)]
+    python benchmarks/dashboard.py [--hosts 1000] [--days 30] [--requests 50] [--budget 30] [--live 60]
+                                   [--keep] [--database DIR/osmon.db  (one a --keep run built: no rebuild)]
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,6 +200,37 @@ def build(database: Path, hosts: int, days: float) -> tuple[int, int]:
     return stored_big, stored
 
 
+class Agent(threading.Thread):
+    """BIG's agent, live: a snapshot every INTERVAL seconds through the real store, as ingest stores them."""
+
+    def __init__(self, database: Path) -> None:
+        super().__init__(daemon=True)
+        self.database = database
+        self.stopping = threading.Event()
+        self.sent = 0
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            self.send()
+        except Exception as e:  # reported by main: a live figure without new data would mislead
+            self.error = e
+
+    def send(self) -> None:
+        store = open_store(self.database)
+        try:
+            seq = next(h.last_seq for h in store.hosts() if h.name == BIG) or 0
+            rng = random.Random(11)
+            while not self.stopping.wait(INTERVAL):
+                now = time.time()
+                seq += 1
+                raw = wire.encode_snapshot(BIG, seq, now, INTERVAL, "bench", probes(rng, now, 35.0))
+                store.ingest([Received(extract(wire.decode_snapshot(raw)), raw, INTERVAL, now)])
+                self.sent += 1
+        finally:
+            store.close()
+
+
 # -- the server and the timings -----------------------------------------------------------------
 
 
@@ -313,6 +348,7 @@ def measure(
     budget: float,
     cold: bool,
     server: psutil.Process,
+    pause: float = 0.0,
 ) -> tuple[list[float], float]:
     """Timings of `requests` requests after `warmup` (stops early, after at least 10, past `budget` s),
     and the dashboard's CPU seconds per request: the cost itself, whatever else loads the machine."""
@@ -328,8 +364,27 @@ def measure(
         status, _, _, elapsed = client.get(path, cold)
         assert status == 200, (path, status)
         times.append(elapsed)
+        time.sleep(pause)
     after = server.cpu_times()
     return times, (after.user + after.system - before.user - before.system) / len(times)
+
+
+LIVE_PAUSE = 2  # seconds between two openings of the host page in the live figure
+
+
+def report(path: str, times: list[float], cpu: float, what: str, target: int | None) -> None:
+    """One summary line: p50, p95, the server's CPU per request, what was timed, and the verdict."""
+    p50 = statistics.median(times) * 1000
+    p95 = percentile(times, 95) * 1000
+    if target is None:
+        verdict = "no target"
+    else:
+        verdict = f"{'meets' if p95 <= target else 'MISSES'} target p95 <= {target} ms"
+    print(
+        f"dashboard: {path} p50 {p50:.0f} ms, p95 {p95:.0f} ms, server CPU {cpu * 1000:.0f} ms/request "
+        f"({what}; {verdict}; n={len(times)})",
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -342,6 +397,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument(
         "--budget", type=float, default=30, help="seconds of timed requests per URL (at least 10 requests)"
+    )
+    parser.add_argument(
+        "--live",
+        type=int,
+        default=60,
+        help="seconds of the live figure (the host page while its agent sends)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--database", type=Path, help="a database a --keep run built (same --hosts, --days)")
@@ -389,17 +450,21 @@ def main() -> int:
             if "/charts" in path or path.startswith("/host/"):
                 what += ", cold: every chart read and drawn" if cold else ", warm: read, drawn before"
             times, cpu = measure(client, path, args.warmup, args.requests, args.budget, cold, server)
-            p50 = statistics.median(times) * 1000
-            p95 = percentile(times, 95) * 1000
-            if target is None:
-                verdict = "no target"
-            else:
-                verdict = f"{'meets' if p95 <= target else 'MISSES'} target p95 <= {target} ms"
-            print(
-                f"dashboard: {path} p50 {p50:.0f} ms, p95 {p95:.0f} ms, server CPU {cpu * 1000:.0f} ms/request "
-                f"({what}; {verdict}; n={len(times)})",
-                flush=True,
-            )
+            report(path, times, cpu, what, target)
+        # Live: BIG's agent sends every 10 s, as in production, and the page is opened every
+        # LIVE_PAUSE s: whatever charts a new peak changed are drawn again, the others reused.
+        agent = Agent(database)
+        agent.start()
+        try:
+            count = max(10, args.live // LIVE_PAUSE)
+            times, cpu = measure(client, page, 0, count, args.live * 2, False, server, LIVE_PAUSE)
+        finally:
+            agent.stopping.set()
+            agent.join()
+        if agent.error is not None or agent.sent == 0:
+            raise SystemExit(f"the live agent sent nothing: {agent.error!r}")
+        what = f"live: {agent.sent} new snapshots of {BIG} meanwhile, opened every {LIVE_PAUSE} s"
+        report(page, times, cpu, what, 200)
         client.close()
     finally:
         if process is not None:
