@@ -429,6 +429,23 @@ def test_charts_are_drawn_again_only_when_their_numbers_change(dash: Dashboard) 
     assert cpu[-1] == 95.0
 
 
+def test_per_device_rates_are_one_line_per_device_and_direction(dash: Dashboard) -> None:
+    def snapshot(seq: int, ts: float) -> Received:
+        found = probes()
+        found["disk_io"] = {"devices": {"vda": {"read_bps": 100.0 + seq, "write_bps": 200.0}}}
+        found["net_io"] = {"interfaces": {"eth0": {"rx_bps": 5.0, "tx_bps": 6.0}}}
+        raw = wire.encode_snapshot("web-01", seq, ts, 10.0, "test", found)
+        return Received(extract(wire.decode_snapshot(raw)), raw, 10.0, ts)
+
+    dash.store.ingest([snapshot(i + 1, dash.now - (119 - i) * 10) for i in range(120)])
+    client = dash.client()
+    disk = client.get("/api/hosts/web-01/series?metric=disk.io&range=1h").get_json()
+    assert [s["name"] for s in disk["series"]] == ["disk.io:vda read", "disk.io:vda write"]
+    assert max(v for _, v in disk["series"][0]["data"]) == 220.0  # the peak of the last minute
+    net = client.get("/api/hosts/web-01/series?metric=net.io&range=1h").get_json()
+    assert [s["name"] for s in net["series"]] == ["net.io:eth0 received", "net.io:eth0 sent"]
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [

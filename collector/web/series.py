@@ -126,12 +126,26 @@ METRICS: dict[str, str] = {
 DETAIL_METRICS = DETAIL_KEYS
 
 
+# Per-device rates come as [a, b] pairs per device (agent.wire): one line each, named so.
+PAIRS = {"disk.io": ("read", "write"), "net.io": ("received", "sent")}
+
+
 def entities(key: str, detail: dict[str, Any]) -> dict[str, float | None]:
-    """Per-entity numbers of one sample: {'cpu0': 12.0, ...} or {'/var': 71.0, ...}."""
+    """Per-entity numbers of one sample: {'cpu0': 12.0, ...}, {'/var': 71.0, ...} or
+    {'vda read': 1e6, 'vda write': 2e6, ...}."""
     value = detail.get(key)
     if isinstance(value, list):
         return {f"cpu{i}": v for i, v in enumerate(value)}
-    return dict(value) if isinstance(value, dict) else {}
+    if not isinstance(value, dict):
+        return {}
+    if key not in PAIRS:
+        return dict(value)
+    return {
+        f"{device} {name}": number
+        for device, pair in value.items()
+        if isinstance(pair, list)
+        for name, number in zip(PAIRS[key], pair, strict=False)
+    }
 
 
 def detail_series(key: str, buckets: Sequence[DetailBucket]) -> dict[str, list[tuple[float, float | None]]]:
