@@ -105,6 +105,13 @@ def highest(a: Any, b: Any) -> Any:
     if b is None:
         return a
     if isinstance(a, list) and isinstance(b, list):
+        if len(a) == len(b):
+            # The usual case, on every row a chart merges: lists of numbers (cores, a device's
+            # pair of rates) of one length. A None among them (a gap) takes the general path.
+            try:
+                return list(map(max, a, b))
+            except TypeError:
+                pass
         longer, shorter = (a, b) if len(a) >= len(b) else (b, a)
         return [highest(x, shorter[i] if i < len(shorter) else None) for i, x in enumerate(longer)]
     if isinstance(a, dict) and isinstance(b, dict):
@@ -114,10 +121,11 @@ def highest(a: Any, b: Any) -> Any:
     return a  # shapes that differ: only a damaged or foreign blob has them
 
 
-def unpack_detail(blob: bytes | None, names: Callable[[int], list[str]] | None = None) -> dict[str, Any]:
-    """The per-entity numbers under the wire's names, as floats; {} for a missing or damaged blob.
+def read_stored(blob: bytes | None, names: Callable[[int], list[str]] | None = None) -> dict[str, Any]:
+    """A detail blob as stored: short keys, scaled numbers, mounts by name; {} if missing or damaged.
 
     `names` gives the list of names of an id (raw rows); rollup rows name their mounts.
+    Rows written before the compact layout hold the agent's floats: scaled here, not rounded.
     """
     if blob is None:
         return {}
@@ -127,25 +135,40 @@ def unpack_detail(blob: bytes | None, names: Callable[[int], list[str]] | None =
         return {}  # written by the collector itself: only a damaged file gets here
     if not isinstance(stored, dict):
         return {}
-    if any(key in _BY_WIRE for key in stored):  # written before the compact layout
-        return stored
+    if any(key in _BY_WIRE for key in stored):
+        return {
+            _BY_WIRE[k][0]: _scale_tree(v, _BY_WIRE[k][1], exact=True)
+            for k, v in stored.items()
+            if k in _BY_WIRE
+        }
     mounts = stored.get("d")
     if isinstance(mounts, list) and mounts and names is not None:
         stored["d"] = dict(zip(names(mounts[0]), mounts[1:], strict=False))
-    detail = {}
-    for short, (wire_key, factor, _) in _DETAIL.items():
-        if short in stored:
-            detail[wire_key] = _unscale_tree(stored[short], factor)
-    return detail
+    return stored
 
 
-def _scale_tree(value: Any, factor: int) -> Any:
+def short_key(wire_key: str) -> str:
+    """The stored key of a per-entity series ("cpu.core" -> "c")."""
+    return _BY_WIRE[wire_key][0]
+
+
+def unscaled(short: str, value: Any) -> Any:
+    """Stored per-entity numbers of key `short` as the agent sent them."""
+    return _unscale_tree(value, _DETAIL[short][1])
+
+
+def unpack_detail(blob: bytes | None, names: Callable[[int], list[str]] | None = None) -> dict[str, Any]:
+    """The per-entity numbers under the wire's names, as floats; {} for a missing or damaged blob."""
+    return {_DETAIL[k][0]: unscaled(k, v) for k, v in read_stored(blob, names).items() if k in _DETAIL}
+
+
+def _scale_tree(value: Any, factor: int, exact: bool = False) -> Any:
     if isinstance(value, dict):
-        return {k: _scale_tree(v, factor) for k, v in value.items()}
+        return {k: _scale_tree(v, factor, exact) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_scale_tree(v, factor) for v in value]
+        return [_scale_tree(v, factor, exact) for v in value]
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return round(value * factor)
+        return value * factor if exact else round(value * factor)
     return None
 
 

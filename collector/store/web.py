@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from collector.store import StoreError
-from collector.store.compact import SCALE, highest, unpack_detail
+from collector.store.compact import SCALE, highest, read_stored, short_key, unscaled
 from collector.store.rollups import MINUTE, tier_for
 
 # Columns of `samples` a series may be read from: names are checked against this
@@ -150,28 +150,51 @@ class WebQueries:
     def web_series_detail(
         self, host: str, key: str, start: float, end: float, bucket: float
     ) -> list[DetailBucket]:
-        """Per bucket, each entity's maximum of `key` (one of DETAIL_KEYS).
+        """Per bucket, each entity's maximum of `key` (one of DETAIL_KEYS)."""
+        return self.web_series_details(host, [key], start, end, bucket)[key]
+
+    def web_series_details(
+        self, host: str, keys: Sequence[str], start: float, end: float, bucket: float
+    ) -> dict[str, list[DetailBucket]]:
+        """{key: per bucket, each entity's maximum} for per-entity `keys` (DETAIL_KEYS).
 
         SQLite cannot read inside the msgpack details, so the rows of the period
         (raw samples for buckets under a minute, else rollup rows, which hold
-        each entity's maximum already) are merged here: a few hundred to a
-        couple of thousand small blobs for any range. Per-device rates come from
-        the minute tier at least: buckets under a minute hold one value a minute.
+        each entity's maximum already) are merged here, in stored integers, and
+        converted once per bucket: a few hundred to a couple of thousand small
+        blobs for any range, read once for all keys from the same rows. Per-device
+        rates come from the minute tier at least: buckets under a minute hold one
+        value a minute.
         """
-        if key not in DETAIL_KEYS:
-            raise ValueError(f"not a per-entity series: {key!r}")
-        tier = tier_for(bucket) or (MINUTE if key in ROLLUP_ONLY else None)
-        source, time = ("samples", "ts") if tier is None else (tier.table, "t")
-        rows = self._web_sql(
-            f"SELECT CAST({time} / :bucket AS INTEGER) AS b, detail FROM {source} "
-            f"WHERE host_id = (SELECT id FROM hosts WHERE name = :host) AND {time} >= :start AND {time} < :end "
-            f"AND detail IS NOT NULL ORDER BY {time}",
-            {"bucket": bucket, "host": host, "start": start, "end": end},
-        )
-        merged: dict[int, Any] = {}
-        for b, blob in rows:
-            merged[b] = highest(merged.get(b), unpack_detail(blob, self._names).get(key))
-        return [DetailBucket(b * bucket, {key: value}) for b, value in merged.items() if value is not None]
+        unknown = set(keys) - set(DETAIL_KEYS)
+        if unknown or not keys:
+            raise ValueError(f"not per-entity series: {sorted(unknown) or 'none given'}")
+        by_tier: dict[Any, list[str]] = {}
+        for key in keys:
+            by_tier.setdefault(tier_for(bucket) or (MINUTE if key in ROLLUP_ONLY else None), []).append(key)
+        result = {}
+        for tier, group in by_tier.items():
+            source, time = ("samples", "ts") if tier is None else (tier.table, "t")
+            rows = self._web_sql(
+                f"SELECT CAST({time} / :bucket AS INTEGER) AS b, detail FROM {source} "
+                f"WHERE host_id = (SELECT id FROM hosts WHERE name = :host) AND {time} >= :start "
+                f"AND {time} < :end AND detail IS NOT NULL ORDER BY {time}",
+                {"bucket": bucket, "host": host, "start": start, "end": end},
+            )
+            shorts = [short_key(key) for key in group]
+            merged: dict[int, list[Any]] = {}
+            for b, blob in rows:
+                stored = read_stored(blob, self._names)
+                slot = merged.setdefault(b, [None] * len(shorts))
+                for i, short in enumerate(shorts):
+                    slot[i] = highest(slot[i], stored.get(short))
+            for i, (key, short) in enumerate(zip(group, shorts, strict=True)):
+                result[key] = [
+                    DetailBucket(b * bucket, {key: unscaled(short, slot[i])})
+                    for b, slot in merged.items()
+                    if slot[i] is not None
+                ]
+        return result
 
     def web_silence(self, host: str, until: float, reason: str, now: float) -> None:
         """Silence `host` until `until` (the dashboard's only kind of write, with unsilence)."""

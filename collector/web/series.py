@@ -188,16 +188,32 @@ def chart_series(
     store: Any, host: str, spec: ChartSpec, window: Window, interval: float | None
 ) -> list[Serie]:
     """The lines of one chart, read from the store."""
+    return all_chart_series(store, host, [spec], window, interval)[spec.id]
+
+
+def all_chart_series(
+    store: Any, host: str, specs: Sequence[ChartSpec], window: Window, interval: float | None
+) -> dict[str, list[Serie]]:
+    """{chart id: lines} of `specs`, in two reads: one for every column, one for every per-entity key."""
     start, end, width = window
     gap = max_gap(width, interval)
-    if spec.detail is not None:
-        buckets = store.web_series_detail(host, spec.detail, start, end, width)
-        lines = detail_series(spec.detail, buckets)
-        return [Serie(name, with_gaps(points, gap)) for name, points in lines.items()]
-    buckets = store.web_series(host, [c for c, _ in spec.columns], start, end, width)
-    return [
-        Serie(label, with_gaps(column_points(buckets, i), gap)) for i, (_, label) in enumerate(spec.columns)
-    ]
+    columns = [c for spec in specs for c, _ in spec.columns]
+    keys = [spec.detail for spec in specs if spec.detail is not None]
+    buckets = store.web_series(host, columns, start, end, width) if columns else []
+    details = store.web_series_details(host, keys, start, end, width) if keys else {}
+    result: dict[str, list[Serie]] = {}
+    first = 0  # index of the spec's first column in `columns`
+    for spec in specs:
+        if spec.detail is not None:
+            lines = detail_series(spec.detail, details[spec.detail])
+            result[spec.id] = [Serie(name, with_gaps(points, gap)) for name, points in lines.items()]
+            continue
+        result[spec.id] = [
+            Serie(label, with_gaps(column_points(buckets, first + i), gap))
+            for i, (_, label) in enumerate(spec.columns)
+        ]
+        first += len(spec.columns)
+    return result
 
 
 class Chart(NamedTuple):
@@ -233,8 +249,9 @@ def host_charts(
     """{chart id: Chart} of every chart of the host page: the lines read from the store, drawn
     unless `cache` holds a drawing of these very lines (collector.web.chartcache)."""
     charts = {}
+    every_line = all_chart_series(store, host, CHARTS, window, interval)
     for spec in CHARTS:
-        lines = chart_series(store, host, spec, window, interval)
+        lines = every_line[spec.id]
 
         def draw(spec: ChartSpec = spec, lines: list[Serie] = lines) -> Chart:
             return draw_chart(spec, lines, window, js)
