@@ -17,6 +17,7 @@ from collector.web.chartcache import ChartCache
 from collector.web.charts import (
     Serie,
     chart_points,
+    decimal_ticks,
     legend_columns,
     rate,
     rate_label,
@@ -120,6 +121,14 @@ def test_a_chart_cache_draws_each_set_of_numbers_once_and_again_on_a_hard_reload
     cache.get("c", draw("c"))
     assert cache.get("a", draw("a")) == "a5"  # the least recently used went first
     assert drawn == ["a", "a", "b", "c", "a"]
+
+
+def test_plain_axes_step_in_a_few_round_decimal_steps() -> None:
+    assert decimal_ticks(1.6) == [0.0, 0.5, 1.0, 1.5, 2.0]  # a load of 1.6: five labels, not seventeen
+    assert decimal_ticks(7.9) == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert decimal_ticks(0.0) == [0.0, 1.0]  # an idle host still gets an axis
+    svg = time_chart("Load average", [Serie("1 min", points(10, value=1.6))], unit="", start=T0, end=T0 + 150)
+    assert ">1.5<" in svg and ">0.1<" not in svg
 
 
 def test_rate_axes_step_in_round_binary_units() -> None:

@@ -90,6 +90,16 @@ def rate_ticks(top: float, most: int = 5) -> list[float]:
     return [i * step for i in range(max(1, math.ceil(top / step)) + 1)]
 
 
+def decimal_ticks(top: float, most: int = 5) -> list[float]:
+    """Round decimal steps (0.1, 0.2, 0.5, 1, 2, 5 ...) from 0 up past `top`, at most `most` steps.
+
+    pygal picks ticks from the values alone, which for a load of 1.6 is seventeen labels.
+    """
+    magnitude = 10.0 ** math.floor(math.log10(top / most)) if top > 0 else 1.0
+    step = next(m * magnitude for m in (1, 2, 5, 10) if math.ceil(top / (m * magnitude)) <= most)
+    return [round(i * step, 10) for i in range(max(1, math.ceil(top / step)) + 1)]
+
+
 # How each unit's axis reads, and its ticks (None: pygal's, from the values).
 AXIS_LABELS: dict[str, Callable[[float], str]] = {
     "%": lambda v: f"{v:g} %",
@@ -162,7 +172,12 @@ def time_chart(
 ) -> str:
     """A line chart of `series` over [start, end), as an <svg class="pygal-chart chart"> string."""
     values = [v for serie in series for _, v in serie.points if v is not None]
-    ticks = PERCENT_TICKS if unit == "%" else rate_ticks(max(values)) if unit == "B/s" and values else None
+    if unit == "%":
+        ticks: list[float] | None = PERCENT_TICKS
+    elif values:
+        ticks = (rate_ticks if unit == "B/s" else decimal_ticks)(max(values))
+    else:
+        ticks = None
     chart = pygal.XY(
         style=STYLE,
         title=title,
