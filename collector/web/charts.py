@@ -24,6 +24,10 @@ from typing import Any, NamedTuple
 import pygal
 from pygal.style import Style
 
+from collector.web import pygal_lookup
+
+pygal_lookup.install()  # half of a cold host page's time was pygal's attribute lookup
+
 
 class Serie(NamedTuple):
     """One line: a label and (unix time, value or None for a gap) points, oldest first."""
