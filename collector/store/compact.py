@@ -44,15 +44,15 @@ SCALE: dict[str, int] = {
 COLUMNS = tuple(SCALE)
 assert Sample._fields[3:-1] == COLUMNS, "storage columns must follow collector.samples.Sample"
 
-# Stored detail key -> (wire key, factor, shape). A core to the whole percent (charts show
-# no finer, and a big host has many), a mount to 0.1 (its trend tells when it fills).
+# Stored detail key -> (wire key, factor). A core to the whole percent (charts show no
+# finer, and a big host has many), a mount to 0.1 (its trend tells when it fills).
 _DETAIL = {
-    "c": ("cpu.core", 1, list),
-    "d": ("disk.percent", 10, dict),
-    "io": ("disk.io", 1, dict),
-    "net": ("net.io", 1, dict),
+    "c": ("cpu.core", 1),
+    "d": ("disk.percent", 10),
+    "io": ("disk.io", 1),
+    "net": ("net.io", 1),
 }
-_BY_WIRE = {wire: (short, factor) for short, (wire, factor, _) in _DETAIL.items()}
+_BY_WIRE = {wire: (short, factor) for short, (wire, factor) in _DETAIL.items()}
 # What a raw sample keeps. Per-device rates would be a third of a raw row; their totals are
 # raw columns already, and the rollups keep each device's maximum per minute and per hour.
 RAW_DETAIL = ("c", "d")

@@ -71,9 +71,6 @@ class Rollup:
                 stat[1] += value
                 stat[2] = value if stat[2] is None else max(stat[2], value)
                 stat[3] += 1
-        self._add_entities(detail)
-
-    def _add_entities(self, detail: dict[str, Any]) -> None:
         for key, value in detail.items():
             self.detail[key] = highest(self.detail.get(key), value)
 

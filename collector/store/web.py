@@ -16,27 +16,12 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from collector.store import StoreError
-from collector.store.compact import SCALE, highest, read_stored, short_key, unscaled
+from collector.store.compact import COLUMNS, SCALE, highest, read_stored, short_key, unscaled
 from collector.store.rollups import MINUTE, tier_for
 
-# Columns of `samples` a series may be read from: names are checked against this
-# list before they are put into SQL (they cannot be bound as parameters).
-SERIES_COLUMNS = (
-    "cpu",
-    "cpu_iowait",
-    "mem",
-    "swap",
-    "load1",
-    "load5",
-    "load15",
-    "disk_max",
-    "read_bps",
-    "write_bps",
-    "rx_bps",
-    "tx_bps",
-    "procs",
-    "users",
-)
+# Columns a series may be read from: names are checked against this list before they are
+# put into SQL (they cannot be bound as parameters).
+SERIES_COLUMNS = COLUMNS
 
 
 class WebHost(NamedTuple):

@@ -184,13 +184,6 @@ def max_gap(width: float, interval: float | None) -> float:
     return 2.5 * max(width, interval or DEFAULT_INTERVAL)
 
 
-def chart_series(
-    store: Any, host: str, spec: ChartSpec, window: Window, interval: float | None
-) -> list[Serie]:
-    """The lines of one chart, read from the store."""
-    return all_chart_series(store, host, [spec], window, interval)[spec.id]
-
-
 def all_chart_series(
     store: Any, host: str, specs: Sequence[ChartSpec], window: Window, interval: float | None
 ) -> dict[str, list[Serie]]:
