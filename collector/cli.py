@@ -24,6 +24,7 @@ from collector import status as host_status
 from collector.ingest import Ingest, bind_socket
 from collector.service import Services
 from collector.store import StoreError, open_store
+from collector.units import binary
 
 log = logging.getLogger("osmon.collector")
 
@@ -245,7 +246,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     kinds = [m.kind for m in made.members]
     secrets = f", {kinds.count('secret')} secret files (secrets included)" if args.include_secrets else ""
     print(
-        f"{made.path}: {_size(made.size)} (database {_size(made.database_size)}, schema {made.schema}; "
+        f"{made.path}: {binary(made.size)} (database {binary(made.database_size)}, schema {made.schema}; "
         f"config, {kinds.count('key')} public keys{secrets})"
     )
     if args.keep is not None:
@@ -272,14 +273,6 @@ def cmd_restore(args: argparse.Namespace) -> int:
             "(use --files-to DIR to extract them for review)"
         )
     return 0
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:

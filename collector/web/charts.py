@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import pygal
 from pygal.style import Style
 
+from collector.units import binary
 from collector.web import pygal_lookup
 
 pygal_lookup.install()  # half of a cold host page's time was pygal's attribute lookup
@@ -61,11 +62,7 @@ STYLE = Style(
 
 def rate(value: float) -> str:
     """Bytes per second, in binary units."""
-    for unit in ("B/s", "KiB/s", "MiB/s", "GiB/s"):
-        if abs(value) < 1024:
-            return f"{value:.0f} {unit}" if unit == "B/s" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB/s"
+    return binary(value, "/s")
 
 
 def rate_label(value: float) -> str:

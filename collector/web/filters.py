@@ -9,6 +9,7 @@ from flask import Flask, g, url_for
 from markupsafe import Markup
 
 from collector.status import iso
+from collector.units import binary
 from collector.web.charts import rate
 
 DASH = "\N{EN DASH}"  # shown for a value the host did not report
@@ -20,13 +21,7 @@ def percent(value: float | None) -> str:
 
 def size(value: float | None) -> str:
     """Bytes in binary units."""
-    if value is None:
-        return DASH
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return DASH  # not reached
+    return DASH if value is None else binary(value)
 
 
 def decimal(value: float | None, digits: int = 2) -> str:
