@@ -19,7 +19,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -239,14 +239,19 @@ def fsync_dir(directory: Path) -> None:
 # -- --output-dir and --keep -----------------------------------------------------------------------
 
 
+def unused_path(named: Callable[[str], Path]) -> Path:
+    """The first of named(""), named("-2"), named("-3") ... that does not exist yet."""
+    path, n = named(""), 1
+    while path.exists():
+        n += 1
+        path = named(f"-{n}")
+    return path
+
+
 def new_path(directory: Path) -> Path:
     """DIR/osmon-backup-<UTC time>.tar.gz, with -2, -3 ... when one was made in the same second."""
     stamp = now_stamp()
-    path, n = directory / f"osmon-backup-{stamp}.tar.gz", 1
-    while path.exists():
-        n += 1
-        path = directory / f"osmon-backup-{stamp}-{n}.tar.gz"
-    return path
+    return unused_path(lambda n: directory / f"osmon-backup-{stamp}{n}.tar.gz")
 
 
 def _backups(directory: Path) -> Iterator[tuple[tuple[str, int], Path]]:

@@ -32,6 +32,7 @@ from collector.backup import (
     BackupError,
     fsync_dir,
     now_stamp,
+    unused_path,
 )
 from collector.config import CollectorConfig
 from collector.store import open_store
@@ -168,11 +169,8 @@ def keep_aside(database: Path) -> Path | None:
     """Rename the database and its -wal/-shm to <db>.before-restore-<time>; None if there was none."""
     if not database.exists():
         return None
-    aside = Path(f"{database}.before-restore-{now_stamp()}")
-    n = 1
-    while aside.exists():
-        n += 1
-        aside = Path(f"{database}.before-restore-{now_stamp()}-{n}")
+    stamp = now_stamp()
+    aside = unused_path(lambda n: Path(f"{database}.before-restore-{stamp}{n}"))
     os.rename(database, aside)
     # The -wal may hold committed transactions: it must stay paired with its database.
     for suffix in ("-wal", "-shm"):
