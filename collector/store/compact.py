@@ -81,16 +81,20 @@ def stored_detail(detail: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
-def pack_detail(stored: dict[str, Any], names_id: Callable[[bytes], int]) -> bytes:
+def pack_detail(stored: dict[str, Any], names_id: Callable[[tuple[str, ...]], int]) -> bytes:
     """The blob of a raw sample: RAW_DETAIL only, mounts as [names id, value, ...].
 
-    `names_id` gives the id of a list of names (msgpack), storing it the first time.
+    `names_id` gives the id of a list of names, storing it (`pack_names`) the first time.
     """
     packed = {k: stored[k] for k in RAW_DETAIL if k in stored}
     mounts = packed.get("d")
     if isinstance(mounts, dict) and mounts:
-        packed["d"] = [names_id(msgpack.packb(list(mounts), use_bin_type=True)), *mounts.values()]
+        packed["d"] = [names_id(tuple(mounts)), *mounts.values()]
     return msgpack.packb(packed, use_bin_type=True)
+
+
+def pack_names(names: tuple[str, ...]) -> bytes:
+    return msgpack.packb(list(names), use_bin_type=True)
 
 
 def unpack_names(blob: bytes) -> list[str]:

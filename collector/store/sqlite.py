@@ -20,6 +20,7 @@ from collector.store.certfr import CertfrQueries
 from collector.store.compact import (
     COLUMNS,
     pack_detail,
+    pack_names,
     pack_row,
     stored_detail,
     unpack_detail,
@@ -69,7 +70,7 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         self._host_ids: dict[str, int] = {}
         self._ranges: dict[int, SeqRanges] = {}  # writer's cache of hosts.first_seq/last_seq + gaps
         self._rollups = RollupWriter()
-        self._name_ids: dict[bytes, int] = {}  # lists of entity names (compact.pack_detail) -> id
+        self._name_ids: dict[tuple[str, ...], int] = {}  # lists of entity names (compact.pack_detail) -> id
         self._names_by_id: dict[int, list[str]] = {}  # and back; rows of `names` never change
         if not readonly:
             try:
@@ -211,12 +212,13 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         blob = pack_detail(detail, self._names_id)
         return (self._host_ids[s.host], s.seq, s.ts, *pack_row(s), blob), detail
 
-    def _names_id(self, names: bytes) -> int:
-        """The id of a list of entity names (msgpack), stored the first time it is seen."""
+    def _names_id(self, names: tuple[str, ...]) -> int:
+        """The id of a list of entity names, stored the first time it is seen (packed only then)."""
         name_id = self._name_ids.get(names)
         if name_id is None:
-            self.db.execute("INSERT INTO names (names) VALUES (?) ON CONFLICT (names) DO NOTHING", (names,))
-            name_id = self.db.execute("SELECT id FROM names WHERE names = ?", (names,)).fetchone()[0]
+            blob = pack_names(names)
+            self.db.execute("INSERT INTO names (names) VALUES (?) ON CONFLICT (names) DO NOTHING", (blob,))
+            name_id = self.db.execute("SELECT id FROM names WHERE names = ?", (blob,)).fetchone()[0]
             self._name_ids[names] = name_id
         return name_id
 
