@@ -16,6 +16,10 @@ class KeyFileError(ValueError):
     """A key file that is missing or not a CurveZMQ certificate."""
 
 
+class KeyFileUnreadable(KeyFileError):
+    """A key file that exists but could not be read now (permissions, out of descriptors ...)."""
+
+
 def generate(directory: str | Path, name: str) -> tuple[Path, Path]:
     """Write NAME.key and NAME.key_secret (mode 0600) in `directory`; refuse to overwrite."""
     if not KEY_NAME.fullmatch(name) or ".." in name:
@@ -41,7 +45,11 @@ def load_public(path: str | Path) -> bytes:
     """The Z85 public key in a .key or .key_secret file."""
     try:
         public, _ = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as e:
+    except FileNotFoundError as e:
+        raise KeyFileError(f"cannot read CurveZMQ key {path}: {e}") from None
+    except OSError as e:
+        raise KeyFileUnreadable(f"cannot read CurveZMQ key {path}: {e}") from None
+    except ValueError as e:
         raise KeyFileError(f"cannot read CurveZMQ key {path}: {e}") from None
     if public is None or len(public) != 40:
         raise KeyFileError(f"{path} holds no CurveZMQ public key")

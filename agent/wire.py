@@ -36,6 +36,7 @@ This module must not import psutil: the collector imports it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import msgpack
@@ -49,6 +50,15 @@ MAX_SEQ = 2**63 - 1
 MAX_INT = 2**53
 MAX_INTERVAL = 7 * 86400.0  # an agent reporting less often than weekly is misconfigured
 MAX_TS = 7_258_118_400  # 2200-01-01: a later timestamp is a broken clock or garbage
+
+# The range of a plausible value, per unit. A value outside is no measurement (a broken probe or a
+# hostile peer), and would overflow the collector's scaled integers and rollup sums: the agent
+# leaves it out, the collector refuses a snapshot that carries one.
+PERCENT = (0.0, 100.0)
+RATE = (0.0, 2.0**40)  # bytes/s: 1 TiB/s, beyond the disks or links of any one host
+LOAD = (0.0, 1e6)
+COUNT = (0.0, 2.0**32)
+INSTANT = (0.0, float(MAX_TS))
 
 # Documentation of what each probe sends; the agent's tests check it holds.
 PROBE_SHAPES: dict[str, str] = {
@@ -110,6 +120,27 @@ METRICS: dict[str, str] = {
     # Collectors older than this metric ignore it (see _metrics).
     "boot.time": "booted at, Unix UTC seconds",
 }
+BOUNDS: dict[str, tuple[float, float]] = {
+    "cpu.percent": PERCENT,
+    "cpu.iowait": PERCENT,
+    "cpu.count": COUNT,
+    "mem.percent": PERCENT,
+    "swap.percent": PERCENT,
+    "load.1": LOAD,
+    "load.5": LOAD,
+    "load.15": LOAD,
+    "disk.read_bps": RATE,
+    "disk.write_bps": RATE,
+    "net.rx_bps": RATE,
+    "net.tx_bps": RATE,
+    "processes.count": COUNT,
+    "users.count": COUNT,
+    "boot.time": INSTANT,
+    "cpu.core": PERCENT,
+    "disk.percent": PERCENT,
+    "disk.io": RATE,
+    "net.io": RATE,
+}
 
 
 _known_hosts: set[str] = set()  # names already checked: the same few recur in every batch
@@ -141,6 +172,16 @@ def _finite(value: object) -> bool:
     return kind is int and -MAX_INT <= value <= MAX_INT
 
 
+def _within(value: object, bounds: tuple[float, float]) -> bool:
+    """A finite number inside `bounds`, inclusive."""
+    return _finite(value) and bounds[0] <= value <= bounds[1]  # type: ignore[operator]
+
+
+def _out_of_range(name: str, value: object) -> str:
+    low, high = BOUNDS[name]
+    return f"{name}: {str(value)[:40]} outside [{low:g}, {high:g}]"
+
+
 def _get(table: dict, *path: str) -> Any:
     for key in path:
         if not isinstance(table, dict):
@@ -167,15 +208,21 @@ def metrics_from_probes(probes: dict[str, Any]) -> tuple[dict[str, float], dict[
         "processes.count": ("processes", "count"),
         "boot.time": ("uptime", "boot_time"),
     }
-    metrics = {name: float(v) for name, path in sources.items() if _finite(v := _get(probes, *path))}
+    metrics = {
+        name: float(v) for name, path in sources.items() if _within(v := _get(probes, *path), BOUNDS[name])
+    }
     if isinstance(probes.get("users"), list):
         metrics["users.count"] = float(len(probes["users"]))
     series: dict[str, Any] = {
-        "cpu.core": [float(c) if _finite(c) else None for c in _get(probes, "cpu", "per_core") or []],
+        "cpu.core": [
+            float(c) if _within(c, PERCENT) else None for c in _get(probes, "cpu", "per_core") or []
+        ],
         "disk.percent": {
             fs["mount"]: float(fs["percent"])
             for fs in probes.get("filesystems") or []
-            if isinstance(fs, dict) and isinstance(fs.get("mount"), str) and _finite(fs.get("percent"))
+            if isinstance(fs, dict)
+            and isinstance(fs.get("mount"), str)
+            and _within(fs.get("percent"), PERCENT)
         },
         "disk.io": _pairs(_get(probes, "disk_io", "devices"), ("read_bps", "write_bps")),
         "net.io": _pairs(_get(probes, "net_io", "interfaces"), ("rx_bps", "tx_bps")),
@@ -188,7 +235,7 @@ def _pairs(entities: object, keys: tuple[str, str]) -> dict[str, list[float | No
     for name, counters in (entities or {}).items() if isinstance(entities, dict) else ():
         if not isinstance(counters, dict):
             continue
-        pair = [float(v) if _finite(v := counters.get(k)) else None for k in keys]
+        pair = [float(v) if _within(v := counters.get(k), RATE) else None for k in keys]
         if pair != [None, None]:
             pairs[name] = pair
     return pairs
@@ -272,6 +319,8 @@ def _metrics(metrics: object) -> dict[str, float]:
             continue  # a newer agent's metric: ignored
         if not _finite(value):
             raise WireError(f"metric {name}: not a finite number: {str(value)[:40]!r}")
+        if not BOUNDS[name][0] <= value <= BOUNDS[name][1]:
+            raise WireError(f"metric {_out_of_range(name, value)}")
         checked[name] = float(value)
     return checked
 
@@ -290,6 +339,7 @@ def _series(series: object) -> dict[str, Any]:
     if cores is not None:
         if type(cores) is not list or not all(c is None or _finite(c) for c in cores):
             raise WireError("series cpu.core is not a list of finite numbers")
+        _check_range("cpu.core", cores)
         checked["cpu.core"] = cores
     usage = series.get("disk.percent")
     if usage is not None:
@@ -297,6 +347,7 @@ def _series(series: object) -> dict[str, Any]:
             type(k) is str and (v is None or _finite(v)) for k, v in usage.items()
         ):
             raise WireError("series disk.percent is not a map of mount to a finite number")
+        _check_range("disk.percent", usage.values())
         checked["disk.percent"] = usage
     for name in ("disk.io", "net.io"):
         pairs = series.get(name)
@@ -304,8 +355,17 @@ def _series(series: object) -> dict[str, Any]:
             continue
         if type(pairs) is not dict or not all(_pair(k, p) for k, p in pairs.items()):
             raise WireError(f"series {name} is not a map of name to [finite number, finite number]")
+        _check_range(name, (v for pair in pairs.values() for v in pair))
         checked[name] = pairs
     return checked
+
+
+def _check_range(name: str, values: Iterable[float | None]) -> None:
+    """WireError naming the first value of series `name` outside its unit's range (values are finite)."""
+    low, high = BOUNDS[name]
+    for value in values:
+        if value is not None and not low <= value <= high:
+            raise WireError(f"series {_out_of_range(name, value)}")
 
 
 def _pair(name: object, pair: object) -> bool:

@@ -10,6 +10,7 @@ open connection must be re-checked against the current list).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -36,40 +37,73 @@ class AllowList:
         self.reload()
 
     def _files(self) -> list[Path]:
-        try:
-            return sorted(self.directory.glob("*.key"))
-        except OSError as e:
-            log.error("cannot list agent keys in %s: %s", self.directory, e)
-            return []
+        """The key files; OSError if the directory cannot be listed now.
+
+        os.scandir, not Path.glob: glob takes an unreadable directory for an empty one.
+        """
+        with os.scandir(self.directory) as entries:
+            return sorted(Path(e.path) for e in entries if e.name.endswith(".key"))
 
     def _current_stamp(self) -> tuple:
         stamp = []
         for path in self._files():
             try:
                 st = path.stat()
-            except OSError:
+            except FileNotFoundError:
                 continue
             stamp.append((path.name, st.st_mtime_ns, st.st_size))
         return tuple(stamp)
 
     def reload_if_changed(self) -> bool:
         """Re-read the directory if a key file was added, removed or changed."""
-        if self._current_stamp() == self._stamp:
+        try:
+            changed = self._current_stamp() != self._stamp
+        except OSError as e:
+            self._keep(e)
             return False
-        self.reload()
-        return True
+        if changed:
+            self.reload()
+        return changed
 
     def reload(self) -> None:
+        """Read the directory anew; if it cannot be read whole, keep the list in force.
+
+        An error reading the directory is no reason to cut agents off: with descriptors
+        exhausted by a connection flood, an empty list would silence the whole fleet.
+        """
+        try:
+            stamp = self._current_stamp()
+            by_host, by_key = self._read(self._files())
+        except (OSError, keys.KeyFileUnreadable) as e:
+            self._keep(e)
+            return
+        # Swap whole dicts: the ZAP thread reads them without a lock.
+        self.by_host, self.by_key, self._stamp = by_host, by_key, stamp
+        log.info("allow-list %s: %d agent keys", self.directory, len(by_host))
+
+    def _keep(self, error: Exception) -> None:
+        log.error(
+            "cannot read the agent keys in %s (%s): the allow-list in force (%d keys) is kept, "
+            "and read again at the next reload",
+            self.directory,
+            error,
+            len(self.by_host),
+        )
+
+    @staticmethod
+    def _read(files: list[Path]) -> tuple[dict[str, bytes], dict[bytes, str]]:
+        """{host: key} and {key: host} of the readable, valid key files (KeyFileUnreadable if one is not)."""
         by_host: dict[str, bytes] = {}
         by_key: dict[bytes, str] = {}
-        self._stamp = self._current_stamp()
-        for path in self._files():
+        for path in files:
             host = path.name[: -len(".key")]
             if not wire.valid_host(host):
                 log.error("ignored agent key %s: %r is not a valid host name", path, host)
                 continue
             try:
                 key = keys.load_public(path)
+            except keys.KeyFileUnreadable:
+                raise
             except keys.KeyFileError as e:
                 log.error("ignored agent key: %s", e)
                 continue
@@ -81,9 +115,7 @@ class AllowList:
                 )
                 continue
             by_host[host], by_key[key] = key, host
-        # Swap whole dicts: the ZAP thread reads them without a lock.
-        self.by_host, self.by_key = by_host, by_key
-        log.info("allow-list %s: %d agent keys", self.directory, len(by_host))
+        return by_host, by_key
 
     def callback(self, domain: str, key: bytes) -> bool:
         """pyzmq's credentials-provider hook: is this Z85 key allowed?"""

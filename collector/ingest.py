@@ -9,6 +9,7 @@ never stop the loop or delay other agents.
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -28,6 +29,7 @@ HOUSEKEEPING_EVERY = 5.0  # seconds between counter flushes and retention passes
 PRUNE_BUDGET = 0.05  # seconds of pruning per housekeeping pass, so ingest never stalls
 TICK = 0.5  # seconds between host-down checks
 MAX_FRAMES = 1000  # snapshots in one message, at most (agents send up to 64)
+HANDSHAKE_IVL = 10_000  # ms a connection may take to finish its ZMTP/CURVE handshake before it is closed
 
 
 class PeerLog:
@@ -230,6 +232,7 @@ def peer_name(frame: zmq.Frame) -> str:
 
 def bind_socket(context: zmq.Context, config: CollectorConfig) -> zmq.Socket:
     """The ROUTER socket agents connect to, with the message size capped and CURVE if configured."""
+    raise_descriptor_limit()
     socket = context.socket(zmq.ROUTER)
     if config.curve_secret_key:
         public, secret = keys.load_pair(config.curve_secret_key)
@@ -239,5 +242,20 @@ def bind_socket(context: zmq.Context, config: CollectorConfig) -> zmq.Socket:
     socket.setsockopt(zmq.LINGER, 1000)
     socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
     socket.setsockopt(zmq.RCVHWM, 100_000)
+    # A connection that never completes its handshake (a flood of idle TCP connections) is
+    # closed after this, instead of libzmq's 30 s, so it holds its descriptor briefly.
+    socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL)
     socket.bind(config.listen)
     return socket
+
+
+def raise_descriptor_limit() -> None:
+    """Raise the soft limit on open descriptors to the hard one: each agent holds a connection."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, e)
+            return
+    log.info("open-file limit: %d descriptors", hard)

@@ -1,0 +1,110 @@
+"""A hostile or careless host cannot stop the collector (one test per attack that once worked)."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import socket
+import time
+
+import pytest
+import zmq
+
+from agent import wire
+from collector.store import open_store
+from tests.conftest import Cluster, wait_for
+from tests.test_curve import CurveCluster
+from tests.test_ingest import Peer, snapshot
+
+# Finite but huge floats: each once crashed `run` with an OverflowError in the scaling of
+# compact storage, in SQLite or in msgpack, and a resend kept ingest down.
+HUGE = [
+    {"metrics": {"net.rx_bps": 1e19}},
+    {"metrics": {"cpu.percent": 1e17}},
+    {"metrics": {"disk.read_bps": 1.7e308}},
+    {"metrics": {"load.1": 1e300}},
+    {"series": {"disk.percent": {"/": 1.7e308}}},
+    {"series": {"cpu.core": [1e19]}},
+    {"series": {"net.io": {"eth0": [1e300, 0.0]}}},
+    {"series": {"disk.io": {"vda": [0.0, 1e19]}}},
+]
+
+
+@pytest.mark.parametrize("changes", HUGE, ids=lambda c: str(c)[:40])
+def test_a_huge_finite_number_is_refused_not_fatal(cluster: Cluster, context: zmq.Context, changes) -> None:
+    collector = cluster.collector()
+    bad, good = Peer(context, cluster.port), Peer(context, cluster.port)
+    good.send(snapshot("good-01", 1))
+    assert good.wait_acks({1}) == {1}
+    for _ in range(3):  # an agent resends what is not acked
+        bad.send(snapshot("bad-01", 1, **changes))
+    good.send(snapshot("good-01", 2))
+    assert good.wait_acks({2}) == {2}
+    assert bad.acks(0.3) == []
+    assert collector.alive(), collector.output()
+    assert collector.terminate() == 0
+    store = open_store(cluster.dir / "osmon.db", readonly=True)
+    assert store.seqs("good-01") == [1, 2]
+    assert store.seqs("bad-01") == []
+    assert "outside" in collector.output()  # the log says what was wrong
+
+
+def test_the_agent_leaves_out_a_value_beyond_its_unit_range() -> None:
+    probes = {"cpu": {"percent": 250.0, "per_core": [50.0, 1e19]}, "net_io": {"rx_bps": 1e300, "tx_bps": 5.0}}
+    snap = wire.decode_snapshot(wire.encode_snapshot("h", 1, time.time(), 10.0, "x", probes))
+    assert "cpu.percent" not in snap.metrics and "net.rx_bps" not in snap.metrics
+    assert snap.metrics["net.tx_bps"] == 5.0
+    assert snap.series["cpu.core"] == [50.0, None]
+
+
+@pytest.fixture
+def context():
+    ctx = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+@pytest.fixture
+def curve(cluster: Cluster) -> CurveCluster:
+    return CurveCluster(cluster)
+
+
+def test_a_descriptor_flood_never_empties_the_allow_list(curve: CurveCluster) -> None:
+    """Idle TCP connections up to the descriptor limit, then a reload: agents stay allowed."""
+    web_key = curve.agent_keys("web-01", allow_as="web-01")
+    collector = curve.c.collector()
+    wait_for(lambda: "listening on" in collector.output(), what="the collector to listen")
+    agent = curve.agent("web-01", web_key)
+    wait_for(lambda: len(curve.stored("web-01")) >= 3, what="web-01 over CURVE")
+    # A limit the flood can reach in a test (the collector already raised its soft limit to the hard one).
+    soft, hard = resource.prlimit(collector.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(collector.pid, resource.RLIMIT_NOFILE, (64, hard))
+    flood = []
+    try:
+        for _ in range(100):
+            s = socket.socket()
+            s.settimeout(2)
+            try:
+                s.connect(("127.0.0.1", curve.c.port))
+            except OSError:
+                s.close()
+                break
+            flood.append(s)
+        # A key added during the flood, and a reload: the directory cannot be read now.
+        db_key = curve.agent_keys("db-01", allow_as="db-01")
+        collector.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "allow-list in force (1 keys) is kept" in collector.output(), what="the kept list")
+    finally:
+        for s in flood:
+            s.close()
+    resource.prlimit(collector.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    assert "0 agent keys" not in collector.output()
+    # web-01 was never cut off, and db-01's key is read once the directory can be read again.
+    before = len(curve.stored("web-01"))
+    wait_for(lambda: len(curve.stored("web-01")) > before + 3, what="web-01 after the flood")
+    other = curve.agent("db-01", db_key)
+    wait_for(lambda: len(curve.stored("db-01")) >= 3, timeout=30, what="db-01, allowed after the flood")
+    for process in (agent, other):
+        process.terminate()
+    assert collector.terminate() == 0
+    assert collector.alive() is False
