@@ -1,3 +1,1 @@
 """osMonitoring agent: collects probe snapshots and pushes them to the collector."""
-
-__version__ = "0.1.0"

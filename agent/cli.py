@@ -10,11 +10,11 @@ import time
 
 import zmq
 
-from agent import __version__, keys, wire
 from agent import config as agent_config
-from agent.configfile import ConfigError
-from agent.shutdown import Shutdown
 from agent.spool import SpoolError
+from osmon import __version__, keys, wire
+from osmon.configfile import ConfigError
+from osmon.shutdown import Shutdown
 
 log = logging.getLogger("osmon.agent")
 

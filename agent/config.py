@@ -6,8 +6,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import wire
-from agent.configfile import (
+from osmon import wire
+from osmon.configfile import (
     REQUIRED,
     ConfigError,
     Key,

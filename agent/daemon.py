@@ -14,11 +14,11 @@ from typing import Any
 
 import zmq
 
-from agent import __version__, wire
 from agent.config import AgentConfig
 from agent.link import Link
-from agent.shutdown import Shutdown
 from agent.spool import Spool
+from osmon import __version__, wire
+from osmon.shutdown import Shutdown
 
 log = logging.getLogger("osmon.agent")
 

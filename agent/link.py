@@ -8,8 +8,8 @@ import time
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from agent import keys, wire
 from agent.config import AgentConfig
+from osmon import keys, wire
 
 log = logging.getLogger("osmon.link")
 

@@ -2,7 +2,7 @@
 
 The data source is an argument (the psutil module by default, a fake in tests), so a
 test can say "with this /proc/meminfo, memory is 37.5 %". The shapes follow
-`agent.wire.PROBE_SHAPES`. Units: bytes, percent 0-100, seconds, Unix UTC seconds.
+`osmon.wire.PROBE_SHAPES`. Units: bytes, percent 0-100, seconds, Unix UTC seconds.
 
 Probes that need two readings (CPU percentages, process CPU, I/O rates) are split in
 a reading and a pure function of two readings; `agent.sampler.Sampler` keeps the

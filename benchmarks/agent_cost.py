@@ -1,7 +1,7 @@
 """What one snapshot costs the agent: CPU time per sample + encoding, and RSS over many cycles.
 
 Starts idle child processes until the host has about 100 (stopped by PID at the end),
-then runs Sampler.sample() and agent.wire.encode_snapshot() of a full snapshot N times.
+then runs Sampler.sample() and osmon.wire.encode_snapshot() of a full snapshot N times.
 
     .venv/bin/python benchmarks/agent_cost.py [--cycles 10000] [--processes 100]
 """
@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil
 import zmq  # noqa: F401  (the agent process loads it too: count it in the RSS)
 
-import agent
-from agent import wire
+import osmon
 from agent.sampler import Sampler
+from osmon import wire
 
 
 def rss_mb() -> float:
@@ -52,7 +52,7 @@ def snapshot(sampler: Sampler, seq: int) -> tuple[bytes, float]:
     results, errors = sampler.sample()
     started = time.process_time()
     message = wire.encode_snapshot(
-        socket.gethostname(), seq, time.time(), 10.0, agent.__version__, results, errors
+        socket.gethostname(), seq, time.time(), 10.0, osmon.__version__, results, errors
     )
     return message, time.process_time() - started
 

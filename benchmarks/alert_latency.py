@@ -30,11 +30,11 @@ from pathlib import Path
 import zmq
 from aiosmtpd.controller import Controller
 
-from agent import wire
 from collector import rules
 from collector.detection import Detector
 from collector.samples import extract
 from collector.store import Received, open_store
+from osmon import wire
 
 BIN = Path(sys.executable).parent
 

@@ -1,7 +1,7 @@
 """Response times of the dashboard: the overview of a large fleet, and a host page over 30 days.
 
 Builds a database under a temporary directory through the real store
-(`open_store(path).ingest(...)`, bodies from `agent.wire.encode_snapshot`):
+(`open_store(path).ingest(...)`, bodies from `osmon.wire.encode_snapshot`):
 1,000 hosts with a few minutes of history each, one of which (big-01) has 30
 days of samples every 10 s (259,200 per series), plus a few active alerts and
 silences. Then starts the real `osmon-collector web` (waitress) on loopback
@@ -50,10 +50,10 @@ from typing import Any
 
 import psutil
 
-from agent import wire
 from collector.samples import extract
 from collector.store import Received, open_store
 from collector.store.alerts import AlertEvent
+from osmon import wire
 
 BIN = Path(sys.executable).parent
 INTERVAL = 10.0

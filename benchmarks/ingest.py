@@ -23,9 +23,9 @@ from pathlib import Path
 import zmq
 from curve_keys import make_keys  # beside this script
 
-from agent import wire
 from agent.daemon import SEND_BATCH
 from agent.sampler import Sampler
+from osmon import wire
 
 BIN = Path(sys.executable).parent
 

@@ -40,11 +40,11 @@ import zmq
 from dashboard import probes as server_probes  # beside this script: what an 8-core server sends
 from ingest import SimulatedAgents, collector_cpu, free_port
 
-from agent import wire
-from agent.configfile import parse_size
 from agent.daemon import SEND_BATCH
 from collector.samples import extract
 from collector.store import Received, open_store
+from osmon import wire
+from osmon.configfile import parse_size
 
 BIN = Path(sys.executable).parent
 BUILD_HOSTS = 1000

@@ -18,7 +18,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
-from agent import keys, wire
+from osmon import keys, wire
 
 log = logging.getLogger("osmon.allowlist")
 

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from datetime import UTC
 from urllib.parse import urlsplit
 
-from agent import __version__
 from collector.config import CollectorConfig
 from collector.store import Store, StoreError
 from collector.store.certfr import CertfrAdded, CertfrItem, FeedItem
+from osmon import __version__
 
 log = logging.getLogger("osmon.certfr")
 

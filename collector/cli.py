@@ -13,9 +13,6 @@ from pathlib import Path
 
 import zmq
 
-from agent import keys, wire
-from agent.configfile import ConfigError, parse_duration
-from agent.shutdown import Shutdown
 from collector import allowlist, lock
 from collector import backup as backups
 from collector import config as collector_config
@@ -25,6 +22,9 @@ from collector.ingest import Ingest, bind_socket
 from collector.service import Services
 from collector.store import StoreError, open_store
 from collector.units import binary
+from osmon import keys, wire
+from osmon.configfile import ConfigError, parse_duration
+from osmon.shutdown import Shutdown
 
 log = logging.getLogger("osmon.collector")
 

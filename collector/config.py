@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from agent.configfile import (
+from collector import rules
+from osmon.configfile import (
     ConfigError,
     Key,
     all_or_none,
@@ -26,7 +27,6 @@ from agent.configfile import (
     string_list,
     zmq_endpoint,
 )
-from collector import rules
 
 DEFAULT_PATH = "/etc/osmonitoring/collector.toml"
 

@@ -16,12 +16,12 @@ from collections.abc import Callable
 
 import zmq
 
-from agent import keys, wire
-from agent.shutdown import Shutdown
 from collector.allowlist import AllowList
 from collector.config import CollectorConfig
 from collector.samples import extract
 from collector.store import Received, Store, StoreError
+from osmon import keys, wire
+from osmon.shutdown import Shutdown
 
 log = logging.getLogger("osmon.ingest")
 

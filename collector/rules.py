@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from agent.configfile import ConfigError, number, parse_duration, string
+from osmon.configfile import ConfigError, number, parse_duration, string
 
 
 class Threshold(NamedTuple):

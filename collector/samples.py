@@ -2,7 +2,7 @@
 
 One `Sample` per snapshot: host-wide numbers in fixed fields (the hot path of
 storage, charts and detection) and per-entity numbers (cores, mounts, disks,
-network interfaces) in `detail`. `agent.wire` has already checked that every
+network interfaces) in `detail`. `osmon.wire` has already checked that every
 one of them is a finite number.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from agent.wire import Snapshot
+from osmon.wire import Snapshot
 
 # Storage column -> wire metric name, in storage order.
 COLUMNS: dict[str, str] = {

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from agent import wire
 from collector import backup as backups
 from collector import config as collector_config
 from collector.samples import extract
 from collector.store import Received, open_store
 from collector.store.schema import MIGRATIONS
+from osmon import wire
 from tests.conftest import BIN, Cluster, wait_for
 
 T0 = 1_764_000_000.0

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from agent import __version__
 from collector import config as collector_config
 from collector.certfr import CertfrPoller, FeedError, clean_text, fetch, parse_date, parse_feed
 from collector.store import open_store
 from collector.store.certfr import CertfrItem, FeedItem
 from collector.store.sqlite import SQLiteStore
+from osmon import __version__
 from tests.conftest import free_port, wait_for
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent import config as agent_config
-from agent.configfile import ConfigError, parse_duration, parse_size
 from collector import config as collector_config
+from osmon.configfile import ConfigError, parse_duration, parse_size
 from tests.conftest import BIN, ROOT
 
 

@@ -16,8 +16,8 @@ import zmq.auth
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import wire
 from collector.store import StoreError, open_store
+from osmon import wire
 from tests.conftest import BIN, Cluster, wait_for
 
 

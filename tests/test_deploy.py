@@ -489,6 +489,6 @@ def new_build(tree: Path, version: str) -> Path:
         tree,
         ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache"),
     )
-    init = tree / "agent" / "__init__.py"
+    init = tree / "osmon" / "__init__.py"
     init.write_text(re.sub(r'(?m)^__version__ = ".*"$', f'__version__ = "{version}"', init.read_text()))
     return tree

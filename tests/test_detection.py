@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from agent import wire
-from agent.configfile import ConfigError
 from collector import rules
 from collector.detection import Detector
 from collector.samples import extract
 from collector.store import Received, open_store
+from osmon import wire
+from osmon.configfile import ConfigError
 from tests.conftest import BIN, Cluster, wait_for
 
 T0 = 1_764_000_000.0

@@ -10,8 +10,8 @@ import time
 import pytest
 import zmq
 
-from agent import wire
 from collector.store import open_store
+from osmon import wire
 from tests.conftest import Cluster, wait_for
 from tests.test_curve import CurveCluster
 from tests.test_ingest import Peer, snapshot

@@ -10,9 +10,9 @@ import msgpack
 import pytest
 import zmq
 
-from agent import wire
 from collector.ingest import PeerLog
 from collector.store import open_store
+from osmon import wire
 from tests.conftest import BIN, Cluster, wait_for
 
 

@@ -11,13 +11,13 @@ from typing import Any
 import msgpack
 import pytest
 
-from agent import wire
 from collector import config as collector_config
 from collector.ingest import Ingest
 from collector.samples import extract
 from collector.store import Received, open_store
 from collector.store.rollups import HOUR, MINUTE
 from collector.store.schema import MIGRATIONS
+from osmon import wire
 
 T0 = 1_764_000_000.0  # a whole hour
 MOUNTS = ("/", "/var")

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import agent
-from agent import wire
+import osmon
 from agent.sampler import MAX_RATE, SENSOR_RECHECK, CounterRates, Sampler, clean
+from osmon import wire
 
 CpuT = namedtuple("CpuT", "user nice system idle iowait irq softirq steal guest guest_nice")
 Mem = namedtuple("Mem", "total available percent used free")
@@ -340,7 +340,7 @@ def test_non_finite_numbers_never_reach_the_snapshot(host, clock):
     assert results["temperatures"] == {
         "acpitz": [{"label": None, "current": None, "high": None, "critical": None}]
     }
-    message = wire.encode_snapshot("web-01", 1, time.time(), 10.0, agent.__version__, results, errors)
+    message = wire.encode_snapshot("web-01", 1, time.time(), 10.0, osmon.__version__, results, errors)
     snapshot = wire.decode_snapshot(message)  # the collector accepts it
     assert snapshot.probes() == results
     assert "mem.percent" not in snapshot.metrics
@@ -375,7 +375,7 @@ def test_real_snapshots_follow_probe_shapes_and_the_collector_accepts_them():
     assert results["cpu"]["count"] == os.cpu_count()
     assert 0 <= results["cpu"]["percent"] <= 100
     message = wire.encode_snapshot(
-        socket.gethostname(), 2, time.time(), 10.0, agent.__version__, results, errors
+        socket.gethostname(), 2, time.time(), 10.0, osmon.__version__, results, errors
     )
     snapshot = wire.decode_snapshot(message)
     assert snapshot.probes() == results

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import wire
 from collector.samples import extract
 from collector.store import Received, StoreError, open_store
 from collector.store.schema import MIGRATIONS
+from osmon import wire
 
 T0 = 1_764_000_000.0
 

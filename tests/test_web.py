@@ -17,7 +17,6 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from agent import wire
 from collector import config as collector_config
 from collector.samples import extract
 from collector.store import Received, open_store
@@ -25,6 +24,7 @@ from collector.store.alerts import AlertEvent
 from collector.store.certfr import FeedItem
 from collector.web import create_app, series
 from collector.web.auth import hash_password
+from osmon import wire
 
 SECRET = "k" * 64
 PASSWORD = "correct horse battery staple"

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from werkzeug.security import check_password_hash
 
-from agent.configfile import ConfigError
 from collector import config as collector_config
+from osmon.configfile import ConfigError
 from tests.conftest import BIN, Cluster, free_port, wait_for
 from tests.test_web import PASSWORD, password_hash
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import wire
 from collector.samples import extract
+from osmon import wire
 
 PROBES = {
     "cpu": {"percent": 12.5, "iowait": 1.5, "per_core": [10.0, 15.0], "count": 2},

@@ -7,12 +7,12 @@ import time
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
-from agent import wire
-from agent.configfile import parse_duration
 from collector.web import views
 from collector.web.auth import current_user, local_path
 from collector.web.context import store
 from collector.web.errors import BadRequest
+from osmon import wire
+from osmon.configfile import parse_duration
 
 log = logging.getLogger("osmon.web")
 

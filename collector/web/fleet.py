@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 
 import msgpack
 
-from agent import wire
 from collector.status import DEFAULT_INTERVAL
 from collector.store.alerts import Alert, Silence
 from collector.store.certfr import CertfrItem
 from collector.store.web import WebHost
+from osmon import wire
 
 # Display and sort order of the overview: what needs attention first.
 STATUSES = ("down", "critical", "warning", "ok", "silenced")

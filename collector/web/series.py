@@ -126,7 +126,7 @@ METRICS: dict[str, str] = {
 DETAIL_METRICS = DETAIL_KEYS
 
 
-# Per-device rates come as [a, b] pairs per device (agent.wire): one line each, named so.
+# Per-device rates come as [a, b] pairs per device (osmon.wire): one line each, named so.
 PAIRS = {"disk.io": ("read", "write"), "net.io": ("received", "sent")}
 
 

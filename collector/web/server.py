@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 
 import waitress
 
-from agent.configfile import ConfigError
 from collector.config import CollectorConfig
 from collector.web import create_app
 from collector.web.secret import SecretKeyError
+from osmon.configfile import ConfigError
 
 log = logging.getLogger("osmon.web")
 
