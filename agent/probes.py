@@ -230,6 +230,7 @@ class ProcStat(NamedTuple):
     start: int  # clock ticks after boot: tells a reused pid from the process that had it before
     cpu: float  # user + system seconds
     rss: int  # bytes
+    running: bool = False  # state R: running or runnable
 
 
 def _read(path: str, limit: int = 4096) -> bytes | None:
@@ -299,7 +300,7 @@ def _parse_stat(pid: int, data: bytes) -> ProcStat:
         raise ValueError(f"malformed /proc/{pid}/stat")
     name = data[data.find(b"(") + 1 : close].decode("utf-8", "replace")
     cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return ProcStat(pid, name, int(fields[19]), cpu, int(fields[21]) * PAGE_SIZE)
+    return ProcStat(pid, name, int(fields[19]), cpu, int(fields[21]) * PAGE_SIZE, fields[0] == b"R")
 
 
 def process_table(ps: Any = psutil, files: StatFiles | None = None) -> dict[int, ProcStat]:
@@ -368,7 +369,7 @@ def processes(
     top_n: int = 5,
     names: Callable[[int], str] = user_name,
 ) -> dict[str, Any]:
-    """Process count and the top N by CPU (100 % = one core, as in top) and by resident memory."""
+    """Process count, how many run, and the top N by CPU (100 % = one core, as in top) and by memory."""
     cpu = process_cpu(table, before) if before is not None and elapsed > 0 else {}
     details: dict[int, dict[str, Any]] = {}
 
@@ -387,6 +388,7 @@ def processes(
     by_mem = heapq.nlargest(top_n, table.values(), key=lambda p: p.rss)
     return {
         "count": len(table),
+        "running": sum(p.running for p in table.values()),
         "top_cpu": [describe(p) for p in by_cpu],
         "top_mem": [describe(p) for p in by_mem],
     }

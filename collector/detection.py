@@ -18,10 +18,11 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from collector.rules import Rules, Threshold
-from collector.samples import Sample
+from collector.samples import POSITION, Sample
 from collector.status import DEFAULT_INTERVAL
 from collector.store import Received, Store
 from collector.store.alerts import AlertEvent
+from osmon import catalog
 
 log = logging.getLogger("osmon.detection")
 
@@ -36,29 +37,34 @@ class Active(NamedTuple):
     peak: float | None
 
 
+# What detection reads of a sample, from the catalog: metrics with default levels (position in
+# Sample.values, alerted per core or not), then per-entity series with levels (one rule per entity).
+_ALERTED = tuple((m.name, POSITION[m.name], m.per_core) for m in catalog.STORED if m.levels is not None)
+_ALERTED_SERIES = tuple(s.name for s in catalog.SERIES if s.levels is not None)
+
+
 def readings(sample: Sample) -> list[tuple[str, str, float]]:
-    """(rule, metric, value) of a sample; a rule is a metric, with the mount for disks."""
-    found = [
-        (metric, metric, value)
-        for metric, value in (
-            ("cpu.percent", sample.cpu),
-            ("mem.percent", sample.mem),
-            ("swap.percent", sample.swap),
-        )
-        if value is not None
-    ]
-    for mount, value in (sample.detail.get("disk.percent") or {}).items():
-        if value is not None:
-            found.append((_disk_rule(mount), "disk.percent", value))
-    cores = len(sample.detail.get("cpu.core") or ())
-    if sample.load1 is not None and cores:
-        found.append(("load.1", "load.1", sample.load1 / cores))
+    """(rule, metric, value) of a sample; a rule is a metric, or `metric:entity` for a series (disks)."""
+    found = []
+    for metric, position, per_core in _ALERTED:
+        value = sample.values[position]
+        if value is not None and (not per_core or (value := _per_core(sample, value)) is not None):
+            found.append((metric, metric, value))
+    for metric in _ALERTED_SERIES:
+        for entity, value in (sample.detail.get(metric) or {}).items():
+            if value is not None:
+                found.append((_entity_rule(metric, entity), metric, value))
     return found
 
 
+def _per_core(sample: Sample, value: float) -> float | None:
+    cores = len(sample.detail.get("cpu.core") or ())
+    return value / cores if cores else None
+
+
 @functools.lru_cache(maxsize=4096)
-def _disk_rule(mount: str) -> str:
-    return f"disk.percent:{mount}"
+def _entity_rule(metric: str, entity: str) -> str:
+    return f"{metric}:{entity}"
 
 
 class Detector:
@@ -117,18 +123,19 @@ class Detector:
         return events
 
     def _quiet(self, s: Sample) -> bool:
-        """Every reading of `s` below the lowest level of its rule (the fullest disk stands for all)."""
+        """Every reading of `s` below the lowest level of its rule (a series' highest entity stands for all)."""
         lookup, host = self.rules.lookup, s.host
-        for metric, value in (
-            ("cpu.percent", s.cpu),
-            ("mem.percent", s.mem),
-            ("swap.percent", s.swap),
-            ("disk.percent", s.disk_max),
-        ):
+        for metric, position, per_core in _ALERTED:
+            value = s.values[position]
+            if value is not None and per_core:
+                value = _per_core(s, value)
             if value is not None and value >= lookup(host, metric)[1]:
                 return False
-        cores = len(s.detail.get("cpu.core") or ())
-        return s.load1 is None or not cores or s.load1 / cores < lookup(host, "load.1")[1]
+        for metric in _ALERTED_SERIES:
+            values = [v for v in (s.detail.get(metric) or {}).values() if v is not None]
+            if values and max(values) >= lookup(host, metric)[1]:
+                return False
+        return True
 
     def _evaluate(self, host: str, rule: str, t: Threshold, value: float, ts: float) -> AlertEvent | None:
         key = (host, rule)

@@ -18,6 +18,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from osmon import catalog
 from osmon.configfile import ConfigError, number, parse_duration, string
 
 
@@ -46,14 +47,11 @@ class Threshold(NamedTuple):
         return self.critical if severity == "critical" else self.warning
 
 
-# The seed compared CPU and memory to 80 % every minute; these keep 80 % and add
-# a critical level, a duration (a CPU spike is not a crisis) and disk, swap, load.
+# The catalog's default levels (osmon.catalog): CPU and memory keep the seed's 80 %.
 DEFAULTS: dict[str, Threshold] = {
-    "cpu.percent": Threshold(80.0, 95.0, 120.0, 5.0),
-    "mem.percent": Threshold(80.0, 95.0, 60.0, 5.0),
-    "swap.percent": Threshold(50.0, 80.0, 300.0, 5.0),
-    "disk.percent": Threshold(85.0, 95.0, 0.0, 2.0),  # per mount
-    "load.1": Threshold(2.0, 4.0, 300.0, 0.25),  # 1-minute load per core
+    entry.name: Threshold(*entry.levels)
+    for entry in (*catalog.METRICS, *catalog.SERIES)
+    if entry.levels is not None
 }
 
 _FIELDS = {"warning": "warning", "critical": "critical", "for": "for_", "hysteresis": "hysteresis"}
@@ -71,10 +69,6 @@ class Rules:
     def __init__(self, base: dict[str, Threshold], overrides: list[Override]) -> None:
         self.base, self.overrides = base, overrides
         self._cache: dict[tuple[str, str], tuple[Threshold, float]] = {}
-
-    def for_host(self, host: str, metric: str) -> Threshold:
-        """The threshold of `metric` on `host`; later overrides win."""
-        return self.lookup(host, metric)[0]
 
     def lookup(self, host: str, metric: str) -> tuple[Threshold, float]:
         """(threshold, its floor), cached: detection asks for every reading of every snapshot."""

@@ -36,10 +36,13 @@ This module must not import psutil: the collector imports it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import msgpack
+
+from osmon import catalog
+from osmon.catalog import MAX_TS
 
 SCHEMA_VERSION = 1
 
@@ -49,17 +52,6 @@ HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252})$")
 MAX_SEQ = 2**63 - 1
 MAX_INT = 2**53
 MAX_INTERVAL = 7 * 86400.0  # an agent reporting less often than weekly is misconfigured
-MAX_TS = 7_258_118_400  # 2200-01-01: a later timestamp is a broken clock or garbage
-
-# The range of a plausible value, per unit. A value outside is no measurement (a broken probe or a
-# hostile peer), and would overflow the collector's scaled integers and rollup sums: the agent
-# leaves it out, the collector refuses a snapshot that carries one.
-PERCENT = (0.0, 100.0)
-RATE = (0.0, 2.0**40)  # bytes/s: 1 TiB/s, beyond the disks or links of any one host
-LOAD = (0.0, 1e6)
-COUNT = (0.0, 2.0**32)
-INSTANT = (0.0, float(MAX_TS))
-
 # Documentation of what each probe sends; the agent's tests check it holds.
 PROBE_SHAPES: dict[str, str] = {
     "cpu": "{percent, user, system, iowait, steal, per_core: [percent], count}",
@@ -69,7 +61,7 @@ PROBE_SHAPES: dict[str, str] = {
     "filesystems": "[{mount, device, fstype, total, used, free, percent}]",
     "disk_io": "{read_bytes, write_bytes, read_bps?, write_bps?, devices: {name: {...}}}",
     "net_io": "{rx_bytes, tx_bytes, rx_bps?, tx_bps?, interfaces: {name: {...}}}",
-    "processes": "{count, top_cpu: [proc], top_mem: [proc]}; proc = "
+    "processes": "{count, running, top_cpu: [proc], top_mem: [proc]}; proc = "
     "{pid, name, user, cpu_percent, mem_percent, rss, cmdline}",
     "users": "[{name, terminal, host, since}]",
     "uptime": "{boot_time, seconds}",
@@ -100,46 +92,13 @@ class Snapshot(NamedTuple):
         return decode_probes(self.probes_raw)
 
 
-# Host-wide numbers: name -> what it is. The collector stores each in a column.
-METRICS: dict[str, str] = {
-    "cpu.percent": "CPU busy, all cores, %",
-    "cpu.iowait": "CPU waiting for I/O, %",
-    "cpu.count": "logical CPUs",
-    "mem.percent": "memory used, %",
-    "swap.percent": "swap used, %",
-    "load.1": "load average, 1 minute",
-    "load.5": "load average, 5 minutes",
-    "load.15": "load average, 15 minutes",
-    "disk.read_bps": "disk reads, bytes/s",
-    "disk.write_bps": "disk writes, bytes/s",
-    "net.rx_bps": "network received, bytes/s",
-    "net.tx_bps": "network sent, bytes/s",
-    "processes.count": "processes",
-    "users.count": "logged-in sessions",
-    # An instant, not a measurement: lets the dashboard show uptime without decoding the probes.
-    # Collectors older than this metric ignore it (see _metrics).
-    "boot.time": "booted at, Unix UTC seconds",
-}
+# Host-wide numbers: name -> what it is (the catalog's, for agents and collectors alike).
+METRICS: dict[str, str] = {m.name: m.help for m in catalog.WIRE_METRICS}
+# The plausible range of each number, by its unit: a value outside is no measurement (a broken
+# probe or a hostile peer), and would overflow the collector's scaled integers and rollup sums.
+# The agent leaves it out; the collector refuses a snapshot that carries one.
 BOUNDS: dict[str, tuple[float, float]] = {
-    "cpu.percent": PERCENT,
-    "cpu.iowait": PERCENT,
-    "cpu.count": COUNT,
-    "mem.percent": PERCENT,
-    "swap.percent": PERCENT,
-    "load.1": LOAD,
-    "load.5": LOAD,
-    "load.15": LOAD,
-    "disk.read_bps": RATE,
-    "disk.write_bps": RATE,
-    "net.rx_bps": RATE,
-    "net.tx_bps": RATE,
-    "processes.count": COUNT,
-    "users.count": COUNT,
-    "boot.time": INSTANT,
-    "cpu.core": PERCENT,
-    "disk.percent": PERCENT,
-    "disk.io": RATE,
-    "net.io": RATE,
+    m.name: (m.unit.low, m.unit.high) for m in (*catalog.WIRE_METRICS, *catalog.SERIES)
 }
 
 
@@ -182,60 +141,46 @@ def _out_of_range(name: str, value: object) -> str:
     return f"{name}: {str(value)[:40]} outside [{low:g}, {high:g}]"
 
 
-def _get(table: dict, *path: str) -> Any:
-    for key in path:
-        if not isinstance(table, dict):
-            return None
-        table = table.get(key)
-    return table
-
-
 def metrics_from_probes(probes: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
     """The (metrics, series) parts of a snapshot, read from the probe results (agent side)."""
-    sources = {
-        "cpu.percent": ("cpu", "percent"),
-        "cpu.iowait": ("cpu", "iowait"),
-        "cpu.count": ("cpu", "count"),
-        "mem.percent": ("memory", "percent"),
-        "swap.percent": ("swap", "percent"),
-        "load.1": ("load", "avg1"),
-        "load.5": ("load", "avg5"),
-        "load.15": ("load", "avg15"),
-        "disk.read_bps": ("disk_io", "read_bps"),
-        "disk.write_bps": ("disk_io", "write_bps"),
-        "net.rx_bps": ("net_io", "rx_bps"),
-        "net.tx_bps": ("net_io", "tx_bps"),
-        "processes.count": ("processes", "count"),
-        "boot.time": ("uptime", "boot_time"),
-    }
-    metrics = {
-        name: float(v) for name, path in sources.items() if _within(v := _get(probes, *path), BOUNDS[name])
-    }
-    if isinstance(probes.get("users"), list):
-        metrics["users.count"] = float(len(probes["users"]))
+    metrics = {}
+    for metric in catalog.WIRE_METRICS:
+        if metric.source is not None and _within(value := metric.source(probes), BOUNDS[metric.name]):
+            metrics[metric.name] = float(value)  # type: ignore[arg-type]
+    cpu = probes.get("cpu")
+    cores = cpu.get("per_core") if isinstance(cpu, dict) else None
+    disk_io, net_io = probes.get("disk_io"), probes.get("net_io")
     series: dict[str, Any] = {
-        "cpu.core": [
-            float(c) if _within(c, PERCENT) else None for c in _get(probes, "cpu", "per_core") or []
-        ],
+        "cpu.core": [float(c) if _within(c, BOUNDS["cpu.core"]) else None for c in cores or []],
         "disk.percent": {
             fs["mount"]: float(fs["percent"])
             for fs in probes.get("filesystems") or []
             if isinstance(fs, dict)
             and isinstance(fs.get("mount"), str)
-            and _within(fs.get("percent"), PERCENT)
+            and _within(fs.get("percent"), BOUNDS["disk.percent"])
         },
-        "disk.io": _pairs(_get(probes, "disk_io", "devices"), ("read_bps", "write_bps")),
-        "net.io": _pairs(_get(probes, "net_io", "interfaces"), ("rx_bps", "tx_bps")),
+        "disk.io": _pairs(
+            disk_io.get("devices") if isinstance(disk_io, dict) else None,
+            ("read_bps", "write_bps"),
+            BOUNDS["disk.io"],
+        ),
+        "net.io": _pairs(
+            net_io.get("interfaces") if isinstance(net_io, dict) else None,
+            ("rx_bps", "tx_bps"),
+            BOUNDS["net.io"],
+        ),
     }
     return metrics, series
 
 
-def _pairs(entities: object, keys: tuple[str, str]) -> dict[str, list[float | None]]:
+def _pairs(
+    entities: object, keys: tuple[str, str], bounds: tuple[float, float]
+) -> dict[str, list[float | None]]:
     pairs = {}
     for name, counters in (entities or {}).items() if isinstance(entities, dict) else ():
         if not isinstance(counters, dict):
             continue
-        pair = [float(v) if _within(v := counters.get(k), RATE) else None for k in keys]
+        pair = [float(v) if _within(v := counters.get(k), bounds) else None for k in keys]
         if pair != [None, None]:
             pairs[name] = pair
     return pairs
@@ -335,29 +280,37 @@ def _series(series: object) -> dict[str, Any]:
     if type(series) is not dict:
         raise WireError("series is not a map")
     checked: dict[str, Any] = {}
-    cores = series.get("cpu.core")
-    if cores is not None:
-        if type(cores) is not list or not all(c is None or _finite(c) for c in cores):
-            raise WireError("series cpu.core is not a list of finite numbers")
-        _check_range("cpu.core", cores)
-        checked["cpu.core"] = cores
-    usage = series.get("disk.percent")
-    if usage is not None:
-        if type(usage) is not dict or not all(
-            type(k) is str and (v is None or _finite(v)) for k, v in usage.items()
-        ):
-            raise WireError("series disk.percent is not a map of mount to a finite number")
-        _check_range("disk.percent", usage.values())
-        checked["disk.percent"] = usage
-    for name in ("disk.io", "net.io"):
-        pairs = series.get(name)
-        if pairs is None:
-            continue
-        if type(pairs) is not dict or not all(_pair(k, p) for k, p in pairs.items()):
-            raise WireError(f"series {name} is not a map of name to [finite number, finite number]")
-        _check_range(name, (v for pair in pairs.values() for v in pair))
-        checked[name] = pairs
+    for declared in catalog.SERIES:
+        value = series.get(declared.name)
+        if value is not None:
+            checked[declared.name] = _SHAPES[declared.shape](declared.name, value)
     return checked
+
+
+def _list(name: str, values: object) -> list[float | None]:
+    if type(values) is not list or not all(c is None or _finite(c) for c in values):
+        raise WireError(f"series {name} is not a list of finite numbers")
+    _check_range(name, values)
+    return values
+
+
+def _map(name: str, values: object) -> dict[str, float | None]:
+    if type(values) is not dict or not all(
+        type(k) is str and (v is None or _finite(v)) for k, v in values.items()
+    ):
+        raise WireError(f"series {name} is not a map of name to a finite number")
+    _check_range(name, values.values())
+    return values
+
+
+def _pairs_of(name: str, pairs: object) -> dict[str, list[float | None]]:
+    if type(pairs) is not dict or not all(_pair(k, p) for k, p in pairs.items()):
+        raise WireError(f"series {name} is not a map of name to [finite number, finite number]")
+    _check_range(name, (v for pair in pairs.values() for v in pair))
+    return pairs
+
+
+_SHAPES: dict[str, Callable[[str, object], Any]] = {"list": _list, "map": _map, "pairs": _pairs_of}
 
 
 def _check_range(name: str, values: Iterable[float | None]) -> None:

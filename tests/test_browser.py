@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from collector.store import open_store
+from collector.web import series
 from tests.conftest import BIN, Cluster, wait_for
 
 CHROMIUM = Path(os.environ.get("OSMON_CHROMIUM", "/usr/bin/chromium"))
@@ -40,7 +41,7 @@ CHROMIUM_ARGS = [
 SCREENS = Path("/tmp/osmon-screens")  # the newest screenshots, kept for people to look at
 TIMEOUT_MS = 20_000
 PASSWORD = "browser test password"
-CHARTS = 7  # collector.web.series.CHARTS
+CHARTS = len(series.CHARTS)
 
 ROWS = "#hosts tbody tr[data-host]"
 
@@ -256,9 +257,9 @@ def test_a_host_page_draws_charts_with_data_and_redraws_them_in_place(
 
     # The 1h range buckets per 15 s: the charts are redrawn from /api/hosts/<name>/charts every 15 s.
     # Wait for that redraw, and until every chart has at least two points on each of its lines.
-    drawn = """ids => {
+    drawn = """([ids, count]) => {
         const svgs = [...document.querySelectorAll('#charts figure[data-chart] svg.chart')];
-        if (svgs.length !== 7 || svgs.some((s, i) => s.id === ids[i])) return false;
+        if (svgs.length !== count || svgs.some((s, i) => s.id === ids[i])) return false;
         return svgs.every(svg => {
             const lines = [...svg.querySelectorAll('g.series path.line.reactive')];
             const numbers = JSON.parse(svg.parentNode.dataset.points).series;  // what the tooltip shows
@@ -267,7 +268,7 @@ def test_a_host_page_draws_charts_with_data_and_redraws_them_in_place(
                 && lines.every(l => l.getBBox().width > 0 && l.getAttribute('d').split(/[ML]/).length > 2);
         });
     }"""
-    page.wait_for_function(drawn, arg=first_ids, timeout=60_000)
+    page.wait_for_function(drawn, arg=[first_ids, CHARTS], timeout=60_000)
     assert page.evaluate("window.osmonMarker") == "not reloaded"
     assert "/api/hosts/web-01/charts" in watch.paths()
     assert watch.paths().count("/host/web-01") == 1

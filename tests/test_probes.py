@@ -54,9 +54,11 @@ def fake_proc(tmp_path, monkeypatch):
     return proc
 
 
-def stat_line(pid, name, utime=0, stime=0, start=100, rss_pages=0):
+def stat_line(pid, name, utime=0, stime=0, start=100, rss_pages=0, state="S"):
     """A /proc/<pid>/stat line with the fields the probes read set, the others zero."""
-    fields = ["S", "1"] + ["0"] * 9 + [str(utime), str(stime)] + ["0"] * 6 + [str(start), "0", str(rss_pages)]
+    fields = (
+        [state, "1"] + ["0"] * 9 + [str(utime), str(stime)] + ["0"] * 6 + [str(start), "0", str(rss_pages)]
+    )
     return f"{pid} ({name}) {' '.join(fields)} " + " ".join(["0"] * 28) + "\n"
 
 
@@ -331,13 +333,16 @@ def test_net_io_reads_proc_net_dev(fake_proc, fake_sys):
 def test_process_table_reads_name_cpu_start_and_rss(fake_proc):
     ticks = probes.CLOCK_TICKS
     add_process(fake_proc, 42, "my (odd) name", utime=3 * ticks, stime=ticks // 2, start=777, rss_pages=10)
-    add_process(fake_proc, 7, "init", utime=ticks, start=1, rss_pages=1)
+    add_process(fake_proc, 7, "init", utime=ticks, start=1, rss_pages=1, state="R")
     (fake_proc / "self").mkdir()  # not a process directory
     (fake_proc / "99").mkdir()  # exited between listing and reading: no stat
-    assert probes.process_table() == {
-        42: ProcStat(42, "my (odd) name", 777, 3.5, 10 * probes.PAGE_SIZE),
-        7: ProcStat(7, "init", 1, 1.0, probes.PAGE_SIZE),
+    table = probes.process_table()
+    assert table == {
+        42: ProcStat(42, "my (odd) name", 777, 3.5, 10 * probes.PAGE_SIZE, running=False),
+        7: ProcStat(7, "init", 1, 1.0, probes.PAGE_SIZE, running=True),
     }
+    result = probes.processes(table, None, 0.0, None, top_n=1)
+    assert (result["count"], result["running"]) == (2, 1)
 
 
 def test_malformed_stat_is_an_error(fake_proc):

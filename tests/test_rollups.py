@@ -54,8 +54,8 @@ def expected(samples: list[Received], width: int) -> dict[float, dict[str, tuple
         periods[(r.sample.ts // width) * width].append(r)
     result = {}
     for t, group in periods.items():
-        cpu = [round(r.sample.cpu * 100) for r in group]
-        rx = [round(r.sample.rx_bps) for r in group if r.sample.rx_bps is not None]
+        cpu = [round(r.sample.value("cpu.percent") * 100) for r in group]
+        rx = [round(r.sample.value("net.rx_bps")) for r in group if r.sample.value("net.rx_bps") is not None]
         cores = [max(round(r.sample.detail["cpu.core"][i]) for r in group) for i in range(3)]
         nics = [r.sample.detail["net.io"] for r in group if r.sample.detail["net.io"]]
         eth1 = [max(round(n["eth1"][i]) for n in nics) for i in (0, 1)] if nics else None
@@ -210,7 +210,9 @@ def test_a_schema_4_database_is_compacted_and_rolled_up_on_upgrade(tmp_path: Pat
         )
     conn.close()
     store = open_store(path)
-    assert [(s.seq, s.cpu, s.rx_bps) for s in store.samples("old", 0, T0 + 3600)] == [
+    assert [
+        (s.seq, s.value("cpu.percent"), s.value("net.rx_bps")) for s in store.samples("old", 0, T0 + 3600)
+    ] == [
         (1, 10.13, 1500.0),
         (2, 30.0, 1500.0),
         (3, None, 1500.0),

@@ -57,7 +57,9 @@ def test_samples_read_back_exactly(tmp_path: Path) -> None:
     store = open_store(tmp_path / "osmon.db")
     store.ingest([received("a", s, cpu=float(s)) for s in range(1, 6)])
     samples = store.samples("a", T0 + 2, T0 + 5)
-    assert [(s.seq, s.cpu, s.mem, s.disk_max) for s in samples] == [
+    assert [
+        (s.seq, s.value("cpu.percent"), s.value("mem.percent"), s.value("disk.max")) for s in samples
+    ] == [
         (2, 2.0, 50.0, 70.0),
         (3, 3.0, 50.0, 70.0),
         (4, 4.0, 50.0, 70.0),

@@ -59,6 +59,7 @@ def probes(
         "net_io": {"rx_bps": 3000.0, "tx_bps": 4000.0},
         "processes": {
             "count": 120,
+            "running": 3,
             "top_cpu": [
                 {
                     "pid": 42,

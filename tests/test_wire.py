@@ -112,11 +112,21 @@ def test_missing_required_keys_reject_the_message() -> None:
 
 def test_metrics_are_extracted_exactly() -> None:
     sample = extract(wire.decode_snapshot(wire.encode(message())))
-    assert sample.cpu == 12.5 and sample.cpu_iowait == 1.5 and sample.mem == 37.5 and sample.swap == 0.0
-    assert (sample.load1, sample.load5, sample.load15) == (0.5, 0.25, 0.125)
-    assert sample.disk_max == 88.5
-    assert (sample.read_bps, sample.write_bps, sample.rx_bps, sample.tx_bps) == (100.0, 2048.0, 5.0, 6.0)
-    assert (sample.procs, sample.users) == (104.0, 1.0)
+    assert (
+        sample.value("cpu.percent") == 12.5
+        and sample.value("cpu.iowait") == 1.5
+        and sample.value("mem.percent") == 37.5
+        and sample.value("swap.percent") == 0.0
+    )
+    assert (sample.value("load.1"), sample.value("load.5"), sample.value("load.15")) == (0.5, 0.25, 0.125)
+    assert sample.value("disk.max") == 88.5
+    assert (
+        sample.value("disk.read_bps"),
+        sample.value("disk.write_bps"),
+        sample.value("net.rx_bps"),
+        sample.value("net.tx_bps"),
+    ) == (100.0, 2048.0, 5.0, 6.0)
+    assert (sample.value("processes.count"), sample.value("users.count")) == (104.0, 1.0)
     assert sample.detail == {
         "cpu.core": [10.0, 15.0],
         "disk.percent": {"/": 41.0, "/var": 88.5},
@@ -148,7 +158,12 @@ def test_probes_with_missing_or_odd_values_give_gaps_not_errors() -> None:
         "disk_io": {"devices": []},
     }
     sample = extract(wire.decode_snapshot(wire.encode_snapshot("h", 1, 1.0, None, "x", probes)))
-    assert sample.cpu is None and sample.mem is None and sample.disk_max is None and sample.users is None
+    assert (
+        sample.value("cpu.percent") is None
+        and sample.value("mem.percent") is None
+        and sample.value("disk.max") is None
+        and sample.value("users.count") is None
+    )
     assert sample.detail["cpu.core"] == [1.0, None]
 
 

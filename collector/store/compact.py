@@ -23,39 +23,17 @@ from typing import Any
 import msgpack
 
 from collector.samples import Sample
+from osmon import catalog
 
 # Column -> factor: the stored integer is round(value * factor).
-SCALE: dict[str, int] = {
-    "cpu": 100,
-    "cpu_iowait": 100,
-    "mem": 100,
-    "swap": 100,
-    "load1": 100,
-    "load5": 100,
-    "load15": 100,
-    "disk_max": 100,
-    "read_bps": 1,
-    "write_bps": 1,
-    "rx_bps": 1,
-    "tx_bps": 1,
-    "procs": 1,
-    "users": 1,
-}
-COLUMNS = tuple(SCALE)
-assert Sample._fields[3:-1] == COLUMNS, "storage columns must follow collector.samples.Sample"
+SCALE: dict[str, int] = {m.column: m.scale for m in catalog.STORED if m.column is not None}
+COLUMNS = catalog.COLUMNS
 
-# Stored detail key -> (wire key, factor). A core to the whole percent (charts show no
-# finer, and a big host has many), a mount to 0.1 (its trend tells when it fills).
-_DETAIL = {
-    "c": ("cpu.core", 1),
-    "d": ("disk.percent", 10),
-    "io": ("disk.io", 1),
-    "net": ("net.io", 1),
-}
+# Stored detail key -> (wire key, factor).
+_DETAIL = {s.key: (s.name, s.scale) for s in catalog.SERIES}
 _BY_WIRE = {wire: (short, factor) for short, (wire, factor) in _DETAIL.items()}
-# What a raw sample keeps. Per-device rates would be a third of a raw row; their totals are
-# raw columns already, and the rollups keep each device's maximum per minute and per hour.
-RAW_DETAIL = ("c", "d")
+# What a raw sample keeps; the rollups keep each entity's maximum of the others per minute and hour.
+RAW_DETAIL = tuple(s.key for s in catalog.SERIES if s.raw)
 
 
 def scaled(value: float | None, factor: int) -> int | None:
@@ -64,7 +42,7 @@ def scaled(value: float | None, factor: int) -> int | None:
 
 def pack_row(sample: Sample) -> tuple[int | None, ...]:
     """The stored integers of a sample's host-wide numbers, in COLUMNS order."""
-    return tuple(scaled(v, f) for v, f in zip(sample[3:-1], SCALE.values(), strict=True))
+    return tuple(scaled(v, f) for v, f in zip(sample.values, SCALE.values(), strict=True))
 
 
 def unpack_value(column: str, stored: float | None) -> float | None:

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from collector.store.compact import COLUMNS, highest
+from collector.store.schema import STATS
 
 
 class Tier(NamedTuple):
@@ -39,7 +40,6 @@ HOUR = Tier("hour", "rollup_hour", 3600)
 TIERS = (MINUTE, HOUR)
 TIERS_BY_NAME = {tier.name: tier for tier in TIERS}
 
-STATS = ("min", "sum", "max", "n")
 ROLLUP_COLUMNS = tuple(f"{c}_{s}" for c in COLUMNS for s in STATS)
 
 

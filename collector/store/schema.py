@@ -2,7 +2,34 @@
 
 Append a migration to change the schema; never edit one that has shipped:
 an upgrade applies only the ones a database has not seen, so data is kept.
+
+The columns of metrics are the exception: a metric added to the catalog
+(osmon.catalog) gets its column in the raw samples and in both rollup tiers
+when the writer opens the database (`catalog_columns`), after the numbered
+migrations. A column is only ever added, never changed or dropped, so this
+needs no number of its own.
 """
+
+from osmon.catalog import COLUMNS
+
+STATS = ("min", "sum", "max", "n")  # what a rollup tier keeps of each column
+METRIC_TABLES = ("samples", "rollup_minute", "rollup_hour")
+
+
+def catalog_columns(existing: dict[str, set[str]]) -> list[str]:
+    """ALTER statements adding the catalog's columns missing from `existing` ({table: columns})."""
+    wanted = {
+        "samples": list(COLUMNS),
+        "rollup_minute": [f"{c}_{s}" for c in COLUMNS for s in STATS],
+        "rollup_hour": [f"{c}_{s}" for c in COLUMNS for s in STATS],
+    }
+    return [
+        f"ALTER TABLE {table} ADD COLUMN {column} INTEGER"
+        for table, columns in wanted.items()
+        for column in columns
+        if column not in existing.get(table, set())
+    ]
+
 
 MIGRATIONS: list[str] = [
     # 1: hosts with their sequence bookkeeping, one row per snapshot, the latest full snapshot.

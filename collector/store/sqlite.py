@@ -29,7 +29,7 @@ from collector.store.compact import (
 )
 from collector.store.outbox import OutboxQueries
 from collector.store.rollups import TIERS_BY_NAME, RollupWriter
-from collector.store.schema import MIGRATIONS
+from collector.store.schema import METRIC_TABLES, MIGRATIONS, catalog_columns
 from collector.store.seqranges import SeqRanges
 from collector.store.web import WebQueries
 
@@ -89,6 +89,8 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
                 f"database {self.path} has schema {version}, older than this version's {len(MIGRATIONS)}: "
                 "start `osmon-collector run` once to upgrade it"
             )
+        else:
+            self._check_columns()
 
     # -- connections -------------------------------------------------------
 
@@ -131,6 +133,23 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             # executescript commits first; the BEGIN makes each migration atomic.
             self.db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        if added := catalog_columns(self._table_columns()):
+            self.db.executescript("BEGIN;\n" + ";\n".join(added) + ";\nCOMMIT;")
+
+    def _table_columns(self) -> dict[str, set[str]]:
+        """{table: its column names} of the tables that hold a column per metric."""
+        return {
+            table: {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for table in METRIC_TABLES
+        }
+
+    def _check_columns(self) -> None:
+        """A reader's check: every metric of this version has its columns (`run` adds them)."""
+        if catalog_columns(self._table_columns()):
+            raise StoreError(
+                f"database {self.path} lacks the columns of metrics this version stores: "
+                "start `osmon-collector run` once to add them"
+            )
 
     # -- ingest --------------------------------------------------------------
 
@@ -341,7 +360,7 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
                 host,
                 row[0],
                 row[1],
-                *(unpack_value(c, v) for c, v in zip(COLUMNS, row[2:-1], strict=True)),
+                tuple(unpack_value(c, v) for c, v in zip(COLUMNS, row[2:-1], strict=True)),
                 unpack_detail(row[-1], self._names),
             )
             for row in rows

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from collector.store import StoreError
 from collector.store.compact import COLUMNS, SCALE, highest, read_stored, short_key, unscaled
 from collector.store.rollups import MINUTE, tier_for
+from osmon import catalog
 
 # Columns a series may be read from: names are checked against this list before they are
 # put into SQL (they cannot be bound as parameters).
@@ -49,8 +50,8 @@ class DetailBucket(NamedTuple):
     detail: dict[str, Any]  # {"cpu.core": [...]} or {"disk.percent": {mount: %}}
 
 
-DETAIL_KEYS = ("cpu.core", "disk.percent", "disk.io", "net.io")  # per-entity numbers, by wire name
-ROLLUP_ONLY = ("disk.io", "net.io")  # per-device rates: kept per minute at best (compact.RAW_DETAIL)
+DETAIL_KEYS = tuple(s.name for s in catalog.SERIES)  # per-entity numbers, by wire name
+ROLLUP_ONLY = tuple(s.name for s in catalog.SERIES if not s.raw)  # kept per minute at best
 
 
 _HOST_COLUMNS = "name, first_seen, last_seen, interval, latest_ts, snapshot"

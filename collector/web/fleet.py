@@ -18,7 +18,7 @@ from collector.status import DEFAULT_INTERVAL
 from collector.store.alerts import Alert, Silence
 from collector.store.certfr import CertfrItem
 from collector.store.web import WebHost
-from osmon import wire
+from osmon import catalog, wire
 
 # Display and sort order of the overview: what needs attention first.
 STATUSES = ("down", "critical", "warning", "ok", "silenced")
@@ -45,17 +45,8 @@ def decode_latest(host: WebHost) -> Latest | None:
         return None
 
 
-# What an overview row shows of the latest snapshot's host-wide numbers.
-ROW_METRICS = (
-    "cpu.percent",
-    "mem.percent",
-    "swap.percent",
-    "load.1",
-    "load.5",
-    "load.15",
-    "cpu.count",
-    "boot.time",
-)
+# What an overview row shows of the latest snapshot's host-wide numbers (boot.time: its uptime).
+ROW_METRICS = (*(m.name for m in catalog.WIRE_METRICS if m.row is not None), "boot.time")
 
 
 def read_latest(host: WebHost) -> Latest | None:
@@ -93,6 +84,9 @@ def read_latest(host: WebHost) -> Latest | None:
         with contextlib.suppress(wire.WireError):  # damaged: no uptime, the rest of the row stays
             probes = {"uptime": _table(wire.decode_probes(message["probes"]).get("uptime"))}
     return Latest(ts, metrics, series, probes)
+
+
+_ROW = tuple(m for m in catalog.WIRE_METRICS if m.row is not None)
 
 
 def _table(value: object) -> dict[Any, Any]:
@@ -133,15 +127,9 @@ def host_row(
         "down": down,
         "silenced_until": silence.until if silence else None,
         "alerts": len(alerts),
-        "cpu": metrics.get("cpu.percent"),
-        "mem": metrics.get("mem.percent"),
-        "swap": metrics.get("swap.percent"),
+        **{m.row: metrics.get(m.name) for m in _ROW},
         "disk": fullest,
         "disk_mount": mount,
-        "load1": metrics.get("load.1"),
-        "load5": metrics.get("load.5"),
-        "load15": metrics.get("load.15"),
-        "cpus": metrics.get("cpu.count"),
         "uptime": uptime(latest, host.last_seen, down, now),
         "last_seen": host.last_seen,
         "last_seen_ago": max(0.0, now - host.last_seen),

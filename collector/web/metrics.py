@@ -13,15 +13,21 @@ from collector.store import StoreError
 from collector.web import fleet
 from collector.web.context import config, context, store
 from collector.web.errors import WebError
+from osmon import catalog
 
 bp = Blueprint("ops", __name__)
 
-# Per-host gauges: (name, help, key of the overview row).
+# Per-host gauges: (name, help, key of the overview row), the catalog's exported metrics first.
 HOST_GAUGES = (
-    ("osmon_host_cpu_percent", "CPU busy, all cores, percent, latest snapshot.", "cpu"),
-    ("osmon_host_memory_percent", "Memory used, percent, latest snapshot.", "mem"),
-    ("osmon_host_disk_max_percent", "Usage of the fullest filesystem, percent, latest snapshot.", "disk"),
-    ("osmon_host_load1", "Load average over 1 minute, latest snapshot.", "load1"),
+    *(
+        (
+            m.export,
+            f"{m.help[0].upper()}{m.help[1:]}{f', {m.unit.name}' if m.unit.symbol else ''}, latest snapshot.",
+            m.row,
+        )
+        for m in catalog.METRICS
+        if m.export is not None and m.row is not None
+    ),
     ("osmon_host_last_seen_seconds", "When the collector last received a snapshot, Unix time.", "last_seen"),
 )
 # Collector counters (store.counters() names) exposed as named counters; others go to a generic family.

@@ -26,6 +26,7 @@ from collector.store.web import DETAIL_KEYS, Bucket, DetailBucket
 from collector.web.chartcache import ChartCache
 from collector.web.charts import Serie, chart_points, time_chart
 from collector.web.errors import BadRequest
+from osmon import catalog
 
 RANGES: dict[str, float] = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 DEFAULT_RANGE = "6h"
@@ -94,40 +95,25 @@ class ChartSpec(NamedTuple):
     detail: str | None = None  # per-entity numbers: collector.store.web.DETAIL_KEYS
 
 
-CHARTS: tuple[ChartSpec, ...] = (
-    ChartSpec("cpu", "CPU", "%", columns=(("cpu", "total"), ("cpu_iowait", "iowait"))),
-    ChartSpec("cores", "CPU per core", "%", detail="cpu.core"),
-    ChartSpec("memory", "Memory and swap", "%", columns=(("mem", "memory"), ("swap", "swap"))),
-    ChartSpec("disk", "Disk usage per mount", "%", detail="disk.percent"),
-    ChartSpec("diskio", "Disk I/O", "B/s", columns=(("read_bps", "read"), ("write_bps", "write"))),
-    ChartSpec("network", "Network", "B/s", columns=(("rx_bps", "received"), ("tx_bps", "sent"))),
+# The host page's charts, in the catalog's order: its metrics drawn in each, or its per-entity series.
+CHARTS: tuple[ChartSpec, ...] = tuple(
     ChartSpec(
-        "load", "Load average", "", columns=(("load1", "1 min"), ("load5", "5 min"), ("load15", "15 min"))
-    ),
+        chart.id,
+        chart.title,
+        chart.unit.symbol,
+        columns=tuple((m.column, m.label) for m in catalog.STORED if m.chart == chart.id and m.column),
+        detail=next((s.name for s in catalog.SERIES if s.chart == chart.id), None),
+    )
+    for chart in catalog.CHARTS
 )
 
-# The API's ?metric= names: the wire's metric names, plus the per-entity ones.
-METRICS: dict[str, str] = {
-    "cpu.percent": "cpu",
-    "cpu.iowait": "cpu_iowait",
-    "mem.percent": "mem",
-    "swap.percent": "swap",
-    "load.1": "load1",
-    "load.5": "load5",
-    "load.15": "load15",
-    "disk.max": "disk_max",
-    "disk.read_bps": "read_bps",
-    "disk.write_bps": "write_bps",
-    "net.rx_bps": "rx_bps",
-    "net.tx_bps": "tx_bps",
-    "processes.count": "procs",
-    "users.count": "users",
-}
+# The API's ?metric= names: the catalog's stored metrics (by column), plus the per-entity series.
+METRICS: dict[str, str] = {m.name: m.column for m in catalog.STORED if m.column is not None}
 DETAIL_METRICS = DETAIL_KEYS
 
 
 # Per-device rates come as [a, b] pairs per device (osmon.wire): one line each, named so.
-PAIRS = {"disk.io": ("read", "write"), "net.io": ("received", "sent")}
+PAIRS = {s.name: s.pair for s in catalog.SERIES if s.shape == "pairs"}
 
 
 def entities(key: str, detail: dict[str, Any]) -> dict[str, float | None]:

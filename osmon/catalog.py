@@ -1,0 +1,195 @@
+"""The metric catalog: the one place a number the agent sends is declared.
+
+Each entry says what the number is (unit, help), where the agent's probes
+find it, how the collector stores it (column and scale), how the dashboard
+charts it and the overview shows it, how /metrics exports it, and its default
+alert levels. The wire format's list of metrics and their bounds, the stored
+columns, the series API, the charts, the overview row, /metrics, the
+threshold defaults and detection's readings are all derived from here.
+
+Adding a host-wide number takes a probe that reports it and one `Metric`
+here: the collector adds its column to the raw samples and both rollup tiers
+by itself at start (see collector.store.schema.catalog_columns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+
+class Unit(NamedTuple):
+    """A unit, with the range of a plausible value: outside it, a value is no measurement."""
+
+    name: str
+    symbol: str  # as charts and mails print it
+    low: float
+    high: float
+
+
+MAX_TS = 7_258_118_400  # 2200-01-01: a later instant is a broken clock or garbage
+
+PERCENT = Unit("percent", "%", 0.0, 100.0)
+RATE = Unit("bytes per second", "B/s", 0.0, 2.0**40)  # 1 TiB/s, beyond the disks or links of any one host
+LOAD = Unit("load", "", 0.0, 1e6)
+COUNT = Unit("count", "", 0.0, 2.0**32)
+INSTANT = Unit("Unix UTC seconds", "", 0.0, float(MAX_TS))
+
+
+class Levels(NamedTuple):
+    """Default alert levels of a metric: `for` seconds before firing, `hysteresis` below to clear."""
+
+    warning: float | None
+    critical: float | None
+    for_: float
+    hysteresis: float
+
+
+Probes = dict[str, Any]
+
+
+def path(*keys: str) -> Callable[[Probes], object]:
+    """A value at `keys` in the probe results, or None."""
+
+    def read(probes: Probes) -> object:
+        value: object = probes
+        for key in keys:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(key)
+        return value
+
+    return read
+
+
+def length(key: str) -> Callable[[Probes], object]:
+    """The number of items a probe listed (sessions of `users`), or None."""
+
+    def read(probes: Probes) -> object:
+        items = probes.get(key)
+        return len(items) if isinstance(items, list) else None
+
+    return read
+
+
+class Metric(NamedTuple):
+    """A host-wide number: one per snapshot."""
+
+    name: str  # on the wire, in the series API and in threshold settings
+    unit: Unit
+    help: str
+    source: Callable[[Probes], object] | None  # where the agent reads it; None: derived by the collector
+    column: str | None = None  # stored column (raw samples and rollup tiers); None: latest snapshot only
+    scale: int = 1  # stored as round(value * scale): the finest step kept is 1 / scale
+    chart: str | None = None  # the id of the host page chart it is drawn in (CHARTS)
+    label: str = ""  # its line's name in that chart
+    row: str | None = None  # its key in an overview row (the dashboard, /api/hosts, /metrics)
+    export: str | None = None  # its /metrics gauge, from the overview row
+    levels: Levels | None = None  # default thresholds; None: not alerted on
+    per_core: bool = False  # alerted on divided by the number of cores (a load)
+
+
+class Series(NamedTuple):
+    """Per-entity numbers: one per core, mount, disk or interface of a snapshot."""
+
+    name: str
+    unit: Unit
+    help: str
+    shape: str  # "list" (by index), "map" (name -> number) or "pairs" (name -> [a, b])
+    key: str  # short key in stored detail blobs
+    scale: int = 1
+    raw: bool = True  # kept in raw samples; False: in the rollup tiers only (each entity's max)
+    pair: tuple[str, str] = ("", "")  # the two numbers of a pair, as charts name them
+    chart: str | None = None
+    levels: Levels | None = None  # per entity: one alert per mount, named `<name>:<entity>`
+
+
+class Chart(NamedTuple):
+    id: str
+    title: str
+    unit: Unit
+
+
+CHARTS: tuple[Chart, ...] = (
+    Chart("cpu", "CPU", PERCENT),
+    Chart("cores", "CPU per core", PERCENT),
+    Chart("memory", "Memory and swap", PERCENT),
+    Chart("disk", "Disk usage per mount", PERCENT),
+    Chart("diskio", "Disk I/O", RATE),
+    Chart("network", "Network", RATE),
+    Chart("load", "Load average", LOAD),
+    Chart("processes", "Processes", COUNT),
+)
+
+# Storage order: a metric's column is appended to the tables when it first appears here, so
+# new entries go at the end of those with a column.
+METRICS: tuple[Metric, ...] = (
+    Metric(
+        "cpu.percent", PERCENT, "CPU busy, all cores", path("cpu", "percent"), "cpu", 100,
+        chart="cpu", label="total", row="cpu", export="osmon_host_cpu_percent",
+        # The seed compared CPU and memory to 80 % every minute: these keep 80 % and add a
+        # critical level and a duration (a CPU spike is not a crisis).
+        levels=Levels(80.0, 95.0, 120.0, 5.0),
+    ),
+    Metric("cpu.iowait", PERCENT, "CPU waiting for I/O", path("cpu", "iowait"), "cpu_iowait", 100,
+           chart="cpu", label="iowait"),
+    Metric(
+        "mem.percent", PERCENT, "memory used", path("memory", "percent"), "mem", 100,
+        chart="memory", label="memory", row="mem", export="osmon_host_memory_percent",
+        levels=Levels(80.0, 95.0, 60.0, 5.0),
+    ),
+    Metric(
+        "swap.percent", PERCENT, "swap used", path("swap", "percent"), "swap", 100,
+        chart="memory", label="swap", row="swap", levels=Levels(50.0, 80.0, 300.0, 5.0),
+    ),
+    Metric(
+        "load.1", LOAD, "load average, 1 minute", path("load", "avg1"), "load1", 100,
+        chart="load", label="1 min", row="load1", export="osmon_host_load1",
+        levels=Levels(2.0, 4.0, 300.0, 0.25), per_core=True,
+    ),
+    Metric("load.5", LOAD, "load average, 5 minutes", path("load", "avg5"), "load5", 100,
+           chart="load", label="5 min", row="load5"),
+    Metric("load.15", LOAD, "load average, 15 minutes", path("load", "avg15"), "load15", 100,
+           chart="load", label="15 min", row="load15"),
+    # The fullest filesystem: derived by the collector from the per-mount series.
+    Metric("disk.max", PERCENT, "usage of the fullest filesystem", None, "disk_max", 100,
+           row="disk", export="osmon_host_disk_max_percent"),
+    Metric("disk.read_bps", RATE, "disk reads", path("disk_io", "read_bps"), "read_bps",
+           chart="diskio", label="read"),
+    Metric("disk.write_bps", RATE, "disk writes", path("disk_io", "write_bps"), "write_bps",
+           chart="diskio", label="write"),
+    Metric("net.rx_bps", RATE, "network received", path("net_io", "rx_bps"), "rx_bps",
+           chart="network", label="received"),
+    Metric("net.tx_bps", RATE, "network sent", path("net_io", "tx_bps"), "tx_bps",
+           chart="network", label="sent"),
+    Metric("processes.count", COUNT, "processes", path("processes", "count"), "procs",
+           chart="processes", label="all"),
+    Metric("users.count", COUNT, "logged-in sessions", length("users"), "users"),
+    # Not stored per sample: the overview shows them from the latest snapshot.
+    Metric("cpu.count", COUNT, "logical CPUs", path("cpu", "count"), row="cpus"),
+    # An instant, not a measurement: the dashboard shows uptime without decoding the probes.
+    Metric("boot.time", INSTANT, "booted at", path("uptime", "boot_time")),
+    Metric("processes.running", COUNT, "processes running or runnable", path("processes", "running"),
+           "procs_running", chart="processes", label="running"),
+)  # fmt: skip
+
+SERIES: tuple[Series, ...] = (
+    Series("cpu.core", PERCENT, "CPU busy per core", "list", "c", chart="cores"),
+    # A mount to 0.1 %: its trend tells when it fills.
+    Series(
+        "disk.percent", PERCENT, "filesystem usage per mount", "map", "d", scale=10, chart="disk",
+        levels=Levels(85.0, 95.0, 0.0, 2.0),
+    ),
+    # Per-device rates would be a third of a raw row; their totals are metrics already.
+    Series("disk.io", RATE, "disk reads and writes per device", "pairs", "io", raw=False, pair=("read", "write")),
+    Series("net.io", RATE, "network traffic per interface", "pairs", "net", raw=False,
+           pair=("received", "sent")),
+)  # fmt: skip
+
+BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+SERIES_BY_NAME: dict[str, Series] = {s.name: s for s in SERIES}
+# What agents send as host-wide numbers (everything with a probe source).
+WIRE_METRICS: tuple[Metric, ...] = tuple(m for m in METRICS if m.source is not None)
+# What the collector stores per sample, in column order.
+STORED: tuple[Metric, ...] = tuple(m for m in METRICS if m.column is not None)
+COLUMNS: tuple[str, ...] = tuple(m.column for m in STORED if m.column is not None)
