@@ -51,8 +51,7 @@ from typing import Any
 import psutil
 
 from collector.samples import extract
-from collector.store import Received, open_store
-from collector.store.alerts import AlertEvent
+from collector.store import AlertEvent, Received, open_store
 from osmon import wire
 
 BIN = Path(sys.executable).parent

@@ -23,8 +23,7 @@ from datetime import UTC
 from urllib.parse import urlsplit
 
 from collector.config import CollectorConfig
-from collector.store import Store, StoreError
-from collector.store.certfr import CertfrAdded, CertfrItem, FeedItem
+from collector.store import CertfrAdded, CertfrItem, FeedItem, Store, StoreError
 from osmon import __version__
 
 log = logging.getLogger("osmon.certfr")

@@ -20,8 +20,7 @@ from typing import NamedTuple
 from collector.rules import Rules, Threshold
 from collector.samples import POSITION, Sample
 from collector.status import DEFAULT_INTERVAL
-from collector.store import Received, Store
-from collector.store.alerts import AlertEvent
+from collector.store import AlertEvent, Received, Store
 from osmon import catalog
 
 log = logging.getLogger("osmon.detection")

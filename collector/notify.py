@@ -20,9 +20,7 @@ from collector.config import CollectorConfig
 from collector.detection import DOWN
 from collector.mail import Mail
 from collector.status import iso
-from collector.store import Store
-from collector.store.alerts import Alert, AlertEvent
-from collector.store.certfr import CertfrItem
+from collector.store import Alert, AlertEvent, CertfrItem, Store
 
 log = logging.getLogger("osmon.notify")
 

@@ -15,8 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from collector.mail import Mail, MailError, Transport, compose, message_id, transport_from_config
-from collector.store import Store, StoreError
-from collector.store.outbox import OutboxMessage
+from collector.store import OutboxMessage, Store, StoreError
 
 if TYPE_CHECKING:
     from collector.config import CollectorConfig

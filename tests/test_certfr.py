@@ -14,8 +14,7 @@ import pytest
 
 from collector import config as collector_config
 from collector.certfr import CertfrPoller, FeedError, clean_text, fetch, parse_date, parse_feed
-from collector.store import open_store
-from collector.store.certfr import CertfrItem, FeedItem
+from collector.store import CertfrItem, FeedItem, open_store
 from collector.store.sqlite import SQLiteStore
 from osmon import __version__
 from tests.conftest import free_port, wait_for
@@ -185,7 +184,7 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
 
 def test_store_backlog_then_new_then_mailed(store: SQLiteStore, tmp_path: Path) -> None:
     items = parse_feed(FEED)
-    assert not store.certfr_has_items() and store.certfr_latest() is None
+    assert store.certfr_latest() is None
     first = store.certfr_add(items, mail=True, now=1000.0)
     assert len(first.new) == 40 and {i.mail_state for i in first.new} == {"backlog"}
     assert store.certfr_pending_mail() == []
@@ -463,7 +462,7 @@ def test_failures_are_logged_once_and_recovery_is_logged(
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert reason in warnings[0].getMessage() and "will retry every 60s" in warnings[0].getMessage()
-    assert not store.certfr_has_items()
+    assert store.certfr_latest() is None
 
     revived = FeedServer(server.port) if kind == "down" else server
     try:
@@ -538,7 +537,7 @@ def test_poller_thread_polls_at_once_survives_failures_and_stops_promptly(
     poller = CertfrPoller(make_config(tmp_path, server.url), store)
     poller.start()
     try:
-        wait_for(store.certfr_has_items, what="the first poll to store the feed")
+        wait_for(store.certfr_latest, what="the first poll to store the feed")
     finally:
         poller.stop()
     assert not poller.is_alive()

@@ -11,8 +11,7 @@ import pytest
 from collector import config as collector_config
 from collector.mail import Mail
 from collector.notify import Notifier, recipients
-from collector.store import StoreError, open_store
-from collector.store.alerts import AlertEvent
+from collector.store import AlertEvent, StoreError, open_store
 from tests.conftest import BIN, Cluster, free_port, wait_for
 from tests.test_mail import Inbox, Servers
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from collector.notify import certfr_mail
-from collector.store import StoreError, open_store
-from collector.store.certfr import CertfrItem
+from collector.store import CertfrItem, StoreError, open_store
 from tests.conftest import Cluster, wait_for
 from tests.test_certfr import FeedServer
 

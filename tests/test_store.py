@@ -50,7 +50,7 @@ def test_latest_snapshot_is_the_highest_seq_even_when_older_ones_arrive_late(tmp
     newest = received("a", 10, cpu=99.0)
     store.ingest([newest])
     store.ingest([received("a", 3, cpu=1.0)])  # a resend from the spool, after an outage
-    assert store.latest("a") == newest.raw
+    assert store.web_host("a").snapshot == newest.raw
 
 
 def test_samples_read_back_exactly(tmp_path: Path) -> None:

@@ -19,9 +19,7 @@ from flask.testing import FlaskClient
 
 from collector import config as collector_config
 from collector.samples import extract
-from collector.store import Received, open_store
-from collector.store.alerts import AlertEvent
-from collector.store.certfr import FeedItem
+from collector.store import AlertEvent, FeedItem, Received, open_store
 from collector.web import create_app, series
 from collector.web.auth import hash_password
 from osmon import wire

@@ -10,9 +10,7 @@ from pathlib import Path
 import pygal
 import pytest
 
-from collector.store import open_store
-from collector.store.alerts import Alert, Silence
-from collector.store.web import DetailBucket, WebHost
+from collector.store import Alert, DetailBucket, Silence, WebHost, open_store
 from collector.web import fleet, metrics, pygal_lookup, series
 from collector.web.chartcache import ChartCache
 from collector.web.charts import (

@@ -17,6 +17,7 @@ import pytest
 from werkzeug.security import check_password_hash
 
 from collector import config as collector_config
+from collector.web import series
 from osmon.configfile import ConfigError
 from tests.conftest import BIN, Cluster, free_port, wait_for
 from tests.test_web import PASSWORD, password_hash
@@ -82,7 +83,7 @@ def test_the_dashboard_serves_what_the_collector_stores_and_stops_on_sigterm(clu
     host = wait_for(host_listed, what="the agent's host on /api/hosts")
     assert host["name"] == "web-01" and host["status"] == "ok"
     status, page, _ = browser.get("/host/web-01?range=1h")
-    assert status == 200 and page.count('class="pygal-chart chart"') == 7
+    assert status == 200 and page.count('class="pygal-chart chart"') == len(series.CHARTS)
     assert 'data-refresh="2.0"' in page
 
     secret = cluster.dir / "web-secret"  # beside the database

@@ -1,80 +1,129 @@
-"""Storage behind a small interface, so that another backend (PostgreSQL) can be added.
+"""The storage contract: every method the collector's processes call, and the records they exchange.
 
 `open_store` picks the backend; callers use only the methods of `Store` and
-the records below, never SQL.
+the records of collector.store.records, never SQL. A backend implements all
+of it, and tests/test_store_contract.py checks that through this protocol alone.
+Every method raises StoreError, and only StoreError, when the database fails.
 """
 
 from __future__ import annotations
 
-import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from collector.samples import Sample
+from collector.store.records import (
+    GAVE_UP,
+    Alert,
+    AlertEvent,
+    Bucket,
+    CertfrAdded,
+    CertfrItem,
+    CopyInfo,
+    DetailBucket,
+    FeedItem,
+    HostInfo,
+    IngestResult,
+    OutboxMessage,
+    Received,
+    Silence,
+    StoreError,
+    WebHost,
+)
 
-if typing.TYPE_CHECKING:  # annotations only: collector.store.outbox imports StoreError from here
+if TYPE_CHECKING:
     from collector.mail import Mail
-    from collector.store.outbox import OutboxMessage
+    from collector.samples import Sample
 
-if typing.TYPE_CHECKING:  # annotations only: collector.store.certfr imports StoreError from here
-    from collections.abc import Sequence
+__all__ = [
+    "GAVE_UP",
+    "Alert",
+    "AlertEvent",
+    "Bucket",
+    "CertfrAdded",
+    "CertfrItem",
+    "CopyInfo",
+    "DetailBucket",
+    "FeedItem",
+    "HostInfo",
+    "IngestResult",
+    "OutboxMessage",
+    "Received",
+    "Silence",
+    "Store",
+    "StoreError",
+    "WebHost",
+    "open_store",
+]
 
-    from collector.store.certfr import CertfrAdded, CertfrItem, FeedItem
-
-
-class StoreError(Exception):
-    """The database cannot be used (missing, unreadable, newer schema ...)."""
-
-
-class Received(NamedTuple):
-    """A validated snapshot as it reaches storage."""
-
-    sample: Sample
-    raw: bytes  # the message as received: the latest one per host is kept whole
-    interval: float | None
-    received: float  # collector clock
-
-
-class IngestResult(NamedTuple):
-    fresh: list[Received]  # stored by this batch, in arrival order
-    duplicates: int  # already stored before: acked again, not stored twice
-
-
-class HostInfo(NamedTuple):
-    name: str
-    first_seen: float
-    last_seen: float
-    interval: float | None
-    latest_ts: float | None
-    snapshots: int
-    first_seq: int | None
-    last_seq: int | None
-    missing: list[tuple[int, int]]  # inclusive ranges
+# An alert's detection state to keep up to date: (host, rule, value, peak, ts).
+AlertUpdate = tuple[str, str, float, float | None, float]
+# (pages copied, pages in all) after each step of a backup copy.
+Progress = Callable[[int, int], None]
 
 
 class Store(Protocol):
+    # -- ingest and retention (`run`) -------------------------------------------
     def ingest(self, batch: list[Received]) -> IngestResult: ...
-    def hosts(self) -> list[HostInfo]: ...
-    def latest(self, host: str) -> bytes | None: ...
-    def seqs(self, host: str) -> list[int]: ...
-    def samples(self, host: str, start: float, end: float) -> list[Sample]: ...
     def prune(self, before: float, limit: int = 2000) -> int: ...
     def prune_rollups(self, tier: str, before: float, limit: int = 2000) -> int: ...
     def add_counters(self, increments: dict[str, int]) -> None: ...
     def counters(self) -> dict[str, int]: ...
-    def certfr_add(self, items: Sequence[FeedItem], mail: bool, now: float | None = None) -> CertfrAdded: ...
-    def certfr_latest(self) -> CertfrItem | None: ...
-    def certfr_items(self, limit: int = 20) -> list[CertfrItem]: ...
-    def certfr_pending_mail(self) -> list[CertfrItem]: ...
-    def certfr_mark_mailed(self, guids: Sequence[str]) -> None: ...
-    def certfr_has_items(self) -> bool: ...
+    def hosts(self) -> list[HostInfo]: ...
+
+    # -- alerts and silences (detection, notify, `alerts`, `silence`) --------------
+    def alerts_apply(self, events: list[AlertEvent], updates: list[AlertUpdate]) -> None: ...
+    def alerts_active(self) -> list[Alert]: ...
+    def alerts_history(self, host: str | None = None, limit: int = 100) -> list[Alert]: ...
+    def alerts_due_reminder(self, now: float, repeat: float) -> list[Alert]: ...
+    def alert_notified(self, host: str, rule: str, when: float) -> None: ...
+    def alert_was_notified(self, host: str, rule: str) -> bool: ...
+    def silence(self, host: str, until: float, reason: str, now: float) -> None: ...
+    def unsilence(self, host: str) -> bool: ...
+    def silences(self, now: float) -> list[Silence]: ...
+
+    # -- the mail outbox ----------------------------------------------------------
     def outbox_add(self, mail: Mail, message_id: str, now: float) -> int: ...
-    def outbox_get(self, message: int) -> OutboxMessage | None: ...
     def outbox_due(self, now: float, limit: int = 100) -> list[OutboxMessage]: ...
     def outbox_sent(self, message: int, now: float, note: str | None = None) -> None: ...
     def outbox_failed(self, message: int, error: str, next_attempt: float | None) -> None: ...
     def outbox_size(self) -> int: ...
     def outbox_prune(self, before: float) -> int: ...
+
+    # -- CERT-FR --------------------------------------------------------------------
+    def certfr_add(self, items: Sequence[FeedItem], mail: bool, now: float | None = None) -> CertfrAdded: ...
+    def certfr_latest(self) -> CertfrItem | None: ...
+    def certfr_items(self, limit: int = 20) -> list[CertfrItem]: ...
+    def certfr_pending_mail(self) -> list[CertfrItem]: ...
+    def certfr_mark_mailed(self, guids: Sequence[str]) -> None: ...
+
+    # -- the dashboard (`web`): short reads, and silences -------------------------------
+    def web_read_only(self) -> None: ...
+    def web_check(self) -> int: ...
+    def web_hosts(self) -> list[WebHost]: ...
+    def web_host(self, name: str) -> WebHost | None: ...
+    def web_series(
+        self, host: str, columns: Sequence[str], start: float, end: float, bucket: float
+    ) -> list[Bucket]: ...
+    def web_series_detail(
+        self, host: str, key: str, start: float, end: float, bucket: float
+    ) -> list[DetailBucket]: ...
+    def web_series_details(
+        self, host: str, keys: Sequence[str], start: float, end: float, bucket: float
+    ) -> dict[str, list[DetailBucket]]: ...
+    def web_silence(self, host: str, until: float, reason: str, now: float) -> None: ...
+    def web_unsilence(self, host: str) -> bool: ...
+
+    # -- backup (`backup`, `restore`) ---------------------------------------------------
+    def backup_to(self, target: str | Path, step_pages: int, progress: Progress) -> None: ...
+
+    # -- reading back what was stored, exactly: what the conformance suite checks any
+    # backend with, without SQL (and what verification of a moved history reads) --------
+    def seqs(self, host: str) -> list[int]: ...
+    def samples(self, host: str, start: float, end: float) -> list[Sample]: ...
+    def alert_events(self, alert_id: int) -> list[tuple[float, str, str, float | None]]: ...
+    def outbox_get(self, message: int) -> OutboxMessage | None: ...
+
     def close(self) -> None: ...
 
 

@@ -3,43 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import NamedTuple
 
-
-class Alert(NamedTuple):
-    """One alert: active while `ended` is None."""
-
-    id: int
-    host: str
-    rule: str
-    severity: str
-    started: float
-    ended: float | None
-    value: float | None
-    peak: float | None
-    threshold: float | None
-    updated: float
-
-
-class AlertEvent(NamedTuple):
-    """A change of an alert: fired, escalated, deescalated, resolved (or a reminder)."""
-
-    kind: str
-    host: str
-    rule: str
-    severity: str
-    ts: float
-    value: float | None
-    threshold: float | None
-    started: float | None = None  # fired: when the breach began (`for` earlier than ts)
-
-
-class Silence(NamedTuple):
-    host: str
-    until: float
-    reason: str
-    created: float
-
+from collector.store.records import Alert, AlertEvent, Silence
 
 _ALERT_COLUMNS = "id, host, rule, severity, started, ended, value, peak, threshold, updated"
 

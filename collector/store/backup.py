@@ -5,17 +5,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
-from collector.store import StoreError
+from collector.store.records import CopyInfo
+from collector.store.sqlite_errors import translated
 
 # (pages copied, pages in all) after each step of the copy.
 Progress = Callable[[int, int], None]
-
-
-class CopyInfo(NamedTuple):
-    schema: int  # PRAGMA user_version
-    problems: list[str]  # what PRAGMA integrity_check found; empty when the copy is sound
 
 
 class BackupQueries:
@@ -55,13 +50,11 @@ class BackupQueries:
 
 def inspect_copy(path: str | Path) -> CopyInfo:
     """Schema version and integrity of a database copy that no one else has open."""
-    try:
+    with translated(path, "check the copy"):
         db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, isolation_level=None)
         try:
             schema = db.execute("PRAGMA user_version").fetchone()[0]
             problems = [row[0] for row in db.execute("PRAGMA integrity_check(20)")]
         finally:
             db.close()
-    except sqlite3.DatabaseError as e:
-        raise StoreError(f"{path}: {e}") from None
     return CopyInfo(schema, [] if problems == ["ok"] else problems)

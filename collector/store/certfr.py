@@ -5,39 +5,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import NamedTuple
+from collections.abc import Sequence
 
-from collector.store import StoreError
-
-
-class FeedItem(NamedTuple):
-    """One item as the feed gives it (text already cleaned)."""
-
-    guid: str
-    title: str
-    link: str
-    published: float | None  # pubDate, Unix seconds; an update keeps the original date
-    description: str
-
-
-class CertfrItem(NamedTuple):
-    """One stored CERT-FR alert."""
-
-    guid: str
-    title: str
-    link: str
-    published: float | None
-    description: str
-    first_seen: float
-    mail_state: str  # none | pending | sent | backlog
-
-
-class CertfrAdded(NamedTuple):
-    new: list[CertfrItem]  # guids never seen before, in feed order (oldest first)
-    updated: list[CertfrItem]  # known guids whose title, link or description changed ("[MàJ]")
-
+from collector.store.records import CertfrAdded, CertfrItem, FeedItem
 
 _COLUMNS = "guid, title, link, published, description, first_seen, mail_state"
 # Same-day alerts share a pubDate and one poll shares first_seen: rowid (insertion
@@ -58,38 +28,37 @@ class CertfrQueries:
         those alerts are old news), else 'pending' if `mail`, else 'none'.
         """
         now = time.time() if now is None else now
-        with self._certfr_errors("write"):
-            db = self.db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                # Decided inside the transaction, so two pollers cannot both see "empty".
-                state = "backlog" if not self._certfr_any() else "pending" if mail else "none"
-                stored = {row[0]: row for row in self._certfr_rows([i.guid for i in items])}
-                new, updated = [], []
-                for item in {i.guid: i for i in items}.values():  # a repeated guid: the last wins
-                    old = stored.get(item.guid)
-                    if old is None:
-                        new.append(CertfrItem(*item, first_seen=now, mail_state=state))
-                    elif (old.title, old.link, old.description) != (item.title, item.link, item.description):
-                        published = old.published if item.published is None else item.published
-                        updated.append(
-                            old._replace(
-                                title=item.title,
-                                link=item.link,
-                                description=item.description,
-                                published=published,
-                            )
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Decided inside the transaction, so two pollers cannot both see "empty".
+            state = "backlog" if not self._certfr_any() else "pending" if mail else "none"
+            stored = {row[0]: row for row in self._certfr_rows([i.guid for i in items])}
+            new, updated = [], []
+            for item in {i.guid: i for i in items}.values():  # a repeated guid: the last wins
+                old = stored.get(item.guid)
+                if old is None:
+                    new.append(CertfrItem(*item, first_seen=now, mail_state=state))
+                elif (old.title, old.link, old.description) != (item.title, item.link, item.description):
+                    published = old.published if item.published is None else item.published
+                    updated.append(
+                        old._replace(
+                            title=item.title,
+                            link=item.link,
+                            description=item.description,
+                            published=published,
                         )
-                db.executemany(f"INSERT INTO certfr_items ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", new)
-                db.executemany(
-                    "UPDATE certfr_items SET title = ?, link = ?, description = ?, published = ? WHERE guid = ?",
-                    [(i.title, i.link, i.description, i.published, i.guid) for i in updated],
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+                    )
+            db.executemany(f"INSERT INTO certfr_items ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", new)
+            db.executemany(
+                "UPDATE certfr_items SET title = ?, link = ?, description = ?, published = ? WHERE guid = ?",
+                [(i.title, i.link, i.description, i.published, i.guid) for i in updated],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
         return CertfrAdded(new, updated)
 
     def certfr_latest(self) -> CertfrItem | None:
@@ -99,33 +68,25 @@ class CertfrQueries:
 
     def certfr_items(self, limit: int = 20) -> list[CertfrItem]:
         """The most recent alerts, newest first."""
-        with self._certfr_errors("read"):
-            rows = self.db.execute(f"SELECT {_COLUMNS} FROM certfr_items {_NEWEST_FIRST} LIMIT ?", (limit,))
-            return [CertfrItem(*row) for row in rows]
+        rows = self.db.execute(f"SELECT {_COLUMNS} FROM certfr_items {_NEWEST_FIRST} LIMIT ?", (limit,))
+        return [CertfrItem(*row) for row in rows]
 
     def certfr_pending_mail(self) -> list[CertfrItem]:
         """Alerts waiting to be mailed, oldest first."""
-        with self._certfr_errors("read"):
-            rows = self.db.execute(
-                f"SELECT {_COLUMNS} FROM certfr_items WHERE mail_state = 'pending' "
-                "ORDER BY published IS NULL, published, first_seen, rowid"
-            )
-            return [CertfrItem(*row) for row in rows]
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM certfr_items WHERE mail_state = 'pending' "
+            "ORDER BY published IS NULL, published, first_seen, rowid"
+        )
+        return [CertfrItem(*row) for row in rows]
 
     def certfr_mark_mailed(self, guids: Sequence[str]) -> None:
         """Record that these pending alerts were handed to the mailer."""
-        with self._certfr_errors("write"):
-            # One statement: atomic in autocommit mode without an explicit transaction.
-            self.db.execute(
-                "UPDATE certfr_items SET mail_state = 'sent' WHERE mail_state = 'pending' "
-                "AND guid IN (SELECT value FROM json_each(?))",
-                (_json_list(guids),),
-            )
-
-    def certfr_has_items(self) -> bool:
-        """True once any alert has been stored."""
-        with self._certfr_errors("read"):
-            return self._certfr_any()
+        # One statement: atomic in autocommit mode without an explicit transaction.
+        self.db.execute(
+            "UPDATE certfr_items SET mail_state = 'sent' WHERE mail_state = 'pending' "
+            "AND guid IN (SELECT value FROM json_each(?))",
+            (_json_list(guids),),
+        )
 
     def _certfr_any(self) -> bool:
         return bool(self.db.execute("SELECT EXISTS (SELECT 1 FROM certfr_items)").fetchone()[0])
@@ -136,14 +97,6 @@ class CertfrQueries:
             (_json_list(guids),),
         )
         return [CertfrItem(*row) for row in rows]
-
-    @contextmanager
-    def _certfr_errors(self, action: str) -> Iterator[None]:
-        """sqlite3 errors (disk full, locked too long, damaged file) as StoreError."""
-        try:
-            yield
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot {action} CERT-FR items in {self.path}: {e}") from None
 
 
 def _json_list(values: Sequence[str]) -> str:

@@ -4,35 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
-from collector.store import StoreError
+from collector.store.records import GAVE_UP, OutboxMessage
 
 if TYPE_CHECKING:
     from collector.mail import Mail
-
-# next_attempt of a mail given up on: never due again, kept until pruned so the reason stays visible.
-GAVE_UP = float("inf")
-
-
-class OutboxMessage(NamedTuple):
-    """One mail of the outbox; `sent` is None until a server accepted it."""
-
-    id: int
-    created: float
-    message_id: str
-    recipients: list[str]
-    subject: str
-    text: str
-    html: str
-    attempts: int
-    next_attempt: float  # GAVE_UP once given up
-    last_error: str | None
-    sent: float | None
-
-    @property
-    def gave_up(self) -> bool:
-        return self.sent is None and self.next_attempt == GAVE_UP
 
 
 _COLUMNS = (
@@ -50,16 +27,9 @@ class OutboxQueries:
     db: sqlite3.Connection
     path: str
 
-    def _outbox_sql(self, sql: str, args: tuple) -> sqlite3.Cursor:
-        """Run one statement (atomic on its own in autocommit mode); SQLite failures become StoreError."""
-        try:
-            return self.db.execute(sql, args)
-        except sqlite3.OperationalError as e:  # disk full, I/O error, locked too long
-            raise StoreError(f"outbox in {self.path}: {e}") from None
-
     def outbox_add(self, mail: Mail, message_id: str, now: float) -> int:
         """Store a mail to send, due at once; returns its id."""
-        row = self._outbox_sql(
+        row = self.db.execute(
             "INSERT INTO outbox (created, message_id, recipients, subject, text, html, next_attempt) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (now, message_id, json.dumps(list(mail.recipients)), mail.subject, mail.text, mail.html, now),
@@ -68,12 +38,12 @@ class OutboxQueries:
 
     def outbox_get(self, message: int) -> OutboxMessage | None:
         """One mail by id, sent or not."""
-        row = self._outbox_sql(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (message,)).fetchone()
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (message,)).fetchone()
         return None if row is None else _message(row)
 
     def outbox_due(self, now: float, limit: int = 100) -> list[OutboxMessage]:
         """Unsent mail whose next attempt is due, longest waiting first."""
-        rows = self._outbox_sql(
+        rows = self.db.execute(
             f"SELECT {_COLUMNS} FROM outbox WHERE sent IS NULL AND next_attempt <= ? "
             "ORDER BY next_attempt, id LIMIT ?",
             (now, limit),
@@ -82,7 +52,7 @@ class OutboxQueries:
 
     def outbox_sent(self, message: int, now: float, note: str | None = None) -> None:
         """Record that a server accepted the mail (`note`: recipients it refused, if any)."""
-        self._outbox_sql(
+        self.db.execute(
             "UPDATE outbox SET sent = ?, attempts = attempts + 1, last_error = coalesce(?, last_error) "
             "WHERE id = ?",
             (now, note, message),
@@ -90,20 +60,20 @@ class OutboxQueries:
 
     def outbox_failed(self, message: int, error: str, next_attempt: float | None) -> None:
         """Record a failed attempt; `next_attempt` None gives the mail up."""
-        self._outbox_sql(
+        self.db.execute(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? WHERE id = ?",
             (error, GAVE_UP if next_attempt is None else next_attempt, message),
         )
 
     def outbox_size(self) -> int:
         """Mail still waiting to be sent (not counting mail given up on)."""
-        return self._outbox_sql(
+        return self.db.execute(
             "SELECT count(*) FROM outbox WHERE sent IS NULL AND next_attempt < ?", (GAVE_UP,)
         ).fetchone()[0]
 
     def outbox_prune(self, before: float) -> int:
         """Forget mail sent, or given up on, before `before`; returns how many rows went."""
-        return self._outbox_sql(
+        return self.db.execute(
             "DELETE FROM outbox WHERE sent < ? OR (sent IS NULL AND next_attempt = ? AND created < ?)",
             (before, GAVE_UP, before),
         ).rowcount

@@ -7,13 +7,11 @@ beside the writer without blocking it.
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 import threading
 from pathlib import Path
 
 from collector.samples import Sample
-from collector.store import HostInfo, IngestResult, Received, StoreError
 from collector.store.alerts import AlertQueries
 from collector.store.backup import BackupQueries
 from collector.store.certfr import CertfrQueries
@@ -28,9 +26,11 @@ from collector.store.compact import (
     unpack_value,
 )
 from collector.store.outbox import OutboxQueries
+from collector.store.records import HostInfo, IngestResult, Received, StoreError
 from collector.store.rollups import TIERS_BY_NAME, RollupWriter
 from collector.store.schema import METRIC_TABLES, MIGRATIONS, catalog_columns
 from collector.store.seqranges import SeqRanges
+from collector.store.sqlite_errors import translate_errors, translated
 from collector.store.web import WebQueries
 
 WAL_SIZE_LIMIT = 64 * 2**20  # bytes
@@ -40,27 +40,7 @@ _INSERT_SAMPLE = "INSERT INTO samples (host_id, seq, ts, {cols}, detail) VALUES 
 )
 
 
-def _translate_errors(cls: type) -> type:
-    """Every public method raises StoreError, never sqlite3.Error: callers catch one thing."""
-
-    def wrap(method):
-        @functools.wraps(method)
-        def call(self, *args, **kwargs):
-            try:
-                return method(self, *args, **kwargs)
-            except sqlite3.Error as e:
-                raise StoreError(f"{self.path}: {e}") from None
-
-        return call
-
-    for name in dir(cls):
-        attr = getattr(cls, name)
-        if not name.startswith("_") and callable(attr) and not isinstance(attr, type):
-            setattr(cls, name, wrap(attr))
-    return cls
-
-
-@_translate_errors
+@translate_errors
 class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, BackupQueries):
     """Storage in one SQLite file in WAL mode."""
 
@@ -75,9 +55,9 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         if not readonly:
             try:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                self._migrate()
-            except (OSError, sqlite3.DatabaseError) as e:
+            except OSError as e:
                 raise StoreError(f"cannot open database {self.path}: {e}") from None
+            self._migrate()
         elif not Path(self.path).exists():
             raise StoreError(f"database {self.path} does not exist (has the collector run yet?)")
         elif (version := self.schema_version()) > len(MIGRATIONS):
@@ -99,7 +79,7 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         """This thread's connection (sqlite3 connections must stay in their thread)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            try:
+            with translated(self.path, "open database"):
                 conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
                 conn.execute("PRAGMA journal_mode=WAL")
                 # FULL: what is committed is acked, and acked snapshots leave the agents'
@@ -109,8 +89,6 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
                 # A reader holding a snapshot (a backup) lets the WAL grow; once checkpointed,
                 # it shrinks back to this instead of keeping its high-water size on disk.
                 conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-            except sqlite3.DatabaseError as e:
-                raise StoreError(f"cannot open database {self.path}: {e}") from None
             self._local.conn = conn
         return conn
 
@@ -156,27 +134,24 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
     def ingest(self, batch: list[Received]) -> IngestResult:
         """Store a batch in one transaction; duplicates of stored (host, seq) are skipped."""
         db = self.db
+        db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                fresh, touched = self._without_duplicates(batch)
-                rows = [self._sample_row(r) for r in fresh]
-                # Sorted by the index key, inserts touch each index page once per batch.
-                db.executemany(_INSERT_SAMPLE, sorted(row for row, _ in rows))
-                self._rollups.fold(db, ((row[0], row[2], row[3:-1], detail) for row, detail in rows))
-                self._update_hosts(batch, fresh, touched)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                # In-memory state may describe the rolled-back transaction: reload it.
-                self._host_ids.clear()
-                self._ranges.clear()
-                self._rollups.forget()
-                self._name_ids.clear()
-                raise
-        except sqlite3.OperationalError as e:  # disk full, I/O error, locked too long
-            raise StoreError(f"cannot write {self.path}: {e}") from None
+            fresh, touched = self._without_duplicates(batch)
+            rows = [self._sample_row(r) for r in fresh]
+            # Sorted by the index key, inserts touch each index page once per batch.
+            db.executemany(_INSERT_SAMPLE, sorted(row for row, _ in rows))
+            self._rollups.fold(db, ((row[0], row[2], row[3:-1], detail) for row, detail in rows))
+            self._update_hosts(batch, fresh, touched)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            # In-memory state may describe the rolled-back transaction: reload it.
+            self._host_ids.clear()
+            self._ranges.clear()
+            self._rollups.forget()
+            self._name_ids.clear()
+            raise
         return IngestResult(fresh=fresh, duplicates=len(batch) - len(fresh))
 
     def _host_id(self, name: str, now: float) -> int:
@@ -330,13 +305,6 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
             )
             for host_id, name, first_seen, last_seen, interval, latest_ts, stored, first, last in rows
         ]
-
-    def latest(self, host: str) -> bytes | None:
-        """The latest full snapshot of `host`, msgpack as received."""
-        row = self.db.execute(
-            "SELECT snapshot FROM latest JOIN hosts ON hosts.id = host_id WHERE name = ?", (host,)
-        ).fetchone()
-        return row[0] if row else None
 
     def seqs(self, host: str) -> list[int]:
         """Every stored sequence number of `host`, ascending."""

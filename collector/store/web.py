@@ -13,41 +13,16 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any
 
-from collector.store import StoreError
 from collector.store.compact import COLUMNS, SCALE, highest, read_stored, short_key, unscaled
+from collector.store.records import Bucket, DetailBucket, WebHost
 from collector.store.rollups import MINUTE, tier_for
 from osmon import catalog
 
 # Columns a series may be read from: names are checked against this list before they are
 # put into SQL (they cannot be bound as parameters).
 SERIES_COLUMNS = COLUMNS
-
-
-class WebHost(NamedTuple):
-    """A host as the dashboard shows it: bookkeeping and its latest snapshot (msgpack as received)."""
-
-    name: str
-    first_seen: float
-    last_seen: float  # collector clock
-    interval: float | None
-    latest_ts: float | None  # agent clock of `snapshot`
-    snapshot: bytes | None
-
-
-class Bucket(NamedTuple):
-    """One time bucket of a series: its start, and (min, avg, max) per requested column."""
-
-    t: float
-    stats: tuple[tuple[float | None, float | None, float | None], ...]
-
-
-class DetailBucket(NamedTuple):
-    """One time bucket of per-entity numbers: each entity's maximum in the bucket."""
-
-    t: float
-    detail: dict[str, Any]  # {"cpu.core": [...]} or {"disk.percent": {mount: %}}
 
 
 DETAIL_KEYS = tuple(s.name for s in catalog.SERIES)  # per-entity numbers, by wire name
@@ -66,23 +41,23 @@ class WebQueries:
 
     def web_read_only(self) -> None:
         """Make this thread's connection refuse writes (called before each request)."""
-        self._web_sql("PRAGMA query_only = ON", ())
+        self.db.execute("PRAGMA query_only = ON", ())
 
     @contextmanager
     def _web_writable(self) -> Iterator[None]:
-        self._web_sql("PRAGMA query_only = OFF", ())
+        self.db.execute("PRAGMA query_only = OFF", ())
         try:
             yield
         finally:
-            self._web_sql("PRAGMA query_only = ON", ())
+            self.db.execute("PRAGMA query_only = ON", ())
 
     def web_check(self) -> int:
         """Read the database once (for /healthz); returns the number of hosts."""
-        return self._web_sql("SELECT count(*) FROM hosts", ()).fetchone()[0]
+        return self.db.execute("SELECT count(*) FROM hosts", ()).fetchone()[0]
 
     def web_hosts(self) -> list[WebHost]:
         """Every host with its latest snapshot, by name."""
-        rows = self._web_sql(
+        rows = self.db.execute(
             f"SELECT {_HOST_COLUMNS} FROM hosts LEFT JOIN latest ON latest.host_id = hosts.id ORDER BY name",
             (),
         ).fetchall()
@@ -90,7 +65,7 @@ class WebQueries:
 
     def web_host(self, name: str) -> WebHost | None:
         """One host with its latest snapshot, or None if the collector never heard of it."""
-        row = self._web_sql(
+        row = self.db.execute(
             f"SELECT {_HOST_COLUMNS} FROM hosts LEFT JOIN latest ON latest.host_id = hosts.id WHERE name = ?",
             (name,),
         ).fetchone()
@@ -122,7 +97,7 @@ class WebQueries:
                 for c in columns
             )
             source, time = tier.table, "t"
-        rows = self._web_sql(
+        rows = self.db.execute(
             f"SELECT CAST({time} / :bucket AS INTEGER) AS b, {stats} FROM {source} "
             f"WHERE host_id = (SELECT id FROM hosts WHERE name = :host) AND {time} >= :start AND {time} < :end "
             "GROUP BY b ORDER BY b",
@@ -161,7 +136,7 @@ class WebQueries:
         result = {}
         for tier, group in by_tier.items():
             source, time = ("samples", "ts") if tier is None else (tier.table, "t")
-            rows = self._web_sql(
+            rows = self.db.execute(
                 f"SELECT CAST({time} / :bucket AS INTEGER) AS b, detail FROM {source} "
                 f"WHERE host_id = (SELECT id FROM hosts WHERE name = :host) AND {time} >= :start "
                 f"AND {time} < :end AND detail IS NOT NULL ORDER BY {time}",
@@ -191,9 +166,3 @@ class WebQueries:
         """Lift `host`'s silence; False if there was none."""
         with self._web_writable():
             return self.unsilence(host)  # type: ignore[attr-defined]
-
-    def _web_sql(self, sql: str, args: tuple | dict) -> sqlite3.Cursor:
-        try:
-            return self.db.execute(sql, args)
-        except sqlite3.Error as e:  # damaged file, I/O error, locked too long
-            raise StoreError(f"cannot read {self.path}: {e}") from None

@@ -15,9 +15,7 @@ from urllib.parse import urlsplit
 import msgpack
 
 from collector.status import DEFAULT_INTERVAL
-from collector.store.alerts import Alert, Silence
-from collector.store.certfr import CertfrItem
-from collector.store.web import WebHost
+from collector.store import Alert, CertfrItem, Silence, WebHost
 from osmon import catalog, wire
 
 # Display and sort order of the overview: what needs attention first.

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from collector.status import DEFAULT_INTERVAL
-from collector.store.web import DETAIL_KEYS, Bucket, DetailBucket
+from collector.store import Bucket, DetailBucket
+from collector.store.web import DETAIL_KEYS
 from collector.web.chartcache import ChartCache
 from collector.web.charts import Serie, chart_points, time_chart
 from collector.web.errors import BadRequest

@@ -1,0 +1,157 @@
+"""The records the store takes and returns, and its one error: the vocabulary of the storage contract.
+
+Plain NamedTuples, the same whatever the backend; collector.store declares the
+methods that take and return them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from collector.samples import Sample
+
+# next_attempt of a mail given up on: never due again, kept until pruned so the reason stays visible.
+GAVE_UP = float("inf")
+
+
+class StoreError(Exception):
+    """The database cannot be used (missing, unreadable, newer schema, disk full ...)."""
+
+
+class Received(NamedTuple):
+    """A validated snapshot as it reaches storage."""
+
+    sample: Sample
+    raw: bytes  # the message as received: the latest one per host is kept whole
+    interval: float | None
+    received: float  # collector clock
+
+
+class IngestResult(NamedTuple):
+    fresh: list[Received]  # stored by this batch, in arrival order
+    duplicates: int  # already stored before: acked again, not stored twice
+
+
+class HostInfo(NamedTuple):
+    name: str
+    first_seen: float
+    last_seen: float
+    interval: float | None
+    latest_ts: float | None
+    snapshots: int
+    first_seq: int | None
+    last_seq: int | None
+    missing: list[tuple[int, int]]  # inclusive ranges
+
+
+class Alert(NamedTuple):
+    """One alert: active while `ended` is None."""
+
+    id: int
+    host: str
+    rule: str
+    severity: str
+    started: float
+    ended: float | None
+    value: float | None
+    peak: float | None
+    threshold: float | None
+    updated: float
+
+
+class AlertEvent(NamedTuple):
+    """A change of an alert: fired, escalated, deescalated, resolved (or a reminder)."""
+
+    kind: str
+    host: str
+    rule: str
+    severity: str
+    ts: float
+    value: float | None
+    threshold: float | None
+    started: float | None = None  # fired: when the breach began (`for` earlier than ts)
+
+
+class Silence(NamedTuple):
+    host: str
+    until: float
+    reason: str
+    created: float
+
+
+class OutboxMessage(NamedTuple):
+    """One mail of the outbox; `sent` is None until a server accepted it."""
+
+    id: int
+    created: float
+    message_id: str
+    recipients: list[str]
+    subject: str
+    text: str
+    html: str
+    attempts: int
+    next_attempt: float  # GAVE_UP once given up
+    last_error: str | None
+    sent: float | None
+
+    @property
+    def gave_up(self) -> bool:
+        return self.sent is None and self.next_attempt == GAVE_UP
+
+
+class FeedItem(NamedTuple):
+    """One item as the feed gives it (text already cleaned)."""
+
+    guid: str
+    title: str
+    link: str
+    published: float | None  # pubDate, Unix seconds; an update keeps the original date
+    description: str
+
+
+class CertfrItem(NamedTuple):
+    """One stored CERT-FR alert."""
+
+    guid: str
+    title: str
+    link: str
+    published: float | None
+    description: str
+    first_seen: float
+    mail_state: str  # none | pending | sent | backlog
+
+
+class CertfrAdded(NamedTuple):
+    new: list[CertfrItem]  # guids never seen before, in feed order (oldest first)
+    updated: list[CertfrItem]  # known guids whose title, link or description changed ("[MàJ]")
+
+
+class WebHost(NamedTuple):
+    """A host as the dashboard shows it: bookkeeping and its latest snapshot (msgpack as received)."""
+
+    name: str
+    first_seen: float
+    last_seen: float  # collector clock
+    interval: float | None
+    latest_ts: float | None  # agent clock of `snapshot`
+    snapshot: bytes | None
+
+
+class Bucket(NamedTuple):
+    """One time bucket of a series: its start, and (min, avg, max) per requested column."""
+
+    t: float
+    stats: tuple[tuple[float | None, float | None, float | None], ...]
+
+
+class DetailBucket(NamedTuple):
+    """One time bucket of per-entity numbers: each entity's maximum in the bucket."""
+
+    t: float
+    detail: dict[str, Any]  # {"cpu.core": [...]} or {"disk.percent": {mount: %}}
+
+
+class CopyInfo(NamedTuple):
+    schema: int  # PRAGMA user_version
+    problems: list[str]  # what PRAGMA integrity_check found; empty when the copy is sound
