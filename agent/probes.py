@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import heapq
-import math
 import os
 import pwd
 import resource
@@ -23,6 +22,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import psutil
+
+from osmon.numbers import finite_or_none
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -49,10 +50,7 @@ NOT_INTERFACES = ("veth",)
 
 def finite(value: Any) -> float | None:
     """`value` as a float, or None when it is missing, NaN or infinite."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
+    return finite_or_none(value)
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:
@@ -102,7 +100,7 @@ def cpu(before: CpuTimes | None, after: CpuTimes) -> dict[str, Any]:
         empty = dict.fromkeys(("percent", "user", "nice", "system", "iowait", "steal"))
         return {**empty, "per_core": [None] * count, "count": count}
     deltas = _cpu_deltas(before.total, after.total)
-    result = {"percent": _busy(deltas)}
+    result: dict[str, Any] = {"percent": _busy(deltas)}
     for field in ("user", "nice", "system", "iowait", "steal"):
         result[field] = _percent(deltas[CPU_FIELDS.index(field)], sum(deltas))
     if len(before.per_core) == count:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import psutil
 
 from agent import nvml, probes
+from osmon.numbers import is_finite
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def clean(value: Any) -> Any:
     """`value` with every NaN or infinity replaced by None: the collector rejects them."""
     kind = type(value)  # exact types: this runs on every value of every snapshot
     if kind is float:
-        return value if math.isfinite(value) else None
+        return value if is_finite(value) else None
     if kind is dict:
         return {k: clean(v) for k, v in value.items()}
     if kind is list or kind is tuple:

@@ -37,12 +37,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 import msgpack
 
 from osmon import catalog
 from osmon.catalog import MAX_TS
+from osmon.numbers import is_finite
 
 SCHEMA_VERSION = 1
 
@@ -50,7 +51,6 @@ SCHEMA_VERSION = 1
 # keep them to what DNS and /etc/hostname allow.
 HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252})$")
 MAX_SEQ = 2**63 - 1
-MAX_INT = 2**53
 MAX_INTERVAL = 7 * 86400.0  # an agent reporting less often than weekly is misconfigured
 # Documentation of what each probe sends; the agent's tests check it holds.
 PROBE_SHAPES: dict[str, str] = {
@@ -105,7 +105,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
 _known_hosts: set[str] = set()  # names already checked: the same few recur in every batch
 
 
-def valid_host(name: object) -> bool:
+def valid_host(name: object) -> TypeGuard[str]:
     """True if `name` is a host name we accept (no path, markup or spaces)."""
     if not isinstance(name, str):
         return False
@@ -122,18 +122,9 @@ def encode(message: dict[str, Any]) -> bytes:
     return msgpack.packb(message, use_bin_type=True)
 
 
-def _finite(value: object) -> bool:
-    """A real number that is not NaN or infinite (bool excluded). Runs on every metric: kept cheap."""
-    kind = type(value)
-    if kind is float:
-        return value - value == 0.0  # NaN - NaN and inf - inf are NaN
-    # Integers beyond 2**53 are no measurement, and would overflow SQLite's 64-bit integers.
-    return kind is int and -MAX_INT <= value <= MAX_INT
-
-
 def _within(value: object, bounds: tuple[float, float]) -> bool:
     """A finite number inside `bounds`, inclusive."""
-    return _finite(value) and bounds[0] <= value <= bounds[1]  # type: ignore[operator]
+    return is_finite(value) and bounds[0] <= value <= bounds[1]  # type: ignore[operator]
 
 
 def _out_of_range(name: str, value: object) -> str:
@@ -235,10 +226,10 @@ def decode_snapshot(data: bytes) -> Snapshot:
     if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
         raise WireError(f"invalid seq {str(seq)[:40]!r}")
     ts = message.get("ts")
-    if not _finite(ts) or not 0 < ts < MAX_TS:
+    if not is_finite(ts) or not 0 < ts < MAX_TS:
         raise WireError(f"invalid ts {str(ts)[:40]!r}")
     interval = message.get("interval")
-    if interval is not None and not (_finite(interval) and 0.01 <= interval <= MAX_INTERVAL):
+    if interval is not None and not (is_finite(interval) and 0.01 <= interval <= MAX_INTERVAL):
         raise WireError(f"invalid interval {str(interval)[:40]!r}")
     probes = message.get("probes")
     if not isinstance(probes, bytes):
@@ -262,7 +253,7 @@ def _metrics(metrics: object) -> dict[str, float]:
     for name, value in metrics.items():
         if name not in METRICS:
             continue  # a newer agent's metric: ignored
-        if not _finite(value):
+        if not is_finite(value):
             raise WireError(f"metric {name}: not a finite number: {str(value)[:40]!r}")
         if not BOUNDS[name][0] <= value <= BOUNDS[name][1]:
             raise WireError(f"metric {_out_of_range(name, value)}")
@@ -288,7 +279,7 @@ def _series(series: object) -> dict[str, Any]:
 
 
 def _list(name: str, values: object) -> list[float | None]:
-    if type(values) is not list or not all(c is None or _finite(c) for c in values):
+    if type(values) is not list or not all(c is None or is_finite(c) for c in values):
         raise WireError(f"series {name} is not a list of finite numbers")
     _check_range(name, values)
     return values
@@ -296,7 +287,7 @@ def _list(name: str, values: object) -> list[float | None]:
 
 def _map(name: str, values: object) -> dict[str, float | None]:
     if type(values) is not dict or not all(
-        type(k) is str and (v is None or _finite(v)) for k, v in values.items()
+        type(k) is str and (v is None or is_finite(v)) for k, v in values.items()
     ):
         raise WireError(f"series {name} is not a map of name to a finite number")
     _check_range(name, values.values())
@@ -326,8 +317,8 @@ def _pair(name: object, pair: object) -> bool:
         type(name) is str
         and type(pair) is list
         and len(pair) == 2
-        and (pair[0] is None or _finite(pair[0]))
-        and (pair[1] is None or _finite(pair[1]))
+        and (pair[0] is None or is_finite(pair[0]))
+        and (pair[1] is None or is_finite(pair[1]))
     )
 
 

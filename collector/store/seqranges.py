@@ -27,13 +27,13 @@ class SeqRanges:
         return None
 
     def __contains__(self, seq: int) -> bool:
-        if self.first is None or not self.first <= seq <= self.last:
+        if self.first is None or self.last is None or not self.first <= seq <= self.last:
             return False
         return self._gap_index(seq) is None
 
     def add(self, seq: int) -> None:
         """Record `seq` as stored (it must not be stored already)."""
-        if self.first is None:
+        if self.first is None or self.last is None:
             self.first = self.last = seq
         elif seq > self.last:
             if seq > self.last + 1:
@@ -56,7 +56,7 @@ class SeqRanges:
 
     def drop_below(self, seq: int) -> None:
         """Forget everything below `seq` (after retention pruned it)."""
-        if self.first is None or seq <= self.first:
+        if self.first is None or self.last is None or seq <= self.first:
             return
         if seq > self.last:
             self.first = self.last = None

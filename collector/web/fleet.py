@@ -7,7 +7,6 @@ pages, the JSON API and /metrics agree, and tests can give exact inputs.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -17,6 +16,7 @@ import msgpack
 from collector.status import DEFAULT_INTERVAL
 from collector.store import Alert, CertfrItem, Silence, WebHost
 from osmon import catalog, wire
+from osmon.numbers import finite_or_none
 
 # Display and sort order of the overview: what needs attention first.
 STATUSES = ("down", "critical", "warning", "ok", "silenced")
@@ -230,13 +230,4 @@ def safe_link(url: str) -> str | None:
         return None
 
 
-def number(value: object) -> float | None:
-    """A finite number from hostile data, else None."""
-    if type(value) is float:  # the usual case first: the overview calls this ~10,000 times
-        return value if value - value == 0.0 else None  # NaN - NaN and inf - inf are NaN
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return float(value) if math.isfinite(value) else None
-    except OverflowError:  # an int beyond a float's range
-        return None
+number = finite_or_none  # hostile data from the store: the same test as the wire's
