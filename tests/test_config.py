@@ -148,7 +148,7 @@ def test_check_config_cli_prints_one_line_and_exits_nonzero(tmp_path: Path, comm
 
 
 def test_check_config_cli_accepts_a_good_file(tmp_path: Path) -> None:
-    good = write(tmp_path, "c.toml", 'listen = "tcp://127.0.0.1:5555"\n')
+    good = write(tmp_path, "c.toml", f'listen = "tcp://127.0.0.1:5555"\ndatabase = "{tmp_path}/osmon.db"\n')
     result = subprocess.run(
         [str(BIN / "osmon-collector"), "check-config", "--config", str(good)], capture_output=True, text=True
     )
@@ -165,6 +165,7 @@ def test_annotated_examples_are_valid(tmp_path: Path) -> None:
     (keys / "agents").mkdir()
     for name in ("agent", "collector"):
         text = (ROOT / "examples" / f"{name}.toml").read_text().replace("/etc/osmonitoring/keys", str(keys))
+        text = text.replace("/var/lib/osmonitoring", str(tmp_path))
         path = write(tmp_path, f"{name}.toml", text)
         command = "osmon-agent" if name == "agent" else "osmon-collector"
         result = subprocess.run(
