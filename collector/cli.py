@@ -181,7 +181,9 @@ def _run(config: collector_config.CollectorConfig) -> int:
         try:
             socket = bind_socket(context, config)
         except zmq.ZMQError as e:
-            raise ConfigError(config.path, "listen", f"cannot listen on {config.listen}: {e}") from None
+            raise ConfigError(
+                config.path, "listen", f"cannot listen on {config.listen}: {zmq.strerror(e.errno)}"
+            ) from None
         log.info("listening on %s, storing in %s", config.listen, config.database)
         services = Services(config, store)
         services.start()
