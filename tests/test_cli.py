@@ -167,8 +167,9 @@ def test_a_port_clash_names_the_key(tmp_path: Path) -> None:
 def test_alerts_has_a_header_and_status_shows_silences(cluster: Cluster) -> None:
     cluster.collector()
     agent = cluster.agent("web-01")
-    wait_for(lambda: cluster.status(), what="web-01 to report")
     config = str(cluster.collector_config)
+    # The collector may be creating its schema: status fails until then.
+    wait_for(lambda: "web-01" in run("osmon-collector", "status", "--config", config).stdout, what="web-01")
     silenced = run(
         "osmon-collector",
         "silence",
