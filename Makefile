@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# `make demo WEB=127.0.0.1:8080 PORT=6555` (or the environment) when 5000 or 5555 are taken.
+WEB ?= 127.0.0.1:5000
+PORT ?= 5555
 
 .PHONY: install demo test lint format bench clean
 
@@ -11,10 +14,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(VENV)/.runtime $@
+
+# The demo runs only the agent, the collector and the dashboard: no test or deployment tools.
+$(VENV)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[collector]'
 	touch $@
 
-demo: install
-	$(BIN)/python scripts/demo.py
+demo: $(VENV)/.runtime
+	OSMON_DEMO_WEB=$(WEB) OSMON_DEMO_PORT=$(PORT) $(BIN)/python scripts/demo.py
 
 test: install
 	$(BIN)/ruff check .

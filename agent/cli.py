@@ -5,22 +5,39 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 
 import zmq
 
 from agent import config as agent_config
-from agent.spool import SpoolError
+from agent.spool import SpoolError, SpoolLock
 from osmon import __version__, keys, wire
+from osmon.arguments import Parser
 from osmon.configfile import ConfigError
 from osmon.shutdown import Shutdown
+from osmon.words import plural
 
 log = logging.getLogger("osmon.agent")
 
+# Shown by --help (the module docstring is for developers).
+DESCRIPTION = "osMonitoring agent: collects this host's figures and pushes them to the collector."
+
+
+def positive(value: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="osmon-agent", description=__doc__)
+    parser = Parser(prog="osmon-agent", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"osmon-agent {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     config_help = f"agent config (default {agent_config.DEFAULT_PATH})"
@@ -30,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     once = commands.add_parser("once", help="collect one snapshot and print it as JSON")
-    once.add_argument("--top", type=int, default=5, help="processes listed by CPU and by memory")
+    once.add_argument("--top", type=positive, default=5, help="processes listed by CPU and by memory")
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("--config", default=agent_config.DEFAULT_PATH, help=config_help)
@@ -45,23 +62,48 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """The error boundary: every expected failure becomes one line per problem and exit status 2."""
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:
+        return quiet_pipe()
     except (ConfigError, SpoolError, keys.KeyFileError) as e:
-        print(f"osmon-agent: {e}", file=sys.stderr)
-        return 2
+        fail(str(e))
     except zmq.ZMQError as e:
-        print(f"osmon-agent: ZeroMQ: {e}", file=sys.stderr)
-        return 1
+        fail(f"ZeroMQ: {e}")
+    except OSError as e:  # a file named on the command line: missing, unreadable, a directory, /proc ...
+        fail(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
+    return 2
+
+
+def fail(message: str) -> None:
+    for line in message.splitlines():
+        print(f"osmon-agent: {line}", file=sys.stderr)
+
+
+def quiet_pipe() -> int:
+    """The reader of our output went away (`| head`): stop without a word, as Unix tools do."""
+    # Python would complain again when flushing stdout at exit: point it at /dev/null.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    config = agent_config.load(args.config)
+    with SpoolLock(config.spool):
+        return _run(config)
+
+
+def _run(config: agent_config.AgentConfig) -> int:
     from agent.daemon import Agent
     from agent.link import Link
     from agent.sampler import Sampler
     from agent.spool import Spool
 
-    config = agent_config.load(args.config)
     spool = Spool(config.spool, config.spool_max)
     context = zmq.Context()
     shutdown = Shutdown()
@@ -69,12 +111,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         link = Link(context, config)
         log.info(
-            "agent %s for host %s: a snapshot every %gs to %s (%d waiting in the spool)",
+            "agent %s for host %s: a snapshot every %gs to %s (%s waiting in the spool)",
             __version__,
             config.host,
             config.interval,
             config.collector,
-            spool.pending_count(),
+            plural(spool.pending_count(), "snapshot"),
         )
         Agent(config, Sampler(top_n=config.top_processes), spool, link).run(shutdown)
     finally:

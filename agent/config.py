@@ -9,13 +9,15 @@ from pathlib import Path
 from osmon import wire
 from osmon.configfile import (
     REQUIRED,
-    ConfigError,
     Key,
+    Problems,
     all_or_none,
     apply_schema,
     at_least,
+    boolean,
     integer,
     load_toml,
+    loopback,
     parse_duration,
     parse_size,
     string,
@@ -38,6 +40,7 @@ KEYS = [
     Key("top_processes", at_least(1, integer), 5, "processes listed by CPU and by memory"),
     Key("ack_timeout", at_least(0.1, parse_duration), 5.0, "resend a snapshot not acked after this"),
     Key("in_flight", at_least(1, integer), 200, "snapshots sent and not yet acked, at most"),
+    Key("allow_insecure", boolean, False, "send plain TCP to a collector that is not on this machine"),
     Key("curve.secret_key", string, None, "this agent's secret key file (NAME.key_secret)"),
     Key("curve.server_key", string, None, "the collector's public key file (NAME.key)"),
 ]
@@ -58,18 +61,30 @@ class AgentConfig:
     in_flight: int
     curve_secret_key: str | None
     curve_server_key: str | None
+    allow_insecure: bool = False
 
 
 def load(path: str | Path) -> AgentConfig:
-    """Read and check an agent config, or raise ConfigError."""
-    settings = apply_schema(load_toml(path), KEYS, path)
-    all_or_none(settings, ["curve.secret_key", "curve.server_key"], path)
+    """Read and check an agent config, or raise ConfigError (ConfigErrors: all problems of the file)."""
+    problems = Problems(path)
+    settings = apply_schema(load_toml(path), KEYS, path, problems=problems)
+    with problems.collect():
+        all_or_none(settings, ["curve.secret_key", "curve.server_key"], path)
     host = settings["host"] or socket.gethostname().split(".")[0]
     if not wire.valid_host(host):
-        raise ConfigError(path, "host", f"{host!r} is not a valid host name (letters, digits, '.', '-', '_')")
+        problems.add("host", f"{host!r} is not a valid host name (letters, digits, '.', '-', '_')")
     for name in ("curve.secret_key", "curve.server_key"):
         if settings[name] is not None and not Path(settings[name]).is_file():
-            raise ConfigError(path, name, f"file {settings[name]!r} does not exist")
+            problems.add(name, f"file {settings[name]!r} does not exist")
+    collector = settings["collector"]
+    plain = settings["curve.secret_key"] is None and not settings["allow_insecure"]
+    if plain and collector is not None and not loopback(collector):
+        problems.add(
+            "collector",
+            f"{collector} is not on this machine and [curve] is not configured: snapshots would cross "
+            "the network unencrypted and unauthenticated; set up CurveZMQ keys, or allow_insecure = true",
+        )
+    problems.raise_any()
     return AgentConfig(
         path=str(path),
         host=host,
@@ -82,4 +97,5 @@ def load(path: str | Path) -> AgentConfig:
         in_flight=settings["in_flight"],
         curve_secret_key=settings["curve.secret_key"],
         curve_server_key=settings["curve.server_key"],
+        allow_insecure=settings["allow_insecure"],
     )

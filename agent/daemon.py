@@ -14,11 +14,13 @@ from typing import Any
 
 import zmq
 
+from agent.ackwatch import AckWatch
 from agent.config import AgentConfig
 from agent.link import Link
 from agent.spool import Spool
 from osmon import __version__, wire
 from osmon.shutdown import Shutdown
+from osmon.words import plural
 
 log = logging.getLogger("osmon.agent")
 
@@ -35,6 +37,9 @@ class Agent:
         self.config, self.sampler, self.spool, self.link = config, sampler, spool, link
         self.in_flight: dict[int, float] = {}  # seq -> when it was last sent
         self.highest_sent = 0
+        # Three missed acks, or two intervals for a slow agent: long enough not to cry wolf at a restart.
+        after = max(3 * config.ack_timeout, 2 * config.interval)
+        self.watch = AckWatch(link.endpoint, after, spool.pending_count, time.monotonic())
 
     def collect(self) -> int:
         """Take a snapshot and spool it; returns its sequence number."""
@@ -88,6 +93,7 @@ class Agent:
             self.spool.ack(acked)
             for seq in acked:
                 self.in_flight.pop(seq, None)
+            self.watch.acked(time.monotonic())
         if self.link.connection_events():
             # Whatever was on the old connection may be gone with it: send it again now.
             self.in_flight = dict.fromkeys(self.in_flight, float("-inf"))
@@ -113,6 +119,7 @@ class Agent:
                 next_tick = max(next_tick + self.config.interval, now)
             self.link.retry(now)
             self.transmit(now)
+            self.watch.check(now)
             wait = (
                 min(next_tick, self.next_resend(), self.link.retry_at or now + 1.0, now + 1.0)
                 - time.monotonic()
@@ -122,9 +129,8 @@ class Agent:
                 shutdown.drain()
             self.receive()
         self._finish()
-        log.info(
-            "stopped on %s; %d snapshots wait in the spool", shutdown.signal_name, self.spool.pending_count()
-        )
+        waiting = plural(self.spool.pending_count(), "snapshot")
+        log.info("stopped on %s; %s wait in the spool", shutdown.signal_name, waiting)
 
     def _finish(self) -> None:
         """Give acks of in-flight snapshots a moment; the spool keeps the rest for next time."""

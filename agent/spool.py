@@ -9,7 +9,9 @@ spool is bounded in bytes: past `max_bytes` the oldest snapshots are dropped
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +26,40 @@ CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY, body BLOB NOT NULL)
 
 class SpoolError(Exception):
     """The spool file cannot be opened or written."""
+
+
+class SpoolLocked(SpoolError):
+    """Another agent uses this spool."""
+
+
+class SpoolLock:
+    """An flock on `<spool>.lock` for the agent's whole life: one agent per spool.
+
+    Two agents on one spool would hand out the same sequence numbers and ack each
+    other's snapshots. The lock vanishes with the process, so a crash leaves none.
+    """
+
+    def __init__(self, spool: str | Path) -> None:
+        self.path = Path(f"{spool}.lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise SpoolError(f"cannot create the spool lock {self.path}: {e.strerror or e}") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 100, 0).decode(errors="replace").strip() or "another agent"
+            os.close(self.fd)
+            raise SpoolLocked(f"spool {spool} is in use by {holder}: one agent per spool") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"osmon-agent (pid {os.getpid()})\n".encode(), 0)
+
+    def __enter__(self) -> SpoolLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
 
 
 class Spool:

@@ -18,19 +18,30 @@ from collector import backup as backups
 from collector import config as collector_config
 from collector import restore as restores
 from collector import status as host_status
+from collector import testmail as test_message
 from collector.ingest import Ingest, bind_socket
+from collector.mail import MailError
 from collector.service import Services
 from collector.store import StoreError, open_store
 from collector.units import binary
-from osmon import keys, wire
-from osmon.configfile import ConfigError, parse_duration
+from osmon import __version__, keys, wire
+from osmon.arguments import Parser
+from osmon.configfile import ConfigError, ConfigErrors, parse_duration
 from osmon.shutdown import Shutdown
+from osmon.words import plural
 
 log = logging.getLogger("osmon.collector")
 
+# Shown by --help (the module docstring is for developers).
+DESCRIPTION = (
+    "osMonitoring collector: receives the agents' snapshots, stores them, detects problems, "
+    "mails alerts and serves the dashboard."
+)
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="osmon-collector", description=__doc__)
+    parser = Parser(prog="osmon-collector", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"osmon-collector {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     config_help = f"collector config (default {collector_config.DEFAULT_PATH})"
 
@@ -102,20 +113,48 @@ def main(argv: list[str] | None = None) -> int:
     keygen.add_argument("directory")
     keygen.add_argument("--name", required=True)
 
+    test_mail = commands.add_parser(
+        "test-mail", help="send a test message through the configured SMTP server or sendmail command"
+    )
+    test_mail.add_argument("--to", required=True, help="the address to send it to")
+    test_mail.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
+
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(args, "log_level", "INFO"),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """The error boundary: every expected failure becomes one line per problem and exit status 2."""
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:
+        return quiet_pipe()
     except (ConfigError, StoreError, keys.KeyFileError, UsageError, lock.LockError, backups.BackupError) as e:
-        print(f"osmon-collector: {e}", file=sys.stderr)
-        return 2
+        fail(str(e))
+    except MailError as e:
+        fail(f"test mail not sent: {e}")
     except zmq.ZMQError as e:
-        print(f"osmon-collector: ZeroMQ: {e}", file=sys.stderr)
-        return 1
+        fail(f"ZeroMQ: {e}")
+    except OSError as e:  # a file named on the command line: missing, unreadable, a directory, /proc ...
+        fail(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
+    return 2
+
+
+def fail(message: str) -> None:
+    for line in message.splitlines():
+        print(f"osmon-collector: {line}", file=sys.stderr)
+
+
+def quiet_pipe() -> int:
+    """The reader of our output went away (`| head`): stop without a word, as Unix tools do."""
+    # Python would complain again when flushing stdout at exit: point it at /dev/null.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -139,7 +178,12 @@ def _run(config: collector_config.CollectorConfig) -> int:
                 config.listen,
                 " (allow_insecure = true)" if config.allow_insecure else "",
             )
-        socket = bind_socket(context, config)
+        try:
+            socket = bind_socket(context, config)
+        except zmq.ZMQError as e:
+            raise ConfigError(
+                config.path, "listen", f"cannot listen on {config.listen}: {zmq.strerror(e.errno)}"
+            ) from None
         log.info("listening on %s, storing in %s", config.listen, config.database)
         services = Services(config, store)
         services.start()
@@ -162,7 +206,13 @@ def _run(config: collector_config.CollectorConfig) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     config = collector_config.load(args.config)
     store = open_store(config.database, readonly=True)
-    rows = host_status.rows(store.hosts(), config.down_after)
+    now = time.time()
+    rows = host_status.rows(store.hosts(), config.down_after, now)
+    silences = {s.host: s for s in store.silences(now)}
+    for row in rows:
+        s = silences.get(row["host"])
+        row["silenced_until"] = None if s is None else host_status.iso(s.until)
+        row["silence_reason"] = None if s is None else s.reason
     print(json.dumps(rows, indent=2) if args.json else host_status.table(rows))
     return 0
 
@@ -187,12 +237,31 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     elif not rows:
         print("no active alerts")
     else:
-        for r in rows:
-            print(
-                f"{r['severity'].upper():9} {r['host']:24} {r['rule']:24} since {r['since']}  "
-                f"value {r['value']}  peak {r['peak']}  threshold {r['threshold']}"
+        print(
+            host_status.columns(
+                ALERT_COLUMNS, [[_cell(r[key]) for key in ALERT_COLUMNS.values()] for r in rows]
             )
+        )
     return 0
+
+
+ALERT_COLUMNS = {
+    "SEVERITY": "severity",
+    "HOST": "host",
+    "RULE": "rule",
+    "SINCE": "since",
+    "VALUE": "value",
+    "PEAK": "peak",
+    "THRESHOLD": "threshold",
+}
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value).upper() if value in ("warning", "critical") else str(value)
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
@@ -204,7 +273,11 @@ def cmd_silence(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f"--for: {e}") from None
     now = time.time()
-    open_store(config.database, readonly=True).silence(args.host, now + duration, args.reason, now)
+    store = open_store(config.database, readonly=True)
+    if args.host not in {h.name for h in store.hosts()}:
+        # Allowed (a host not yet installed, or a typo): said, so a typo does not go unnoticed.
+        print(f"osmon-collector: warning: no host {args.host!r} has reported yet", file=sys.stderr)
+    store.silence(args.host, now + duration, args.reason, now)
     print(f"{args.host} silenced until {host_status.iso(now + duration)}: {args.reason}")
     return 0
 
@@ -217,8 +290,20 @@ def cmd_unsilence(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    collector_config.load(args.config)
+    config = collector_config.load(args.config)
+    errors = collector_config.machine_errors(config)
+    if errors:
+        raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
+    for warning in collector_config.warnings(config):
+        print(f"osmon-collector: warning: {warning}", file=sys.stderr)
     print(f"{args.config}: ok")
+    return 0
+
+
+def cmd_test_mail(args: argparse.Namespace) -> int:
+    config = collector_config.load(args.config)
+    result = test_message.send(config, args.to)
+    print(f"sent through {result.transport}: {result.answer}")
     return 0
 
 
@@ -241,18 +326,31 @@ def cmd_backup(args: argparse.Namespace) -> int:
         args.output_dir.mkdir(parents=True, exist_ok=True)
         output = backups.new_path(args.output_dir)
     else:
-        output = args.output
+        output = _new_output(args.output)
     made = backups.create(config, output, include_secrets=args.include_secrets)
     kinds = [m.kind for m in made.members]
-    secrets = f", {kinds.count('secret')} secret files (secrets included)" if args.include_secrets else ""
+    secrets = (
+        f", {plural(kinds.count('secret'), 'secret file')} (secrets included)" if args.include_secrets else ""
+    )
     print(
         f"{made.path}: {binary(made.size)} (database {binary(made.database_size)}, schema {made.schema}; "
-        f"config, {kinds.count('key')} public keys{secrets})"
+        f"config, {plural(kinds.count('key'), 'public key')}{secrets})"
     )
     if args.keep is not None:
         for path in backups.rotate(args.output_dir, args.keep):
             print(f"removed old backup {path}")
     return 0
+
+
+def _new_output(output: Path) -> Path:
+    """--output: a new file in an existing directory (a typo must not create directories or replace a backup)."""
+    if output.is_dir():
+        raise UsageError(f"--output {output}: is a directory (use --output-dir DIR)")
+    if output.exists():
+        raise UsageError(f"--output {output}: already exists; remove it or choose another name")
+    if not output.parent.is_dir():
+        raise UsageError(f"--output {output}: directory {output.parent} does not exist")
+    return output
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -269,7 +367,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(f"the archive's config and keys are in {done.files_to}: compare them with the ones in use")
     elif done.files:
         print(
-            f"the archive also holds {len(done.files)} other files (config, keys); they were not installed "
+            f"the archive also holds {plural(len(done.files), 'other file')} (config, keys); they were not installed "
             "(use --files-to DIR to extract them for review)"
         )
     return 0
@@ -312,6 +410,7 @@ COMMANDS = {
     "hash-password": cmd_hash_password,
     "backup": cmd_backup,
     "restore": cmd_restore,
+    "test-mail": cmd_test_mail,
 }
 
 if __name__ == "__main__":

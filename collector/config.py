@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
+import shlex
+import shutil
+import socket
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -13,18 +16,22 @@ from collector import rules
 from osmon.configfile import (
     ConfigError,
     Key,
+    Problems,
+    address_list,
     all_or_none,
     apply_schema,
     at_least,
     boolean,
+    email_address,
     http_url,
     integer,
     load_toml,
+    loopback,
     one_of,
     parse_duration,
     parse_size,
+    port,
     string,
-    string_list,
     zmq_endpoint,
 )
 
@@ -46,7 +53,7 @@ def routes(value: object) -> list[Route]:
     for i, table in enumerate(value):
         if set(table) != {"hosts", "recipients"}:
             raise ValueError(f"route {i + 1}: needs exactly 'hosts' (a glob) and 'recipients' (a list)")
-        parsed.append(Route(string(table["hosts"]), string_list(table["recipients"])))
+        parsed.append(Route(string(table["hosts"]), address_list(table["recipients"])))
     return parsed
 
 
@@ -90,21 +97,21 @@ KEYS = [
     ),
     Key("web.public_url", http_url, None, "the dashboard's URL as users reach it, for links in mails"),
     Key("smtp.host", string, None, "SMTP server; unset: mail goes through `sendmail` or nowhere"),
-    Key("smtp.port", at_least(1, integer), None, "default 25, 587 with starttls, 465 with tls"),
+    Key("smtp.port", port, None, "default 25, 587 with starttls, 465 with tls"),
     Key("smtp.security", one_of("none", "starttls", "tls"), "starttls", "none | starttls | tls"),
     Key("smtp.username", string, None, "SMTP AUTH user"),
     Key("smtp.password_file", string, None, "file holding the SMTP password (keep it 0400)"),
-    Key("smtp.from", string, "osmon@localhost", "sender address"),
+    Key("smtp.from", email_address, None, "sender address; default osmon@ this machine's FQDN"),
     Key("smtp.timeout", at_least(1, parse_duration), 30.0, "give up on one SMTP conversation after this"),
     Key("sendmail", string, None, "a sendmail-compatible command instead of SMTP, e.g. /usr/bin/msmtp -t"),
-    Key("alerts.recipients", string_list, [], "who gets every host's alerts"),
+    Key("alerts.recipients", address_list, [], "who gets every host's alerts"),
     Key("alerts.repeat", at_least(60, parse_duration), 4 * 3600.0, "reminder interval while an alert fires"),
     Key("alerts.route", routes, [], "[[alerts.route]] hosts = glob, recipients = [...]"),
     Key("certfr.enabled", boolean, True, "follow the CERT-FR security alert feed"),
     Key("certfr.url", http_url, "https://www.cert.ssi.gouv.fr/alerte/feed/", "CERT-FR alert feed (RSS)"),
     Key("certfr.interval", at_least(60, parse_duration), 1800.0, "time between two polls of the feed"),
     Key("certfr.timeout", at_least(1, parse_duration), 20.0, "give up on one fetch after this"),
-    Key("certfr.recipients", string_list, [], "mail each new CERT-FR alert to these addresses"),
+    Key("certfr.recipients", address_list, [], "mail each new CERT-FR alert to these addresses"),
 ]
 
 
@@ -154,30 +161,35 @@ class CollectorConfig:
 
 
 def load(path: str | Path) -> CollectorConfig:
-    """Read and check a collector config, or raise ConfigError."""
+    """Read and check a collector config, or raise ConfigError (ConfigErrors: all problems of the file)."""
     doc = load_toml(path)
-    users = _web_users(doc, path)
-    s = apply_schema(doc, KEYS, path, free_tables=("thresholds",))
-    all_or_none(s, ["curve.secret_key", "curve.agents"], path)
-    if s["curve.secret_key"] is not None and not Path(s["curve.secret_key"]).is_file():
-        raise ConfigError(path, "curve.secret_key", f"file {s['curve.secret_key']!r} does not exist")
-    if s["curve.agents"] is not None and not Path(s["curve.agents"]).is_dir():
-        raise ConfigError(path, "curve.agents", f"directory {s['curve.agents']!r} does not exist")
-    if s["curve.secret_key"] is None and not s["allow_insecure"] and not _loopback(s["listen"]):
-        raise ConfigError(
-            path,
+    problems = Problems(path)
+    with problems.collect():
+        users = _web_users(doc, path)
+    s = apply_schema(doc, KEYS, path, free_tables=("thresholds",), problems=problems)
+    with problems.collect():
+        all_or_none(s, ["curve.secret_key", "curve.agents"], path)
+    _check_files(s, problems)
+    plain = s["curve.secret_key"] is None and not s["allow_insecure"]
+    if plain and not problems.bad("listen") and not loopback(s["listen"]):
+        problems.add(
             "listen",
             f"{s['listen']} is not a loopback address and [curve] is not configured: "
             "set up CurveZMQ keys, or set allow_insecure = true to accept unauthenticated agents",
         )
-    _check_bind(path, s["web.bind"])
-    if s["smtp.password_file"] is not None and s["smtp.username"] is None:
-        raise ConfigError(path, "smtp.username", "is required when smtp.password_file is set")
+    with problems.collect():
+        _check_bind(path, s["web.bind"])
+    _check_mail(s, problems)
     # Charts of long ranges read the coarse tiers: one kept shorter than a finer one leaves holes.
     if s["retention.minute"] < s["retention.raw"]:
-        raise ConfigError(path, "retention.minute", "must be at least retention.raw")
+        problems.add("retention.minute", "must be at least retention.raw")
     if s["retention.hour"] < s["retention.minute"]:
-        raise ConfigError(path, "retention.hour", "must be at least retention.minute")
+        problems.add("retention.hour", "must be at least retention.minute")
+    thresholds = None
+    with problems.collect():
+        thresholds = rules.parse(s.get("thresholds", {}), path)
+    problems.raise_any()
+    assert thresholds is not None  # raise_any raised otherwise
     return CollectorConfig(
         path=str(path),
         listen=s["listen"],
@@ -202,13 +214,13 @@ def load(path: str | Path) -> CollectorConfig:
         smtp_security=s["smtp.security"],
         smtp_username=s["smtp.username"],
         smtp_password_file=s["smtp.password_file"],
-        smtp_from=s["smtp.from"],
+        smtp_from=s["smtp.from"] or f"osmon@{socket.getfqdn()}",
         smtp_timeout=s["smtp.timeout"],
         sendmail=s["sendmail"],
         alert_recipients=s["alerts.recipients"],
         alert_repeat=s["alerts.repeat"],
         alert_routes=s["alerts.route"],
-        thresholds=rules.parse(s.get("thresholds", {}), path),
+        thresholds=thresholds,
         certfr_enabled=s["certfr.enabled"],
         certfr_url=s["certfr.url"],
         certfr_interval=s["certfr.interval"],
@@ -217,17 +229,51 @@ def load(path: str | Path) -> CollectorConfig:
     )
 
 
-def _loopback(endpoint: str) -> bool:
-    """True for ipc://, inproc:// and tcp:// endpoints bound to a loopback address."""
-    if not endpoint.startswith("tcp://"):
-        return True
-    host = endpoint[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _check_files(s: dict, problems: Problems) -> None:
+    """The files and directories the config names exist (a typo is found now, not at 3 a.m.)."""
+    if s["curve.secret_key"] is not None and not Path(s["curve.secret_key"]).is_file():
+        problems.add("curve.secret_key", f"file {s['curve.secret_key']!r} does not exist")
+    if s["curve.agents"] is not None and not Path(s["curve.agents"]).is_dir():
+        problems.add("curve.agents", f"directory {s['curve.agents']!r} does not exist")
+
+
+def _check_mail(s: dict, problems: Problems) -> None:
+    """One way to send mail, and one that can work."""
+    if s["smtp.password_file"] is not None and s["smtp.username"] is None:
+        problems.add("smtp.username", "is required when smtp.password_file is set")
+    if s["smtp.host"] is not None and s["sendmail"] is not None:
+        problems.add("sendmail", "set either [smtp] host or sendmail, not both")
+    if s["sendmail"] is not None:
+        argv = shlex.split(s["sendmail"]) if s["sendmail"].strip() else []
+        if not argv:
+            problems.add("sendmail", "is empty")
+        elif shutil.which(argv[0]) is None:
+            problems.add("sendmail", f"command {argv[0]!r} not found or not executable")
+
+
+# Domains no mail relay on the internet accepts a sender from.
+_LOCAL_DOMAINS = ("localhost", "localdomain", "local", "lan", "internal", "home.arpa", "invalid", "test")
+
+
+def machine_errors(config: CollectorConfig) -> list[ConfigError]:
+    """What only this machine can tell (check-config): `run` would fail on it here."""
+    directory = Path(config.database).parent
+    if not directory.is_dir():
+        return [ConfigError(config.path, "database", f"directory {str(directory)!r} does not exist")]
+    return []
+
+
+def warnings(config: CollectorConfig) -> list[str]:
+    """What is allowed but probably wrong: said by check-config and at start."""
+    found = []
+    recipients = config.alert_recipients or config.alert_routes or config.certfr_recipients
+    domain = parseaddr(config.smtp_from)[1].rpartition("@")[2].lower()
+    if recipients and ("." not in domain or domain.endswith(tuple(f".{d}" for d in _LOCAL_DOMAINS))):
+        found.append(
+            f"{config.path}: key 'smtp.from': {config.smtp_from!r} is not a routable address; "
+            "relays may refuse or spam-file the alerts: set smtp.from"
+        )
+    return found
 
 
 def _check_bind(path: str | Path, bind: str) -> None:

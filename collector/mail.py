@@ -82,6 +82,25 @@ def compose(mail: Mail, sender: str, message_id: str, date: float | None = None)
     return msg
 
 
+class _Answering:
+    """Keeps the server's answer to the message itself (DATA), which smtplib's sendmail drops."""
+
+    answer = ""
+
+    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+        code, reply = super().data(msg)  # type: ignore[misc]
+        self.answer = f"{code} {_text(reply)}"
+        return code, reply
+
+
+class _SMTP(_Answering, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_Answering, smtplib.SMTP_SSL):
+    pass
+
+
 class SmtpTransport:
     """Sends through an SMTP server: plain, STARTTLS or implicit TLS, with optional AUTH."""
 
@@ -97,6 +116,7 @@ class SmtpTransport:
         self.timeout = config.smtp_timeout
         # Only tests pass a context (one trusting their own certificate); verification stays on.
         self.ssl_context = ssl_context
+        self.last_answer = ""  # the server's reply to the last message, e.g. '250 2.0.0 Ok: queued as 4Xk'
 
     def __str__(self) -> str:
         return f"SMTP {self.host}:{self.port} ({self.security})"
@@ -109,6 +129,7 @@ class SmtpTransport:
             if self.username is not None:
                 smtp.login(self.username, password)
             refused = smtp.send_message(message, self.sender, recipients)
+            self.last_answer = smtp.answer
         except (smtplib.SMTPException, OSError) as e:
             raise _smtp_error(e, self) from None
         finally:
@@ -126,12 +147,12 @@ class SmtpTransport:
         except (OSError, UnicodeDecodeError) as e:
             raise MailError(f"cannot read smtp.password_file: {e}") from None
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP | _SMTP_SSL:
         context = self.ssl_context or ssl.create_default_context()
         try:
             if self.security == "tls":
-                return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
-            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+                return _SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+            smtp = _SMTP(self.host, self.port, timeout=self.timeout)
         except (smtplib.SMTPException, OSError) as e:
             raise _smtp_error(e, self) from None
         if self.security == "starttls":
@@ -195,6 +216,7 @@ class SendmailTransport:
         if not self.argv:
             raise ValueError("the sendmail command is empty")
         self.timeout = timeout
+        self.last_answer = ""
 
     def __str__(self) -> str:
         return f"command {shlex.join(self.argv)}"
@@ -214,6 +236,8 @@ class SendmailTransport:
             name = _PERMANENT_EXITS.get(done.returncode)
             reason = f"{self} exited with {done.returncode}{f' ({name})' if name else ''}: {stderr}"
             raise MailError(reason, permanent=name is not None)
+        said = one_line((done.stdout + done.stderr).decode(errors="replace"))[:500]
+        self.last_answer = f"exit status 0{f': {said}' if said else ''}"
         return {}
 
 

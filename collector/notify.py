@@ -13,14 +13,15 @@ import html
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from urllib.parse import quote
 
+from collector.alertcontext import evidence, human_duration, latest_probes
 from collector.config import CollectorConfig
 from collector.detection import DOWN
-from collector.mail import Mail
-from collector.status import iso
-from collector.store import Alert, AlertEvent, CertfrItem, Store
+from collector.mail import Mail, one_line
+from collector.store import Alert, AlertEvent, CertfrItem, Store, StoreError
 
 log = logging.getLogger("osmon.notify")
 
@@ -30,7 +31,7 @@ LABELS = {
     "mem.percent": ("memory", " %"),
     "swap.percent": ("swap", " %"),
     "disk.percent": ("disk", " %"),
-    "load.1": ("load per core", ""),
+    "load.1": ("load per core", ""),  # detection compares the 1-min load divided by the cores
 }
 
 
@@ -43,32 +44,37 @@ def recipients(config: CollectorConfig, host: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def duration(seconds: float) -> str:
-    """Short human duration: 45s, 5m, 2h10m, 3d."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        h, m = divmod(seconds // 60, 60)
-        return f"{h}h{m:02d}m" if m else f"{h}h"
-    return f"{seconds // 86400}d"
+def moment(ts: float) -> str:
+    """The one time format of every mail: '2026-11-24 18:44:27 UTC'."""
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return str(ts)
+
+
+def _label(rule: str) -> tuple[str, str]:
+    """('disk /var', ' %') for 'disk.percent:/var'."""
+    metric, _, subject = rule.partition(":")
+    label, unit = LABELS.get(metric, (metric, ""))
+    return (f"{label} {subject}" if subject else label), unit
 
 
 def describe(e: AlertEvent | Alert, started: float, now: float) -> str:
-    """'memory 96.2 % >= 95 % for 5m', 'disk / 97 % ...', 'host down, silent for 40s'."""
+    """'memory 96.2 % >= 95 % for 5 min', 'memory back to 40.0 % after 6 min', 'back after 4 min down'.
+
+    For a host down, `started` is its last snapshot: the silence is what the reader needs.
+    """
+    resolved = isinstance(e, AlertEvent) and e.kind == "resolved"
     if e.rule == DOWN:
-        return f"host down, no snapshot for {duration(now - started)}"
-    metric, _, subject = e.rule.partition(":")
-    label, unit = LABELS.get(metric, (metric, ""))
-    if subject:
-        label = f"{label} {subject}"
+        if resolved:
+            return f"back after {human_duration(now - started)} down"
+        return f"host down, no snapshot for {human_duration(now - started)}"
+    label, unit = _label(e.rule)
     value = "?" if e.value is None else f"{e.value:.1f}{unit}"
-    if isinstance(e, AlertEvent) and e.kind == "resolved":
-        return f"{label} back to {value}"
+    if resolved:
+        return f"{label} back to {value} after {human_duration(now - started)}"
     limit = "" if e.threshold is None else f" >= {e.threshold:g}{unit}"
-    return f"{label} {value}{limit} for {duration(now - started)}"
+    return f"{label} {value}{limit} for {human_duration(now - started)}"
 
 
 class Notifier:
@@ -126,34 +132,65 @@ class Notifier:
             self._mail_host(host, events)
 
     def compose(self, host: str, events: list[AlertEvent], to: list[str], now: float) -> Mail:
-        """Subject like `[osMonitoring] CRITICAL web-01: memory 96.2 % >= 95 % for 5m`, text and HTML bodies."""
+        """Subject like `[osMonitoring] CRITICAL web-01: memory 96.2 % >= 95 % for 5 min`, text and HTML bodies."""
         worst = max(events, key=lambda e: (e.kind != "resolved", e.severity == "critical"))
         state = "RESOLVED" if worst.kind == "resolved" else worst.severity.upper()
-        headline = describe(worst, worst.started or worst.ts, now)
         more = f" (+{len(events) - 1} more)" if len(events) > 1 else ""
-        subject = f"[osMonitoring] {state} {host}: {headline}{more}"
-        lines = [self._line(e, now) for e in events]
+        subject = f"[osMonitoring] {state} {host}: {self._what(worst, now)}{more}"
+        probes = latest_probes(self.store, host)
+        blocks = [[self._line(e, now), *self._context(e, now, probes)] for e in events]
         link = self._link(host)
-        text = (
-            "\n".join([f"{host}: {len(events)} alert change(s)", "", *lines, "", link or ""]).rstrip() + "\n"
-        )
-        items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+        changes = f"{len(events)} alert change{'s' if len(events) != 1 else ''}"
+        text_blocks = "\n\n".join("\n    ".join(block) for block in blocks)
+        text = "\n".join([f"{host}: {changes}", "", text_blocks, "", link or ""]).rstrip() + "\n"
+        items = "".join(f"<li>{html.escape(first)}{_html_context(rest)}</li>" for first, *rest in blocks)
         link_html = f'<p><a href="{html.escape(link)}">{html.escape(link)}</a></p>' if link else ""
         body = f"<html><body><p><b>{html.escape(host)}</b></p><ul>{items}</ul>{link_html}</body></html>"
         return Mail(to, subject, text, body)
 
+    def _started(self, e: AlertEvent, now: float) -> float:
+        """When what the mail reports began: a host down dates from its last snapshot."""
+        if e.rule == DOWN and e.kind != "resolved":
+            last = self._last_snapshot(e.host)
+            if last is not None:
+                return last
+            if e.kind == "fired" and e.value is not None:
+                return now - e.value  # detection's own count of the silence
+        return e.started or e.ts
+
+    def _last_snapshot(self, host: str) -> float | None:
+        try:
+            return next((h.last_seen for h in self.store.hosts() if h.name == host), None)
+        except StoreError:
+            return None
+
+    def _what(self, e: AlertEvent, now: float) -> str:
+        end = e.ts if e.kind == "resolved" else now
+        return describe(e, self._started(e, now), end)
+
     def _line(self, e: AlertEvent, now: float) -> str:
-        started = e.started or e.ts
-        what = describe(e, started, now)
-        since = f"since {iso(started)}"
+        started = self._started(e, now)
+        what = self._what(e, now)
         if e.kind == "resolved":
-            return f"RESOLVED {e.rule}: {what} ({e.severity} {since} until {iso(e.ts)})"
-        return f"{e.kind.upper()} {e.severity.upper()} {e.rule}: {what} ({since})"
+            return f"RESOLVED {e.rule}: {what} ({e.severity} from {moment(started)} to {moment(e.ts)})"
+        return f"{e.kind.upper()} {e.severity.upper()} {e.rule}: {what} (since {moment(started)})"
+
+    def _context(self, e: AlertEvent, now: float, probes: dict) -> list[str]:
+        """Evidence for an alert that fires; a resolution needs none."""
+        if e.kind == "resolved" or e.rule == DOWN:
+            return []
+        return [one_line(line) for line in evidence(self.store, e.host, e.rule, now, probes)]
 
     def _link(self, host: str) -> str | None:
         if not self.config.public_url:
             return None
         return f"{self.config.public_url.rstrip('/')}/host/{quote(host, safe='')}"
+
+
+def _html_context(lines: list[str]) -> str:
+    if not lines:
+        return ""
+    return "<br><small>" + "<br>".join(html.escape(line) for line in lines) + "</small>"
 
 
 def certfr_mail(items: list[CertfrItem], to: list[str]) -> Mail:
@@ -162,7 +199,7 @@ def certfr_mail(items: list[CertfrItem], to: list[str]) -> Mail:
     more = f" (+{len(items) - 1} more)" if len(items) > 1 else ""
     subject = f"[osMonitoring] CERT-FR: {first.title}{more}"
     blocks = [
-        f"{item.title}\n{iso(item.published) if item.published else ''}\n{item.link}\n\n{item.description}"
+        f"{item.title}\n{moment(item.published) if item.published else ''}\n{item.link}\n\n{item.description}"
         for item in items
     ]
     text = "\n\n----\n\n".join(blocks) + "\n"

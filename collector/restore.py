@@ -109,8 +109,13 @@ def extract(archive: Path, into: Path) -> Manifest:
         with tarfile.open(archive, "r:gz") as tar:
             first = tar.next()
             if first is None or first.name != MANIFEST or not first.isreg() or first.size > MAX_MANIFEST:
-                raise BackupError("not an osMonitoring backup (manifest.json is not its first member)")
-            manifest = parse_manifest(tar.extractfile(first).read())
+                raise BackupError(
+                    f"{archive}: not an osMonitoring backup (manifest.json is not its first member)"
+                )
+            try:
+                manifest = parse_manifest(tar.extractfile(first).read())
+            except BackupError as e:
+                raise BackupError(f"{archive}: {e}") from None
             seen: set[str] = set()
             while (info := tar.next()) is not None:
                 entry = _expected(info, manifest, seen)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from collector.store import HostInfo
@@ -59,15 +60,25 @@ def iso(ts: float) -> str:
 
 def table(status_rows: list[dict]) -> str:
     """A fixed-width text table for terminals."""
-    header = ("HOST", "STATUS", "LAST SEEN", "SNAPSHOTS", "FIRST SEQ", "LAST SEQ", "MISSING")
-    lines = [header]
+    header = (
+        "HOST",
+        "STATUS",
+        "LAST SEEN",
+        "SNAPSHOTS",
+        "FIRST SEQ",
+        "LAST SEQ",
+        "MISSING",
+        "SILENCED UNTIL",
+    )
+    lines = []
     for r in status_rows:
         missing = r["missing"]
         shown = ",".join(map(str, missing[:8])) + (
             f",… ({r['missing_count']})" if r["missing_count"] > 8 else ""
         )
+        silenced = r.get("silenced_until")
         lines.append(
-            (
+            [
                 r["host"],
                 r["status"],
                 r["last_seen"],
@@ -75,9 +86,16 @@ def table(status_rows: list[dict]) -> str:
                 str(r["first_seq"]),
                 str(r["last_seq"]),
                 shown or "-",
-            )
+                f"{silenced} ({r['silence_reason']})" if silenced else "-",
+            ]
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return columns(header, lines)
+
+
+def columns(header: Iterable[str], rows: list[list[str]]) -> str:
+    """Rows under a header row, each column as wide as its widest cell."""
+    lines = [list(header), *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
     )

@@ -7,11 +7,14 @@ that names the file, the key and the reason in one line.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +27,50 @@ class ConfigError(Exception):
         self.path, self.key, self.reason = str(path), key, reason
         where = f"{self.path}: " + (f"key '{key}': " if key else "")
         super().__init__(where + reason)
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found in one file, one per line: a user fixes them in one go."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.path, first.key, first.reason)
+        self.errors = errors
+        self.args = ("\n".join(str(e) for e in errors),)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class Problems:
+    """Collects the ConfigErrors of one file instead of stopping at the first."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        self.errors: list[ConfigError] = []
+
+    def add(self, key: str, reason: str) -> None:
+        self.errors.append(ConfigError(self.path, key, reason))
+
+    def bad(self, *keys: str) -> bool:
+        """True if any of `keys` already has a problem: checks built on it would only add noise."""
+        return any(e.key in keys for e in self.errors)
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        """Record a ConfigError raised in the block, and go on."""
+        try:
+            yield
+        except ConfigErrors as e:
+            self.errors += e.errors
+        except ConfigError as e:
+            self.errors.append(e)
+
+    def raise_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
@@ -128,7 +175,46 @@ def zmq_endpoint(value: object) -> str:
     text = string(value)
     if not re.match(r"^(tcp://[^\s:]+:(\d+|\*)|ipc://\S+|inproc://\S+)$", text):
         raise ValueError(f"expected an endpoint like tcp://198.51.100.5:5555, got {text!r}")
+    port = text.rpartition(":")[2]
+    if text.startswith("tcp://") and port != "*" and not 1 <= int(port) <= 65535:
+        raise ValueError(f"port {port} is out of range (1-65535) in {text!r}")
     return text
+
+
+def port(value: object) -> int:
+    """A TCP port number."""
+    number = integer(value)
+    if not 1 <= number <= 65535:
+        raise ValueError(f"expected a port number 1-65535, got {number}")
+    return number
+
+
+def email_address(value: object) -> str:
+    """A bare address such as ops@example.org, or 'Name <ops@example.org>'."""
+    text = string(value)
+    address = parseaddr(text)[1]
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in address):
+        raise ValueError(f"expected an e-mail address such as ops@example.org, got {text!r}")
+    return text
+
+
+def address_list(value: object) -> list[str]:
+    """A list of e-mail addresses."""
+    return [email_address(v) for v in string_list(value)]
+
+
+def loopback(endpoint: str) -> bool:
+    """True for ipc:// and inproc:// endpoints, and tcp:// ones on a loopback address."""
+    if not endpoint.startswith("tcp://"):
+        return True
+    host = endpoint[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def http_url(value: object) -> str:
@@ -168,6 +254,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(path, "", f"invalid TOML: {e}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(path, "", f"not UTF-8 text: {e}") from None
+    except OSError as e:  # /proc files, a broken disk, a name too long ...
+        raise ConfigError(path, "", f"cannot read: {e.strerror or e}") from None
 
 
 def _flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -181,29 +269,38 @@ def _flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def apply_schema(
-    doc: dict[str, Any], keys: list[Key], path: str | Path, free_tables: tuple[str, ...] = ()
+    doc: dict[str, Any],
+    keys: list[Key],
+    path: str | Path,
+    free_tables: tuple[str, ...] = (),
+    problems: Problems | None = None,
 ) -> dict[str, Any]:
     """Check every key of `doc` against `keys`; return {name: value} with defaults filled.
 
     Keys under a prefix in `free_tables` are left for the caller to check
-    (tables keyed by the user, such as thresholds per metric).
+    (tables keyed by the user, such as thresholds per metric). With `problems`,
+    every bad key is recorded there (and gets its default); without, they are raised together.
     """
+    found = Problems(path) if problems is None else problems
     known = {key.name: key for key in keys}
     free = {name: doc_value for name, doc_value in doc.items() if name in free_tables}
     settings: dict[str, Any] = {}
     for name, value in _flatten({k: v for k, v in doc.items() if k not in free_tables}).items():
         if name not in known:
-            raise ConfigError(path, name, "unknown key" + _suggest(name, known))
+            found.add(name, "unknown key" + _suggest(name, known))
+            continue
         try:
             settings[name] = known[name].parse(value)
         except ValueError as e:
-            raise ConfigError(path, name, str(e)) from None
+            found.add(name, str(e))
     for key in keys:
         if key.name not in settings:
-            if key.default is REQUIRED:
-                raise ConfigError(path, key.name, "is required")
-            settings[key.name] = key.default
+            if key.default is REQUIRED and not found.bad(key.name):
+                found.add(key.name, "is required")
+            settings[key.name] = None if key.default is REQUIRED else key.default
     settings.update(free)
+    if problems is None:
+        found.raise_any()
     return settings
 
 

@@ -25,20 +25,29 @@ def generate(directory: str | Path, name: str) -> tuple[Path, Path]:
     if not KEY_NAME.fullmatch(name) or ".." in name:
         raise KeyFileError(f"invalid key name {name!r}: use letters, digits, '.', '-', '_'")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
     for path in (public, secret):
         if path.exists():
             raise KeyFileError(f"{path} already exists; remove it first to replace the key pair")
+    try:
+        _write_pair(directory, name)
+        os.chmod(secret, 0o600)
+        os.chmod(public, 0o644)
+    except FileExistsError:  # mkdir of a path that is a file
+        raise KeyFileError(f"cannot write keys in {directory}: not a directory") from None
+    except OSError as e:  # /proc, /sys, a read-only file system, no permission ...
+        raise KeyFileError(f"cannot write keys in {directory}: {e.strerror or e}") from None
+    return public, secret
+
+
+def _write_pair(directory: Path, name: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
     # zmq.auth writes the secret file with the process umask: narrow it first.
     old_umask = os.umask(0o077)
     try:
         zmq.auth.create_certificates(directory, name)
     finally:
         os.umask(old_umask)
-    os.chmod(secret, 0o600)
-    os.chmod(public, 0o644)
-    return public, secret
 
 
 def load_public(path: str | Path) -> bytes:

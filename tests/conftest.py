@@ -20,7 +20,6 @@ from agent.spool import Spool
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
 
 
 def free_port() -> int:

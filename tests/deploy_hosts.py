@@ -3,7 +3,7 @@
 Each host boots systemd as PID 1 with sshd in its own network namespace, from a debootstrap root
 file system cached as a tarball (built once, about a minute). Everything created here (containers,
 network namespaces, bridge, veths) is recorded as it is created and removed by `Fleet.close()`,
-which stops only the processes this module started, by PID. See ../shared/TESTING.md.
+which stops only the processes this module started, by PID. See the README's testing section.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from collector.store.sqlite import SQLiteStore
 from osmon import __version__
 from tests.conftest import free_port, wait_for
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FEED = (FIXTURES / "certfr-alerte-feed.xml").read_bytes()
 ALERTE = "https://www.cert.ssi.gouv.fr/alerte/"
 NEW_ITEM = (

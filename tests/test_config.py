@@ -148,7 +148,7 @@ def test_check_config_cli_prints_one_line_and_exits_nonzero(tmp_path: Path, comm
 
 
 def test_check_config_cli_accepts_a_good_file(tmp_path: Path) -> None:
-    good = write(tmp_path, "c.toml", 'listen = "tcp://127.0.0.1:5555"\n')
+    good = write(tmp_path, "c.toml", f'listen = "tcp://127.0.0.1:5555"\ndatabase = "{tmp_path}/osmon.db"\n')
     result = subprocess.run(
         [str(BIN / "osmon-collector"), "check-config", "--config", str(good)], capture_output=True, text=True
     )
@@ -165,9 +165,78 @@ def test_annotated_examples_are_valid(tmp_path: Path) -> None:
     (keys / "agents").mkdir()
     for name in ("agent", "collector"):
         text = (ROOT / "examples" / f"{name}.toml").read_text().replace("/etc/osmonitoring/keys", str(keys))
+        text = text.replace("/var/lib/osmonitoring", str(tmp_path))
         path = write(tmp_path, f"{name}.toml", text)
         command = "osmon-agent" if name == "agent" else "osmon-collector"
         result = subprocess.run(
             [str(BIN / command), "check-config", "--config", str(path)], capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr
+
+
+def test_check_config_reports_every_problem_of_a_file_at_once(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        "c.toml",
+        f'listen = "tcp://127.0.0.1:5555"\ndatabase = "{tmp_path}/no/such/dir/osmon.db"\n'
+        'sendmail = "/nonexistent/msmtp -t"\n'
+        '[smtp]\nhost = "mail.example.org"\nport = 99999\n'
+        '[alerts]\nrecipients = ["not an address"]\n',
+    )
+    result = subprocess.run(
+        [str(BIN / "osmon-collector"), "check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    for key, reason in [
+        ("smtp.port", "1-65535"),
+        ("alerts.recipients", "'not an address'"),
+        ("sendmail", "not found"),
+        ("sendmail", "not both"),
+    ]:
+        assert any(f"key '{key}'" in line and reason in line for line in lines), (key, result.stderr)
+    assert len(lines) == 4  # the database directory is checked once the file itself is valid
+    config.write_text(f'listen = "tcp://127.0.0.1:5555"\ndatabase = "{tmp_path}/no/such/dir/osmon.db"\n')
+    result = subprocess.run(
+        [str(BIN / "osmon-collector"), "check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "key 'database': directory" in result.stderr
+
+
+def test_check_config_warns_of_a_sender_no_relay_accepts(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        "c.toml",
+        f'listen = "tcp://127.0.0.1:5555"\ndatabase = "{tmp_path}/osmon.db"\n'
+        '[smtp]\nhost = "127.0.0.1"\nfrom = "osmon@localhost"\n[alerts]\nrecipients = ["ops@example.org"]\n',
+    )
+    result = subprocess.run(
+        [str(BIN / "osmon-collector"), "check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        result.returncode == 0
+        and "key 'smtp.from': 'osmon@localhost' is not a routable address" in result.stderr
+    )
+
+
+def test_the_sender_defaults_to_this_machines_fqdn(tmp_path: Path) -> None:
+    import socket
+
+    path = write(tmp_path, "c.toml", 'listen = "tcp://127.0.0.1:5555"\n')
+    assert collector_config.load(path).smtp_from == f"osmon@{socket.getfqdn()}"
+
+
+def test_an_agent_refuses_plain_tcp_to_another_machine(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.toml", 'collector = "tcp://198.51.100.5:5555"\ntop_processes = 0\n')
+    with pytest.raises(ConfigError) as error:
+        agent_config.load(path)
+    text = str(error.value)
+    assert "key 'collector'" in text and "allow_insecure" in text and "key 'top_processes'" in text
+    path.write_text('collector = "tcp://198.51.100.5:5555"\nallow_insecure = true\n')
+    assert agent_config.load(path).allow_insecure

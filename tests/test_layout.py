@@ -43,3 +43,13 @@ def test_the_walk_sees_an_import_that_crosses(tmp_path: Path) -> None:
         "import collector.store\nfrom agent import wire\ndef f():\n    from collector import x\n"
     )
     assert {target for _, target in imported_packages(module)} == {"collector", "agent"}
+
+
+def test_the_repository_stands_alone() -> None:
+    """A user's clone has nothing beside it: no test, script or Makefile reaches outside the tree."""
+    files = [ROOT / "Makefile", *(ROOT / "tests").rglob("*.py"), *(ROOT / "scripts").rglob("*.py")]
+    files.remove(Path(__file__).resolve())  # it names what it looks for
+    beside = ("../shared", "ROOT.parent", "parents[2]")
+    outside = [str(p.relative_to(ROOT)) for p in files if any(word in p.read_text() for word in beside)]
+    assert outside == []
+    assert (ROOT / "tests" / "fixtures" / "certfr-alerte-feed.xml").is_file()

@@ -35,7 +35,7 @@ from collector.mail import (
 )
 from collector.outbox import GIVE_UP_AFTER, KEEP_SENT, MailSender, Outbox, backoff, outbox_from_config
 from collector.store import Store, open_store
-from tests.conftest import free_port, wait_for
+from tests.conftest import BIN, free_port, wait_for
 
 T0 = 1_764_000_000.0
 USER, PASSWORD = "osmon", "s3cret pass"
@@ -586,3 +586,44 @@ def test_mail_sender_survives_an_outage(tmp_path: Path, servers: Servers, inbox:
     finally:
         sender.stop(timeout=5)
     assert len(inbox.messages) == 1
+
+
+def test_mail_cli(tmp_path: Path, servers: Servers, inbox: Inbox) -> None:
+    """`osmon-collector test-mail` goes through the configured server and prints its answer."""
+    port = servers.start(inbox)
+    config = tmp_path / "collector.toml"
+    config.write_text(
+        f'listen = "tcp://127.0.0.1:5555"\ndatabase = "{tmp_path / "osmon.db"}"\n'
+        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\nfrom = "osmon@example.org"\n'
+    )
+    command = [str(BIN / "osmon-collector"), "test-mail", "--config", str(config)]
+    result = subprocess.run([*command, "--to", "ops@example.org"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"sent through SMTP 127.0.0.1:{port} (none): 250 2.0.0 accepted\n"
+    assert [str(m["To"]) for m in inbox.messages] == ["ops@example.org"]
+    assert "test message" in str(inbox.messages[0]["Subject"])
+
+    inbox.rcpt_replies["nobody@example.org"] = "550 5.1.1 no such user"
+    refused = subprocess.run([*command, "--to", "nobody@example.org"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "550 5.1.1 no such user" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+
+    servers.stop_all()
+    down = subprocess.run([*command, "--to", "ops@example.org"], capture_output=True, text=True)
+    assert down.returncode == 2 and f"cannot connect to SMTP 127.0.0.1:{port}" in down.stderr
+
+
+def test_mail_cli_through_sendmail(tmp_path: Path) -> None:
+    out = tmp_path / "out.eml"
+    fake = script(tmp_path, "sendmail", f'cat > "{out}"\necho "queued as 42"\n')
+    config = tmp_path / "collector.toml"
+    config.write_text(
+        f'listen = "tcp://127.0.0.1:5555"\ndatabase = "{tmp_path / "osmon.db"}"\nsendmail = "{fake} -t"\n'
+    )
+    result = subprocess.run(
+        [str(BIN / "osmon-collector"), "test-mail", "--config", str(config), "--to", "ops@example.org"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0 and result.stdout.endswith("exit status 0: queued as 42\n")
+    assert "To: ops@example.org" in out.read_text()

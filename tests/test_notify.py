@@ -11,7 +11,9 @@ import pytest
 from collector import config as collector_config
 from collector.mail import Mail
 from collector.notify import Notifier, recipients
-from collector.store import AlertEvent, StoreError, open_store
+from collector.samples import extract
+from collector.store import AlertEvent, Received, StoreError, open_store
+from osmon import wire
 from tests.conftest import BIN, Cluster, free_port, wait_for
 from tests.test_mail import Inbox, Servers
 
@@ -75,7 +77,7 @@ def test_one_mail_per_host_with_the_promised_subject_and_a_link(tmp_path: Path) 
     h.events(fired("web-01"), fired("web-01", "disk.percent:/var", "warning", 88.0, 85.0), fired("db-01"))
     assert len(h.mails) == 2
     web = next(m for m in h.mails if "web-01" in m.subject)
-    assert web.subject == "[osMonitoring] CRITICAL web-01: memory 96.2 % >= 95 % for 5m (+1 more)"
+    assert web.subject == "[osMonitoring] CRITICAL web-01: memory 96.2 % >= 95 % for 5 min (+1 more)"
     assert "disk /var 88.0 % >= 85 %" in web.text and "https://osmon.example.org/host/web-01" in web.text
     assert '<a href="https://osmon.example.org/host/web-01">' in web.html
     assert web.recipients == ["ops@example.org"]
@@ -86,8 +88,8 @@ def test_a_resolution_is_mailed_only_if_the_alert_was(tmp_path: Path) -> None:
     h.events(fired("web-01"))
     h.events(resolved("web-01"))
     assert [m.subject for m in h.mails] == [
-        "[osMonitoring] CRITICAL web-01: memory 96.2 % >= 95 % for 5m",
-        "[osMonitoring] RESOLVED web-01: memory back to 40.0 %",
+        "[osMonitoring] CRITICAL web-01: memory 96.2 % >= 95 % for 5 min",
+        "[osMonitoring] RESOLVED web-01: memory back to 40.0 % after 6 min",
     ]
     h.store.silence("web-02", T0 + 3600, "maintenance", T0)
     h.events(fired("web-02"))
@@ -111,9 +113,87 @@ def test_reminders_come_every_repeat_while_an_alert_fires(tmp_path: Path) -> Non
     assert len(h.mails) == 1
     h.now = T0 + 3601
     h.notifier.remind()
-    assert len(h.mails) == 2 and "for 1h05m" in h.mails[1].subject
+    assert len(h.mails) == 2 and "for 1 h 5 min" in h.mails[1].subject
     h.notifier.remind()
     assert len(h.mails) == 2  # the reminder reset the clock
+
+
+GiB = 1024**3
+
+
+def probes(disk_used: float = 90 * GiB) -> dict:
+    """A snapshot's probe results: a 4-core host, a busy postgres, a 100 GiB / filling up."""
+    proc = {"pid": 812, "name": "postgres", "user": "postgres", "cpu_percent": 97.0, "mem_percent": 61.5}
+    return {
+        "cpu": {"percent": 99.0, "count": 4, "per_core": [99.0] * 4},
+        "load": {"avg1": 7.92, "avg5": 5.1, "avg15": 3.01},
+        "memory": {"total": 8 * GiB, "available": GiB, "used": 7 * GiB, "percent": 96.2},
+        "filesystems": [
+            {
+                "mount": "/",
+                "device": "/dev/sda1",
+                "fstype": "ext4",
+                "total": 100 * GiB,
+                "used": disk_used,
+                "free": 100 * GiB - disk_used,
+                "percent": disk_used / GiB,
+            }
+        ],
+        "processes": {"count": 120, "top_cpu": [{**proc, "rss": GiB}], "top_mem": [{**proc, "rss": GiB}]},
+    }
+
+
+def store_snapshot(h: Harness, seq: int, ts: float, **kw: float) -> None:
+    raw = wire.encode_snapshot("web-01", seq, ts, 10.0, "test", probes(**kw))
+    h.store.ingest([Received(extract(wire.decode_snapshot(raw)), raw, 10.0, ts)])
+
+
+def test_cpu_and_memory_mails_list_the_top_processes_and_load_mails_the_cores(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    store_snapshot(h, 1, T0)
+    h.events(fired("web-01"), fired("web-01", "load.1", "warning", 1.98, 1.5))
+    text = h.mails[0].text
+    assert "Top processes by memory:" in text
+    assert "postgres (pid 812, postgres): CPU 97.0 %, memory 61.5 %, 1.0 GiB" in text
+    assert "Load 7.92 / 5.10 / 3.01 (1, 5, 15 min) on 4 cores." in text
+    assert "Top processes by CPU:" in text
+    assert "postgres" in h.mails[0].html
+
+
+def test_a_disk_mail_says_the_space_left_and_when_it_will_be_full(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    # 1 GiB more every hour for the last three hours: 10 GiB left is 10 h.
+    for i, used in enumerate((87, 88, 89, 90)):
+        store_snapshot(h, i + 1, T0 - (3 - i) * 3600, disk_used=used * GiB)
+    h.events(fired("web-01", "disk.percent:/", "critical", 90.0, 90.0))
+    text = h.mails[0].text
+    assert "/: 10.0 GiB left of 100.0 GiB." in text
+    assert "Filling at 1.0 GiB/h over the last 6 h: full in about 10 h at this rate." in text
+
+
+def test_a_disk_without_history_says_so(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    store_snapshot(h, 1, T0)
+    h.events(fired("web-01", "disk.percent:/", "critical", 90.0, 90.0))
+    assert "Not enough recent history to estimate when it will be full." in h.mails[0].text
+
+
+def test_host_down_counts_from_the_last_snapshot_and_its_end_says_how_long(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    store_snapshot(h, 1, T0 - 45)
+    # Detection fires 45 s after the last snapshot; the alert itself is 0 s old.
+    h.events(AlertEvent("fired", "web-01", "host.down", "critical", T0, 45.0, 30.0))
+    assert h.mails[-1].subject == "[osMonitoring] CRITICAL web-01: host down, no snapshot for 45 s"
+    h.events(AlertEvent("resolved", "web-01", "host.down", "critical", T0 + 195, None, None, started=T0 - 45))
+    assert h.mails[-1].subject == "[osMonitoring] RESOLVED web-01: back after 4 min down"
+    assert "(critical from 2025-11-24 15:59:15 UTC to 2025-11-24 16:03:15 UTC)" in h.mails[-1].text
+
+
+def test_every_time_in_a_mail_has_one_format(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.events(fired("web-01"))
+    assert "(since 2025-11-24 15:55:00 UTC)" in h.mails[0].text
+    assert "T15:" not in h.mails[0].text and "Z)" not in h.mails[0].text
 
 
 @pytest.fixture

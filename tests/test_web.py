@@ -784,3 +784,27 @@ def test_the_dashboard_never_writes_except_silences(dash: Dashboard) -> None:
     assert [s.host for s in reader.silences(time.time())] == ["web-01"]
     with pytest.raises(Exception, match=r"readonly|read-only|query_only"):
         reader.add_counters({"received": 1})  # still read-only after the write
+
+
+def test_the_alerts_page_shows_the_outbox_to_logged_in_users(dash: Dashboard) -> None:
+    from collector.mail import Mail
+
+    mail = Mail(["ops@example.org"], "[osMonitoring] CRITICAL web-01: host down", "t", "<p>h</p>")
+    queued = dash.store.outbox_add(mail, "<1@x>", dash.now - 30)
+    sent = dash.store.outbox_add(
+        mail._replace(subject="[osMonitoring] RESOLVED web-01"), "<2@x>", dash.now - 20
+    )
+    dash.store.outbox_sent(sent, dash.now - 19)
+    failed = dash.store.outbox_add(mail._replace(recipients=["nobody@example.org"]), "<3@x>", dash.now - 10)
+    dash.store.outbox_failed(failed, "550 5.1.1 no such user", None)
+    dash.store.outbox_failed(queued, "cannot connect to SMTP", dash.now + 60)
+    client = dash.client()
+    assert 'id="outbox"' not in client.get("/alerts").get_data(as_text=True)  # anonymous: no addresses
+    login(client)
+    page = client.get("/alerts").get_data(as_text=True)
+    outbox = page[page.index('id="outbox"') :]
+    assert (
+        outbox.index("mail-failed") < outbox.index("mail-sent") < outbox.index("mail-queued")
+    )  # newest first
+    assert "550 5.1.1 no such user" in outbox and "nobody@example.org" in outbox
+    assert "[osMonitoring] RESOLVED web-01" in outbox and "cannot connect to SMTP" in outbox

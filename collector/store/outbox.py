@@ -65,6 +65,11 @@ class OutboxQueries:
             (error, GAVE_UP if next_attempt is None else next_attempt, message),
         )
 
+    def outbox_recent(self, limit: int = 50) -> list[OutboxMessage]:
+        """The latest mail, sent, waiting or given up on, newest first (the dashboard's outbox)."""
+        rows = self.db.execute(f"SELECT {_COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [_message(row) for row in rows]
+
     def outbox_size(self) -> int:
         """Mail still waiting to be sent (not counting mail given up on)."""
         return self.db.execute(

@@ -306,6 +306,13 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
             for host_id, name, first_seen, last_seen, interval, latest_ts, stored, first, last in rows
         ]
 
+    def latest(self, host: str) -> bytes | None:
+        """The latest full snapshot of `host`, msgpack as received."""
+        row = self.db.execute(
+            "SELECT snapshot FROM latest JOIN hosts ON hosts.id = host_id WHERE name = ?", (host,)
+        ).fetchone()
+        return row[0] if row else None
+
     def seqs(self, host: str) -> list[int]:
         """Every stored sequence number of `host`, ascending."""
         return [

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
+from collector.store import OutboxMessage
 from collector.web import views
 from collector.web.auth import current_user, local_path
 from collector.web.context import store
@@ -22,9 +24,28 @@ MAX_SILENCE = 365 * 86400.0
 REASON_LIMIT = 500
 
 
+OUTBOX_LIMIT = 50
+
+
 @bp.route("/alerts")
 def page() -> str:
-    return render_template("alerts.html", view=views.alerts(time.time()))
+    # Recipients and subjects are for operators: the outbox shows only to logged-in users.
+    outbox = [mail_dict(m) for m in store().outbox_recent(OUTBOX_LIMIT)] if current_user() else None
+    return render_template("alerts.html", view=views.alerts(time.time()), outbox=outbox)
+
+
+def mail_dict(m: OutboxMessage) -> dict[str, Any]:
+    """One outbox row as the page shows it: queued, sent or failed (given up)."""
+    state = "sent" if m.sent is not None else "failed" if m.gave_up else "queued"
+    return {
+        "created": m.created,
+        "recipients": ", ".join(m.recipients),
+        "subject": m.subject,
+        "state": state,
+        "attempts": m.attempts,
+        "error": m.last_error,
+        "sent": m.sent,
+    }
 
 
 def _host_field() -> str:
