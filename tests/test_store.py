@@ -177,3 +177,25 @@ def test_every_store_method_reports_database_trouble_as_store_error(tmp_path: Pa
         store.alerts_active()
     with pytest.raises(StoreError):
         store.alerts_apply([], [("a", "mem.percent", 1.0, 1.0, 1.0)])
+
+
+def test_a_metric_new_to_the_catalog_gets_its_columns_when_the_writer_opens(tmp_path: Path) -> None:
+    """A database of a version without `processes.running`: readers say what to do, the writer upgrades."""
+    path = tmp_path / "osmon.db"
+    store = open_store(path)
+    store.ingest([received("a", 1)])
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE samples DROP COLUMN procs_running")
+    for tier in ("rollup_minute", "rollup_hour"):
+        for stat in ("min", "sum", "max", "n"):
+            db.execute(f"ALTER TABLE {tier} DROP COLUMN procs_running_{stat}")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="start `osmon-collector run` once"):
+        open_store(path, readonly=True)
+    store = open_store(path)  # the writer adds the columns, keeping every row
+    store.ingest([received("a", 2)])
+    assert store.seqs("a") == [1, 2]
+    reader = open_store(path, readonly=True)
+    assert [s.value("processes.running") for s in reader.samples("a", 0, T0 + 10)] == [None, None]

@@ -45,11 +45,13 @@ class WebQueries:
 
     @contextmanager
     def _web_writable(self) -> Iterator[None]:
+        """Writes allowed for the block; the connection is then as read-only as it was before."""
+        before = self.db.execute("PRAGMA query_only").fetchone()[0]
         self.db.execute("PRAGMA query_only = OFF", ())
         try:
             yield
         finally:
-            self.db.execute("PRAGMA query_only = ON", ())
+            self.db.execute(f"PRAGMA query_only = {'ON' if before else 'OFF'}", ())
 
     def web_check(self) -> int:
         """Read the database once (for /healthz); returns the number of hosts."""

@@ -1,0 +1,260 @@
+"""The storage contract, checked through `collector.store.Store` alone: every backend runs this suite unchanged.
+
+`backend` makes a fresh, empty store of each kind; a backend is added by adding
+a factory to BACKENDS. Nothing here names a table or runs SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from collector.mail import Mail
+from collector.samples import extract
+from collector.store import AlertEvent, FeedItem, Received, Store, StoreError, open_store
+from osmon import wire
+
+T0 = 1_764_000_000.0  # a whole hour: minute and hour tiers start on it
+
+Factory = Callable[[], Store]
+
+
+def sqlite_factory(tmp_path: Path) -> Iterator[Factory]:
+    yield lambda: open_store(tmp_path / "osmon.db")
+
+
+BACKENDS: dict[str, Callable[[Path], Iterator[Factory]]] = {"sqlite": sqlite_factory}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
+    """Opens the test's store (again: a writer restart sees only what was committed)."""
+    yield from BACKENDS[request.param](tmp_path)
+
+
+@pytest.fixture
+def store(reopen: Factory) -> Iterator[Store]:
+    s = reopen()
+    yield s
+    s.close()
+
+
+def received(
+    host: str, seq: int, ts: float | None = None, cpu: float = 10.0, mounts: dict | None = None
+) -> Received:
+    probes = {
+        "cpu": {"percent": cpu, "iowait": 1.25, "per_core": [cpu, cpu / 2]},
+        "memory": {"percent": 50.0},
+        "load": {"avg1": 0.5, "avg5": 0.25, "avg15": 0.13},
+        "filesystems": [{"mount": m, "percent": p} for m, p in (mounts or {"/": 70.0}).items()],
+        "disk_io": {
+            "read_bps": 100.0,
+            "write_bps": 200.0,
+            "devices": {"vda": {"read_bps": 100.0, "write_bps": 200.0}},
+        },
+        "net_io": {"rx_bps": 5.0, "tx_bps": 6.0, "interfaces": {"eth0": {"rx_bps": 5.0, "tx_bps": 6.0}}},
+        "processes": {"count": 100, "running": 2},
+    }
+    ts = T0 + seq * 10.0 if ts is None else ts
+    raw = wire.encode_snapshot(host, seq, ts, 10.0, "test", probes)
+    return Received(extract(wire.decode_snapshot(raw)), raw, 10.0, ts + 0.5)
+
+
+# -- ingest and deduplication ----------------------------------------------------------------
+
+
+def test_each_host_and_seq_is_stored_once_across_batches_and_restarts(reopen: Factory) -> None:
+    store = reopen()
+    first = store.ingest([received("a", 1), received("a", 2), received("b", 1), received("a", 2)])
+    assert [(r.sample.host, r.sample.seq) for r in first.fresh] == [("a", 1), ("a", 2), ("b", 1)]
+    assert first.duplicates == 1
+    store.close()
+    store = reopen()  # a new writer knows what is stored without having seen it
+    again = store.ingest([received("a", 2), received("a", 5), received("b", 1)])
+    assert [r.sample.seq for r in again.fresh] == [5] and again.duplicates == 2
+    assert store.seqs("a") == [1, 2, 5] and store.seqs("b") == [1]
+    hosts = {h.name: h for h in store.hosts()}
+    a = hosts["a"]
+    assert (a.snapshots, a.first_seq, a.last_seq, a.missing, a.interval) == (3, 1, 5, [(3, 4)], 10.0)
+    assert a.last_seen == T0 + 50.5
+    assert store.counters() == {}
+    store.close()
+
+
+def test_the_latest_snapshot_is_the_newest_whatever_the_arrival_order(store: Store) -> None:
+    newest = received("a", 10, cpu=99.0)
+    store.ingest([newest])
+    store.ingest([received("a", 3, cpu=1.0)])  # a late resend
+    assert store.latest("a") == newest.raw
+    host = store.web_host("a")
+    assert host is not None and host.snapshot == newest.raw and host.latest_ts == T0 + 100.0
+    assert store.latest("nobody") is None and store.web_host("nobody") is None
+
+
+def test_samples_come_back_with_every_catalog_number(store: Store) -> None:
+    store.ingest([received("a", s, cpu=12.346) for s in (1, 2, 3)])
+    [sample] = store.samples("a", T0 + 20.0, T0 + 30.0)
+    assert sample.seq == 2 and sample.ts == T0 + 20.0
+    assert sample.value("cpu.percent") == 12.35  # kept to 0.01 %
+    assert sample.value("cpu.iowait") == 1.25 and sample.value("mem.percent") == 50.0
+    assert (sample.value("load.1"), sample.value("load.15")) == (0.5, 0.13)
+    assert sample.value("disk.max") == 70.0 and sample.value("processes.running") == 2.0
+    assert (sample.value("disk.read_bps"), sample.value("net.tx_bps")) == (100.0, 6.0)
+    assert sample.detail["disk.percent"] == {"/": 70.0}
+    assert sample.detail["cpu.core"] == [12.0, 6.0]  # a core to the whole percent
+
+
+def test_counters_add_up(store: Store) -> None:
+    store.add_counters({"received": 3, "rejected": 1})
+    store.add_counters({"received": 2, "stored": 0})
+    assert store.counters() == {"received": 5, "rejected": 1}
+
+
+# -- series and rollups ---------------------------------------------------------------------------
+
+
+def test_series_buckets_give_min_avg_max_and_tiers_equal_the_raw_rows(store: Store) -> None:
+    # Two hours of one snapshot every 10 s, CPU stepping 0, 1, ... 99, 0 ...
+    store.ingest([received("a", s, cpu=float(s % 100)) for s in range(720)])
+    raw = store.web_series("a", ["cpu"], T0, T0 + 600, 300)  # under a minute's tier: raw rows
+    assert [(b.t, b.stats[0]) for b in raw] == [(T0, (0.0, 14.5, 29.0)), (T0 + 300, (30.0, 44.5, 59.0))]
+    samples = store.samples("a", T0, T0 + 7200)
+    for width in (60, 3600):  # the minute and the hour tier
+        buckets = store.web_series("a", ["cpu", "mem"], T0, T0 + 7200, width)
+        assert len(buckets) == 7200 // width
+        for b in buckets:
+            cpu = [s.value("cpu.percent") for s in samples if b.t <= s.ts < b.t + width]
+            assert b.stats[0] == (min(cpu), pytest.approx(sum(cpu) / len(cpu)), max(cpu))
+            assert b.stats[1] == (50.0, 50.0, 50.0)
+
+
+def test_per_entity_series_hold_each_entitys_maximum(store: Store) -> None:
+    store.ingest([received("a", s, mounts={"/": 60.0 + s % 7, "/var": 10.0}) for s in range(1, 400)])
+    for width in (30, 60, 3600):
+        details = store.web_series_details("a", ["disk.percent", "cpu.core", "net.io"], T0, T0 + 4000, width)
+        assert set(details) == {"disk.percent", "cpu.core", "net.io"}
+        assert max(b.detail["disk.percent"]["/"] for b in details["disk.percent"]) == 66.0
+        assert {b.detail["disk.percent"]["/var"] for b in details["disk.percent"]} == {10.0}
+    [only] = store.web_series_detail("a", "net.io", T0, T0 + 3600, 3600)
+    assert only.detail == {"net.io": {"eth0": [5.0, 6.0]}}
+
+
+def test_retention_removes_exactly_what_is_older_in_each_tier(store: Store) -> None:
+    store.ingest([received("a", s) for s in range(1, 721)])  # two hours
+    assert store.prune(T0 + 3600, limit=10_000) == 359  # seq 1..359 are before the first hour ends
+    assert store.seqs("a")[0] == 360
+    [host] = store.hosts()
+    assert (host.first_seq, host.snapshots) == (360, 361)
+    assert store.prune_rollups("minute", T0 + 3600, limit=10_000) == 60
+    assert store.prune_rollups("hour", T0 + 3600, limit=10_000) == 1
+    assert [b.t for b in store.web_series("a", ["cpu"], T0, T0 + 7200, 3600)] == [T0 + 3600]
+
+
+# -- alerts and silences --------------------------------------------------------------------------
+
+
+def test_an_alert_fires_is_updated_escalates_and_resolves_with_its_history(store: Store) -> None:
+    fired = AlertEvent("fired", "a", "cpu.percent", "warning", T0 + 60, 85.0, 80.0, started=T0)
+    store.alerts_apply([fired], [])
+    [alert] = store.alerts_active()
+    assert (alert.host, alert.rule, alert.severity, alert.started, alert.value) == (
+        "a",
+        "cpu.percent",
+        "warning",
+        T0,
+        85.0,
+    )
+    store.alerts_apply([], [("a", "cpu.percent", 88.0, 90.0, T0 + 70)])
+    assert (store.alerts_active()[0].value, store.alerts_active()[0].peak) == (88.0, 90.0)
+    store.alerts_apply(
+        [AlertEvent("escalated", "a", "cpu.percent", "critical", T0 + 80, 96.0, 95.0, started=T0)], []
+    )
+    assert store.alerts_active()[0].severity == "critical"
+    assert not store.alert_was_notified("a", "cpu.percent")
+    store.alert_notified("a", "cpu.percent", T0 + 81)
+    assert store.alert_was_notified("a", "cpu.percent")
+    assert [a.rule for a in store.alerts_due_reminder(T0 + 81 + 3600, 3600)] == ["cpu.percent"]
+    assert store.alerts_due_reminder(T0 + 100, 3600) == []
+    store.alerts_apply(
+        [AlertEvent("resolved", "a", "cpu.percent", "critical", T0 + 90, 10.0, None, started=T0)], []
+    )
+    assert store.alerts_active() == []
+    [past] = store.alerts_history("a")
+    assert (past.ended, past.severity) == (T0 + 90, "critical")
+    assert [kind for _, kind, _, _ in store.alert_events(past.id)] == ["fired", "escalated", "resolved"]
+    assert store.alerts_history("b") == []
+
+
+def test_silences_are_kept_until_they_end_or_are_lifted(store: Store) -> None:
+    store.silence("a", T0 + 3600, "kernel upgrade", T0)
+    store.web_silence("b", T0 + 60, "reboot", T0)
+    assert {(s.host, s.reason) for s in store.silences(T0 + 30)} == {("a", "kernel upgrade"), ("b", "reboot")}
+    assert [s.host for s in store.silences(T0 + 120)] == ["a"]
+    assert store.unsilence("a") and not store.unsilence("a")
+    assert not store.web_unsilence("nobody")
+    assert store.silences(T0 + 30) == [s for s in store.silences(T0 + 30) if s.host == "b"]
+
+
+# -- the outbox ------------------------------------------------------------------------------------
+
+
+def test_the_outbox_keeps_mail_until_sent_and_retries_what_failed(store: Store) -> None:
+    first = store.outbox_add(Mail(["ops@example.org"], "one", "text", "<p>html</p>"), "<1@x>", T0)
+    second = store.outbox_add(Mail(["dba@example.org"], "two", "text", ""), "<2@x>", T0 + 1)
+    assert [m.id for m in store.outbox_due(T0 + 1)] == [first, second]
+    assert store.outbox_size() == 2
+    store.outbox_failed(first, "connection refused", T0 + 60)
+    assert [m.id for m in store.outbox_due(T0 + 2)] == [second]
+    store.outbox_sent(second, T0 + 2)
+    failed = store.outbox_get(first)
+    assert failed is not None and (failed.attempts, failed.last_error, failed.sent) == (
+        1,
+        "connection refused",
+        None,
+    )
+    assert failed.recipients == ["ops@example.org"] and failed.html == "<p>html</p>"
+    store.outbox_failed(first, "550 no such user", None)  # given up
+    gave_up = store.outbox_get(first)
+    assert gave_up is not None and gave_up.gave_up and store.outbox_due(T0 + 10**6) == []
+    assert store.outbox_size() == 0
+    assert [m.id for m in store.outbox_recent(10)] == [second, first]
+    assert store.outbox_prune(T0 + 10) == 2 and store.outbox_get(second) is None
+
+
+# -- CERT-FR -----------------------------------------------------------------------------------------
+
+
+def test_certfr_items_are_stored_once_and_mailed_once(store: Store) -> None:
+    items = [FeedItem(f"g{i}", f"alert {i}", f"https://example.org/{i}", T0 + i, "text") for i in range(3)]
+    first = store.certfr_add(items, mail=True, now=T0)
+    assert [i.guid for i in first.new] == ["g0", "g1", "g2"] and {i.mail_state for i in first.new} == {
+        "backlog"
+    }
+    assert store.certfr_pending_mail() == []  # the first poll's alerts are old news
+    newer = FeedItem("g3", "alert 3", "https://example.org/3", T0 + 3, "text")
+    changed = items[0]._replace(title="alert 0 [MàJ]")
+    added = store.certfr_add([newer, changed], mail=True, now=T0 + 10)
+    assert [i.guid for i in added.new] == ["g3"] and [i.title for i in added.updated] == ["alert 0 [MàJ]"]
+    assert [i.guid for i in store.certfr_pending_mail()] == ["g3"]
+    store.certfr_mark_mailed(["g3"])
+    assert store.certfr_pending_mail() == []
+    latest = store.certfr_latest()
+    assert latest is not None and latest.guid == "g3"
+    assert [i.guid for i in store.certfr_items(2)] == ["g3", "g2"]
+
+
+# -- the dashboard's reads -----------------------------------------------------------------------------
+
+
+def test_web_reads_list_hosts_and_refuse_writes_outside_silences(store: Store) -> None:
+    assert store.web_check() == 0
+    store.ingest([received("b", 1), received("a", 1), received("a", 2)])
+    store.web_read_only()
+    assert store.web_check() == 2
+    assert [h.name for h in store.web_hosts()] == ["a", "b"]
+    store.web_silence("a", T0 + 60, "maintenance", T0)  # the one write the dashboard makes
+    assert [s.host for s in store.silences(T0)] == ["a"]
+    with pytest.raises(StoreError):  # any other write from a dashboard connection is refused
+        store.silence("b", T0 + 60, "not from a view", T0)
