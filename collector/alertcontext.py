@@ -9,12 +9,12 @@ checked for its type before use.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from collector.store import Store, StoreError
 from collector.units import binary
 from osmon import wire
+from osmon.numbers import finite_or_none
 
 TOP = 5  # processes listed
 FILL_WINDOW = 6 * 3600.0  # the fill rate is measured over this much recent history
@@ -42,15 +42,6 @@ def human_duration(seconds: float) -> str:
     return f"{days} d {hours} h" if hours else f"{days} d"
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return float(value) if math.isfinite(value) else None
-    except OverflowError:
-        return None
-
-
 def _table(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -66,9 +57,9 @@ def latest_probes(store: Store, host: str) -> dict[str, Any]:
 
 def _process(p: dict[str, Any]) -> str:
     """'postgres (pid 812, postgres): CPU 97.0 %, memory 12.5 %, 1.0 GiB'."""
-    name = p.get("name") if isinstance(p.get("name"), str) else "?"
-    user = p.get("user") if isinstance(p.get("user"), str) else "?"
-    pid, cpu, mem, rss = (_number(p.get(k)) for k in ("pid", "cpu_percent", "mem_percent", "rss"))
+    name = p["name"] if isinstance(p.get("name"), str) else "?"
+    user = p["user"] if isinstance(p.get("user"), str) else "?"
+    pid, cpu, mem, rss = (finite_or_none(p.get(k)) for k in ("pid", "cpu_percent", "mem_percent", "rss"))
     figures = []
     if cpu is not None:
         figures.append(f"CPU {cpu:.1f} %")
@@ -97,8 +88,8 @@ def top_processes(probes: dict[str, Any], rule: str) -> list[str]:
 
 def load_line(probes: dict[str, Any]) -> list[str]:
     """'Load 7.92 / 5.10 / 3.01 (1, 5, 15 min) on 4 cores.'"""
-    load, cores = _table(probes.get("load")), _number(_table(probes.get("cpu")).get("count"))
-    averages = [_number(load.get(k)) for k in ("avg1", "avg5", "avg15")]
+    load, cores = _table(probes.get("load")), finite_or_none(_table(probes.get("cpu")).get("count"))
+    averages = [finite_or_none(load.get(k)) for k in ("avg1", "avg5", "avg15")]
     if averages[0] is None:
         return []
     shown = " / ".join("?" if a is None else f"{a:.2f}" for a in averages)
@@ -118,7 +109,7 @@ def fill_rate(store: Store, host: str, mount: str, capacity: float, now: float) 
     """Bytes per second `mount` filled over the recent window (negative when it empties); None if unknown."""
     points = []
     for s in store.samples(host, now - FILL_WINDOW, now + 1):
-        percent = _number((s.detail.get("disk.percent") or {}).get(mount))
+        percent = finite_or_none((s.detail.get("disk.percent") or {}).get(mount))
         if percent is not None:
             points.append((s.ts, percent))
     if len(points) < 2 or points[-1][0] - points[0][0] < 60:
@@ -132,7 +123,7 @@ def disk_lines(store: Store, host: str, mount: str, probes: dict[str, Any], now:
     fs = _filesystem(probes, mount)
     if fs is None:
         return []
-    free, used = _number(fs.get("free")), _number(fs.get("used"))
+    free, used = finite_or_none(fs.get("free")), finite_or_none(fs.get("used"))
     if free is None or used is None:
         return []
     # percent is used / (used + free): the blocks reserved for root are not space a service can use.

@@ -183,7 +183,7 @@ class CertfrPoller:
         self,
         config: CollectorConfig,
         store: Store,
-        notify: Callable[[list[CertfrItem]], None] | None = None,
+        notify: Callable[[list[CertfrItem]], object] | None = None,
     ) -> None:
         self.config = config
         self.store = store

@@ -23,6 +23,7 @@ from collector.ingest import Ingest, bind_socket
 from collector.mail import MailError
 from collector.service import Services
 from collector.store import StoreError, open_store
+from collector.timefmt import iso
 from collector.units import binary
 from osmon import __version__, keys, wire
 from osmon.arguments import Parser
@@ -211,7 +212,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     silences = {s.host: s for s in store.silences(now)}
     for row in rows:
         s = silences.get(row["host"])
-        row["silenced_until"] = None if s is None else host_status.iso(s.until)
+        row["silenced_until"] = None if s is None else iso(s.until)
         row["silence_reason"] = None if s is None else s.reason
     print(json.dumps(rows, indent=2) if args.json else host_status.table(rows))
     return 0
@@ -225,7 +226,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             "host": a.host,
             "rule": a.rule,
             "severity": a.severity,
-            "since": host_status.iso(a.started),
+            "since": iso(a.started),
             "value": a.value,
             "peak": a.peak,
             "threshold": a.threshold,
@@ -278,7 +279,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
         # Allowed (a host not yet installed, or a typo): said, so a typo does not go unnoticed.
         print(f"osmon-collector: warning: no host {args.host!r} has reported yet", file=sys.stderr)
     store.silence(args.host, now + duration, args.reason, now)
-    print(f"{args.host} silenced until {host_status.iso(now + duration)}: {args.reason}")
+    print(f"{args.host} silenced until {iso(now + duration)}: {args.reason}")
     return 0
 
 

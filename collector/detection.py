@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+from collector.liveness import DEFAULT_INTERVAL, down_window, is_down
 from collector.rules import Rules, Threshold
 from collector.samples import POSITION, Sample
-from collector.status import DEFAULT_INTERVAL
 from collector.store import AlertEvent, Received, Store
 from osmon import catalog
 
@@ -186,11 +186,17 @@ class Detector:
         now = self.clock()
         events = []
         for host, (last, interval) in self.last_seen.items():
-            if (host, DOWN) not in self.active and now - last > self.down_after * interval:
+            if (host, DOWN) not in self.active and is_down(last, interval, self.down_after, now):
                 self.active[(host, DOWN)] = Active("critical", last, None)
                 events.append(
                     AlertEvent(
-                        "fired", host, DOWN, "critical", now, round(now - last, 1), self.down_after * interval
+                        "fired",
+                        host,
+                        DOWN,
+                        "critical",
+                        now,
+                        round(now - last, 1),
+                        down_window(interval, self.down_after),
                     )
                 )
         self._save(events, {})

@@ -13,7 +13,6 @@ import html
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from urllib.parse import quote
 
@@ -22,6 +21,7 @@ from collector.config import CollectorConfig
 from collector.detection import DOWN
 from collector.mail import Mail, one_line
 from collector.store import Alert, AlertEvent, CertfrItem, Store, StoreError
+from collector.timefmt import moment
 
 log = logging.getLogger("osmon.notify")
 
@@ -42,14 +42,6 @@ def recipients(config: CollectorConfig, host: str) -> list[str]:
         if fnmatchcase(host, route.hosts):
             found += route.recipients
     return list(dict.fromkeys(found))
-
-
-def moment(ts: float) -> str:
-    """The one time format of every mail: '2026-11-24 18:44:27 UTC'."""
-    try:
-        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    except (OverflowError, OSError, ValueError):
-        return str(ts)
 
 
 def _label(rule: str) -> tuple[str, str]:

@@ -49,9 +49,7 @@ class Threshold(NamedTuple):
 
 # The catalog's default levels (osmon.catalog): CPU and memory keep the seed's 80 %.
 DEFAULTS: dict[str, Threshold] = {
-    entry.name: Threshold(*entry.levels)
-    for entry in (*catalog.METRICS, *catalog.SERIES)
-    if entry.levels is not None
+    entry.name: Threshold(*entry.levels) for entry in catalog.ENTRIES if entry.levels is not None
 }
 
 _FIELDS = {"warning": "warning", "critical": "critical", "for": "for_", "hysteresis": "hysteresis"}
@@ -86,7 +84,7 @@ class Rules:
 
 
 def _fields(table: dict[str, Any], where: str, path: str | Path) -> dict[str, Any]:
-    changes = {}
+    changes: dict[str, Any] = {}
     for name, value in table.items():
         if name not in _FIELDS:
             raise ConfigError(path, f"{where}.{name}", f"unknown key; expected {', '.join(_FIELDS)}")

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
+from collector.liveness import is_down
 from collector.store import HostInfo
-
-DEFAULT_INTERVAL = 10.0  # assumed for a host that never announced its interval
-
-
-def is_down(host: HostInfo, down_after: int, now: float) -> bool:
-    """A host is down when nothing arrived for `down_after` of its own intervals."""
-    return now - host.last_seen > down_after * (host.interval or DEFAULT_INTERVAL)
-
+from collector.timefmt import iso
 
 MAX_LISTED = 10_000  # missing numbers listed one by one; the count is always exact
 
@@ -35,7 +28,7 @@ def rows(hosts: list[HostInfo], down_after: int, now: float | None = None) -> li
     return [
         {
             "host": h.name,
-            "status": "down" if is_down(h, down_after, now) else "up",
+            "status": "down" if is_down(h.last_seen, h.interval, down_after, now) else "up",
             "last_seen": iso(h.last_seen),
             "snapshots": h.snapshots,
             "first_seq": h.first_seq,
@@ -48,14 +41,6 @@ def rows(hosts: list[HostInfo], down_after: int, now: float | None = None) -> li
         }
         for h in hosts
     ]
-
-
-def iso(ts: float) -> str:
-    """ISO 8601 UTC, e.g. 2026-11-24T18:44:27Z."""
-    try:
-        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    except (OverflowError, OSError, ValueError):
-        return str(ts)
 
 
 def table(status_rows: list[dict]) -> str:

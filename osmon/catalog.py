@@ -186,6 +186,7 @@ SERIES: tuple[Series, ...] = (
            pair=("received", "sent")),
 )  # fmt: skip
 
+ENTRIES: tuple[Metric | Series, ...] = (*METRICS, *SERIES)
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
 SERIES_BY_NAME: dict[str, Series] = {s.name: s for s in SERIES}
 # What agents send as host-wide numbers (everything with a probe source).

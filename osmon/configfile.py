@@ -153,7 +153,7 @@ def one_of(*choices: str) -> Callable[[object], str]:
     def check(value: object) -> str:
         if value not in choices:
             raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
-        return value  # type: ignore[return-value]
+        return str(value)
 
     return check
 

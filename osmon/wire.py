@@ -43,7 +43,7 @@ import msgpack
 
 from osmon import catalog
 from osmon.catalog import MAX_TS
-from osmon.numbers import is_finite
+from osmon.numbers import finite_or_none, is_finite
 
 SCHEMA_VERSION = 1
 
@@ -98,7 +98,9 @@ METRICS: dict[str, str] = {m.name: m.help for m in catalog.WIRE_METRICS}
 # probe or a hostile peer), and would overflow the collector's scaled integers and rollup sums.
 # The agent leaves it out; the collector refuses a snapshot that carries one.
 BOUNDS: dict[str, tuple[float, float]] = {
-    m.name: (m.unit.low, m.unit.high) for m in (*catalog.WIRE_METRICS, *catalog.SERIES)
+    m.name: (m.unit.low, m.unit.high)
+    for m in catalog.ENTRIES
+    if not isinstance(m, catalog.Metric) or m.source
 }
 
 
@@ -122,9 +124,9 @@ def encode(message: dict[str, Any]) -> bytes:
     return msgpack.packb(message, use_bin_type=True)
 
 
-def _within(value: object, bounds: tuple[float, float]) -> bool:
+def _within(value: object, bounds: tuple[float, float]) -> TypeGuard[int | float]:
     """A finite number inside `bounds`, inclusive."""
-    return is_finite(value) and bounds[0] <= value <= bounds[1]  # type: ignore[operator]
+    return is_finite(value) and bounds[0] <= value <= bounds[1]
 
 
 def _out_of_range(name: str, value: object) -> str:
@@ -137,7 +139,7 @@ def metrics_from_probes(probes: dict[str, Any]) -> tuple[dict[str, float], dict[
     metrics = {}
     for metric in catalog.WIRE_METRICS:
         if metric.source is not None and _within(value := metric.source(probes), BOUNDS[metric.name]):
-            metrics[metric.name] = float(value)  # type: ignore[arg-type]
+            metrics[metric.name] = float(value)
     cpu = probes.get("cpu")
     cores = cpu.get("per_core") if isinstance(cpu, dict) else None
     disk_io, net_io = probes.get("disk_io"), probes.get("net_io")
@@ -171,7 +173,7 @@ def _pairs(
     for name, counters in (entities or {}).items() if isinstance(entities, dict) else ():
         if not isinstance(counters, dict):
             continue
-        pair = [float(v) if _within(v := counters.get(k), bounds) else None for k in keys]
+        pair = [float(v) if is_finite(v := counters.get(k)) and _within(v, bounds) else None for k in keys]
         if pair != [None, None]:
             pairs[name] = pair
     return pairs
@@ -320,6 +322,41 @@ def _pair(name: object, pair: object) -> bool:
         and (pair[0] is None or is_finite(pair[0]))
         and (pair[1] is None or is_finite(pair[1]))
     )
+
+
+class Peek(NamedTuple):
+    """A few numbers of a snapshot, read back without validating the whole of it again."""
+
+    ts: float
+    metrics: dict[str, float]
+    entities: dict[str, float]  # one map-shaped series: {mount: %}
+    probes_raw: bytes | None
+
+
+def peek(data: bytes, metrics: Iterable[str], series: str) -> Peek | None:
+    """`metrics` and the map-shaped `series` of a snapshot the collector validated and stored; None if damaged.
+
+    The overview reads this for every host of the fleet at every refresh: validating
+    whole snapshots and decoding their probe results was most of its time. Each value
+    read is checked again all the same (a usable number, text keys), as anything from
+    a host must be.
+    """
+    try:
+        message = msgpack.unpackb(data, raw=False)
+    except (ValueError, TypeError):  # msgpack's errors are ValueErrors (ExtraData, FormatError ...)
+        return None
+    if not isinstance(message, dict) or (ts := finite_or_none(message.get("ts"))) is None:
+        return None
+    given = _table(message.get("metrics"))
+    found = {name: value for name in metrics if (value := finite_or_none(given.get(name))) is not None}
+    usage = _table(_table(message.get("series")).get(series))
+    entities = {k: p for k, v in usage.items() if isinstance(k, str) and (p := finite_or_none(v)) is not None}
+    probes = message.get("probes")
+    return Peek(ts, found, entities, probes if isinstance(probes, bytes) else None)
+
+
+def _table(value: object) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def decode_probes(data: bytes) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from collector.store.records import (
     GAVE_UP,
     Alert,
     AlertEvent,
+    AlertUpdate,
     Bucket,
     CertfrAdded,
     CertfrItem,
@@ -39,6 +40,7 @@ __all__ = [
     "GAVE_UP",
     "Alert",
     "AlertEvent",
+    "AlertUpdate",
     "Bucket",
     "CertfrAdded",
     "CertfrItem",
@@ -56,8 +58,6 @@ __all__ = [
     "open_store",
 ]
 
-# An alert's detection state to keep up to date: (host, rule, value, peak, ts).
-AlertUpdate = tuple[str, str, float, float | None, float]
 # (pages copied, pages in all) after each step of a backup copy.
 Progress = Callable[[int, int], None]
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
-
-from collector.store.records import Alert, AlertEvent, Silence
+from collector.store.connected import Connected
+from collector.store.records import Alert, AlertEvent, AlertUpdate, Silence
 
 _ALERT_COLUMNS = "id, host, rule, severity, started, ended, value, peak, threshold, updated"
 
 
-class AlertQueries:
+class AlertQueries(Connected):
     """Mixin of SQLiteStore: every statement about alerts and silences."""
-
-    db: sqlite3.Connection
 
     def alerts_active(self) -> list[Alert]:
         """Alerts that have not ended, by host then rule."""
@@ -36,9 +33,7 @@ class AlertQueries:
             (alert_id,),
         ).fetchall()
 
-    def alerts_apply(
-        self, events: list[AlertEvent], updates: list[tuple[str, str, float, float, float]]
-    ) -> None:
+    def alerts_apply(self, events: list[AlertEvent], updates: list[AlertUpdate]) -> None:
         """Record events and (host, rule, value, peak, updated) refreshes of active alerts, in one transaction."""
         self.db.execute("BEGIN IMMEDIATE")
         try:

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from collector.store.connected import Connected
 from collector.store.records import CopyInfo
 from collector.store.sqlite_errors import translated
 
@@ -13,11 +14,8 @@ from collector.store.sqlite_errors import translated
 Progress = Callable[[int, int], None]
 
 
-class BackupQueries:
+class BackupQueries(Connected):
     """Mixin of SQLiteStore: consistent online copies and their verification."""
-
-    db: sqlite3.Connection
-    path: str
 
     def backup_to(self, target: str | Path, step_pages: int, progress: Progress) -> None:
         """Copy the database as of now into `target` (a new file), `step_pages` pages at a time.

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Sequence
 
+from collector.store.connected import Connected
 from collector.store.records import CertfrAdded, CertfrItem, FeedItem
 
 _COLUMNS = "guid, title, link, published, description, first_seen, mail_state"
@@ -15,11 +15,8 @@ _COLUMNS = "guid, title, link, published, description, first_seen, mail_state"
 _NEWEST_FIRST = "ORDER BY published IS NULL, published DESC, first_seen DESC, rowid DESC"
 
 
-class CertfrQueries:
+class CertfrQueries(Connected):
     """Mixin of SQLiteStore: every statement about CERT-FR items."""
-
-    db: sqlite3.Connection
-    path: str
 
     def certfr_add(self, items: Sequence[FeedItem], mail: bool, now: float | None = None) -> CertfrAdded:
         """Store unknown guids and refresh changed ones, in one transaction.

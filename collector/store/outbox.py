@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import TYPE_CHECKING
 
+from collector.store.connected import Connected
 from collector.store.records import GAVE_UP, OutboxMessage
 
 if TYPE_CHECKING:
@@ -18,14 +18,11 @@ _COLUMNS = (
 
 
 def _message(row: tuple) -> OutboxMessage:
-    return OutboxMessage(*row[:3], json.loads(row[3]), *row[4:])
+    return OutboxMessage._make((*row[:3], json.loads(row[3]), *row[4:]))
 
 
-class OutboxQueries:
+class OutboxQueries(Connected):
     """Mixin of SQLiteStore: every statement about the outbox."""
-
-    db: sqlite3.Connection
-    path: str
 
     def outbox_add(self, mail: Mail, message_id: str, now: float) -> int:
         """Store a mail to send, due at once; returns its id."""

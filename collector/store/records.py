@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 GAVE_UP = float("inf")
 
 
+# An active alert's detection state to keep up to date: (host, rule, value, peak, ts).
+AlertUpdate = tuple[str, str, float, "float | None", float]
+
+
 class StoreError(Exception):
     """The database cannot be used (missing, unreadable, newer schema, disk full ...)."""
 

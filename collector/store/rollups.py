@@ -59,7 +59,8 @@ class Rollup:
     def __init__(self, t: int) -> None:
         self.t = t
         self.n = 0
-        self.stats: list[list[int | None]] = [[None, 0, None, 0] for _ in COLUMNS]
+        # Per column [min, sum, max, count]; min and max are None until a value comes.
+        self.stats: list[list[Any]] = [[None, 0, None, 0] for _ in COLUMNS]
         self.detail: dict[str, Any] = {}  # stored detail keys -> each entity's maximum
 
     def add(self, values: Sequence[int | None], detail: dict[str, Any]) -> None:

@@ -10,12 +10,12 @@ reads a few hundred rows into Python, not every sample.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from collector.store.compact import COLUMNS, SCALE, highest, read_stored, short_key, unscaled
+from collector.store.connected import Connected
 from collector.store.records import Bucket, DetailBucket, WebHost
 from collector.store.rollups import MINUTE, tier_for
 from osmon import catalog
@@ -32,11 +32,9 @@ ROLLUP_ONLY = tuple(s.name for s in catalog.SERIES if not s.raw)  # kept per min
 _HOST_COLUMNS = "name, first_seen, last_seen, interval, latest_ts, snapshot"
 
 
-class WebQueries:
+class WebQueries(Connected):
     """Mixin of SQLiteStore: every statement of the dashboard."""
 
-    db: sqlite3.Connection
-    path: str
     _names: Callable[[int], list[str]]  # SQLiteStore's
 
     def web_read_only(self) -> None:

@@ -6,7 +6,8 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from collector.store import OutboxMessage
 from collector.web import views
@@ -55,13 +56,13 @@ def _host_field() -> str:
     return host
 
 
-def _back() -> Response:
+def _back() -> BaseResponse:
     """Back to the page the form was on (a path of this site), else to the alerts page."""
     return redirect(local_path(request.form.get("next"), url_for("alerts.page")))
 
 
 @bp.route("/alerts/silence", methods=["POST"])
-def silence() -> Response:
+def silence() -> BaseResponse:
     host = _host_field()
     try:
         duration = parse_duration(request.form.get("duration", "").strip())
@@ -81,7 +82,7 @@ def silence() -> Response:
 
 
 @bp.route("/alerts/unsilence", methods=["POST"])
-def unsilence() -> Response:
+def unsilence() -> BaseResponse:
     host = _host_field()
     lifted = store().web_unsilence(host)
     log.info("%s lifted the silence of %s", current_user(), host)

@@ -25,9 +25,6 @@ import pygal
 from pygal.style import Style
 
 from collector.units import binary
-from collector.web import pygal_lookup
-
-pygal_lookup.install()  # half of a cold host page's time was pygal's attribute lookup
 
 
 class Serie(NamedTuple):
@@ -107,7 +104,7 @@ AXIS_LABELS: dict[str, Callable[[float], str]] = {
     "B/s": rate_label,
     "": lambda v: f"{v:g}",
 }
-PERCENT_TICKS = [0, 20, 40, 60, 80, 100]
+PERCENT_TICKS: list[float] = [0, 20, 40, 60, 80, 100]
 
 WIDTH, HEIGHT = 660, 300  # about the size a chart is shown on a laptop: its text is read at ~1:1
 LEGEND_CHARS = 24  # longer labels are cut short in the legend (the tooltip shows them whole)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from flask import current_app
 
 from collector.config import CollectorConfig
+from collector.store import Store
 from collector.web.chartcache import ChartCache
 from collector.web.storage import Storage
 
@@ -18,7 +19,8 @@ class Context(NamedTuple):
 
 
 def context() -> Context:
-    return current_app.extensions["osmon"]
+    found: Context = current_app.extensions["osmon"]
+    return found
 
 
 def config() -> CollectorConfig:
@@ -29,6 +31,6 @@ def chart_cache() -> ChartCache:
     return context().charts
 
 
-def store() -> Any:
-    """The store (a SQLiteStore: its web_* reads, alerts, silences, CERT-FR, counters)."""
+def store() -> Store:
+    """The store, its connection for this thread read-only but for silences."""
     return context().storage.get()

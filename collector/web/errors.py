@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
+from flask import Flask, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
 from collector.store import StoreError
 
@@ -59,7 +60,7 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
-def render(error: WebError) -> Response | tuple:
+def render(error: WebError) -> BaseResponse | tuple:
     if isinstance(error, LoginRequired) and not wants_json() and request.method == "GET":
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
     if wants_json():
@@ -72,17 +73,17 @@ def register(app: Flask) -> None:
     app.register_error_handler(WebError, render)
 
     @app.errorhandler(HTTPException)
-    def http_error(e: HTTPException) -> Response | tuple:
+    def http_error(e: HTTPException) -> BaseResponse | tuple:
         error = WebError(e.description if e.code != 404 else "Not found")
         error.status, error.title = e.code or 500, e.name
         return render(error)
 
     @app.errorhandler(StoreError)
-    def store_error(e: StoreError) -> Response | tuple:
+    def store_error(e: StoreError) -> BaseResponse | tuple:
         log.warning("database: %s", e)
         return render(Unavailable(str(e)))
 
     @app.errorhandler(Exception)
-    def unexpected(e: Exception) -> Response | tuple:
+    def unexpected(e: Exception) -> BaseResponse | tuple:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return render(WebError())

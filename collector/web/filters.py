@@ -8,7 +8,7 @@ from urllib.parse import quote
 from flask import Flask, g, url_for
 from markupsafe import Markup
 
-from collector.status import iso
+from collector.timefmt import iso
 from collector.units import binary
 from collector.web.charts import rate
 

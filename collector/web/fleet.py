@@ -11,9 +11,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-import msgpack
-
-from collector.status import DEFAULT_INTERVAL
+from collector.liveness import is_down
 from collector.store import Alert, CertfrItem, Silence, WebHost
 from osmon import catalog, wire
 from osmon.numbers import finite_or_none
@@ -44,56 +42,29 @@ def decode_latest(host: WebHost) -> Latest | None:
 
 
 # What an overview row shows of the latest snapshot's host-wide numbers (boot.time: its uptime).
-ROW_METRICS = (*(m.name for m in catalog.WIRE_METRICS if m.row is not None), "boot.time")
+# (overview row key, metric name) of what a row shows from the catalog.
+_ROW: tuple[tuple[str, str], ...] = tuple(
+    (row, m.name) for m in catalog.WIRE_METRICS if (row := m.row) is not None
+)
+ROW_METRICS = (*(name for _, name in _ROW), "boot.time")
 
 
 def read_latest(host: WebHost) -> Latest | None:
-    """The few numbers an overview row shows of `host`'s latest snapshot, read cheaply.
+    """The few numbers an overview row shows of `host`'s latest snapshot, read cheaply (wire.peek).
 
-    The overview reads this for every host of the fleet at every refresh:
-    validating whole snapshots and decoding their probe results (processes,
-    users ...) was most of its time. The collector validated the snapshot
-    before storing it; each value read here is checked again (number(), text
-    keys), as anything from a host must be. The probe results are decoded only
-    for an agent too old to send `boot.time`, for its uptime.
+    The probe results are decoded only for an agent too old to send `boot.time`, for its uptime.
     """
-    if host.snapshot is None:
+    if host.snapshot is None or (peeked := wire.peek(host.snapshot, ROW_METRICS, "disk.percent")) is None:
         return None
-    try:
-        message = msgpack.unpackb(host.snapshot, raw=False)
-    except (ValueError, TypeError):  # msgpack's errors are ValueErrors (ExtraData, FormatError ...)
-        return None
-    if not isinstance(message, dict) or (ts := number(message.get("ts"))) is None:
-        return None
-    given = _table(message.get("metrics"))
-    metrics = {}
-    for name in ROW_METRICS:
-        value = number(given.get(name))
-        if value is not None:
-            metrics[name] = value
-    usage = _table(_table(message.get("series")).get("disk.percent"))
-    series = {
-        "disk.percent": {
-            m: p for m, v in usage.items() if isinstance(m, str) and (p := number(v)) is not None
-        }
-    }
     probes: dict[str, Any] = {}
-    if "boot.time" not in metrics and isinstance(message.get("probes"), bytes):
+    if "boot.time" not in peeked.metrics and peeked.probes_raw is not None:
         with contextlib.suppress(wire.WireError):  # damaged: no uptime, the rest of the row stays
-            probes = {"uptime": _table(wire.decode_probes(message["probes"]).get("uptime"))}
-    return Latest(ts, metrics, series, probes)
-
-
-_ROW = tuple(m for m in catalog.WIRE_METRICS if m.row is not None)
+            probes = {"uptime": _table(wire.decode_probes(peeked.probes_raw).get("uptime"))}
+    return Latest(peeked.ts, peeked.metrics, {"disk.percent": peeked.entities}, probes)
 
 
 def _table(value: object) -> dict[Any, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def is_down(host: WebHost, down_after: int, now: float) -> bool:
-    """Nothing arrived for `down_after` of the host's own intervals (as `osmon-collector status` says)."""
-    return now - host.last_seen > down_after * (host.interval or DEFAULT_INTERVAL)
 
 
 def status(down: bool, silenced: bool, alerts: Iterable[Alert]) -> str:
@@ -116,7 +87,7 @@ def host_row(
     now: float,
 ) -> dict[str, Any]:
     """Everything the overview shows about one host."""
-    down = is_down(host, down_after, now)
+    down = is_down(host.last_seen, host.interval, down_after, now)
     metrics = latest.metrics if latest else {}
     mount, fullest = fullest_disk(latest.series if latest else {})
     return {
@@ -125,7 +96,7 @@ def host_row(
         "down": down,
         "silenced_until": silence.until if silence else None,
         "alerts": len(alerts),
-        **{m.row: metrics.get(m.name) for m in _ROW},
+        **{row: metrics.get(name) for row, name in _ROW},
         "disk": fullest,
         "disk_mount": mount,
         "uptime": uptime(latest, host.last_seen, down, now),

@@ -21,8 +21,8 @@ import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from collector.status import DEFAULT_INTERVAL
-from collector.store import Bucket, DetailBucket
+from collector.liveness import DEFAULT_INTERVAL
+from collector.store import Bucket, DetailBucket, Store
 from collector.store.web import DETAIL_KEYS
 from collector.web.chartcache import ChartCache
 from collector.web.charts import Serie, chart_points, time_chart
@@ -172,7 +172,7 @@ def max_gap(width: float, interval: float | None) -> float:
 
 
 def all_chart_series(
-    store: Any, host: str, specs: Sequence[ChartSpec], window: Window, interval: float | None
+    store: Store, host: str, specs: Sequence[ChartSpec], window: Window, interval: float | None
 ) -> dict[str, list[Serie]]:
     """{chart id: lines} of `specs`, in two reads: one for every column, one for every per-entity key."""
     start, end, width = window
@@ -218,7 +218,7 @@ def draw_chart(spec: ChartSpec, lines: Sequence[Serie], window: Window, js: Sequ
 
 
 def host_charts(
-    store: Any,
+    store: Store,
     host: str,
     window: Window,
     interval: float | None,
@@ -244,7 +244,7 @@ def host_charts(
     return charts
 
 
-def metric_series(store: Any, host: str, metric: str, window: Window) -> list[dict[str, Any]]:
+def metric_series(store: Store, host: str, metric: str, window: Window) -> list[dict[str, Any]]:
     """The API's series of one metric: [{name, columns, data}]; BadRequest for an unknown metric."""
     start, end, width = window
     if metric in METRICS:
@@ -252,10 +252,10 @@ def metric_series(store: Any, host: str, metric: str, window: Window) -> list[di
         data = [[b.t, *b.stats[0]] for b in buckets]
         return [{"name": metric, "columns": ["t", "min", "avg", "max"], "data": data}]
     if metric in DETAIL_METRICS:
-        buckets = store.web_series_detail(host, metric, start, end, width)
+        details = store.web_series_detail(host, metric, start, end, width)
         return [
             {"name": f"{metric}:{entity}", "columns": ["t", "value"], "data": [list(p) for p in points]}
-            for entity, points in detail_series(metric, buckets).items()
+            for entity, points in detail_series(metric, details).items()
         ]
     known = ", ".join([*METRICS, *DETAIL_METRICS])
     raise BadRequest(f"unknown metric {metric[:40]!r}: one of {known}")

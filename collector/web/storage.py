@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
 
-from collector.store import StoreError, open_store
+from collector.store import Store, StoreError, open_store
 from collector.web.errors import Unavailable
 
 
 class Storage:
     """Opens the store lazily: the dashboard may start before the collector has created the database."""
 
-    def __init__(self, database: str, store: Any = None) -> None:
+    def __init__(self, database: str, store: Store | None = None) -> None:
         self.database = database
         self._store = store
         self._lock = threading.Lock()
 
-    def get(self) -> Any:
+    def get(self) -> Store:
         """The store, its connection for this thread set to refuse writes; Unavailable if it cannot be opened."""
         store = self._store
         if store is None:
