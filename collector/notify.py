@@ -22,16 +22,16 @@ from collector.detection import DOWN
 from collector.mail import Mail, one_line
 from collector.store import Alert, AlertEvent, CertfrItem, Store, StoreError
 from collector.timefmt import moment
+from osmon import catalog
 
 log = logging.getLogger("osmon.notify")
 
 MAILED_KINDS = ("fired", "escalated", "resolved", "reminder")
+# What an alerted number is called in a mail, and its unit: from the catalog.
 LABELS = {
-    "cpu.percent": ("CPU", " %"),
-    "mem.percent": ("memory", " %"),
-    "swap.percent": ("swap", " %"),
-    "disk.percent": ("disk", " %"),
-    "load.1": ("load per core", ""),  # detection compares the 1-min load divided by the cores
+    e.name: (e.title or e.name, f" {e.unit.symbol}" if e.unit.symbol else "")
+    for e in catalog.ENTRIES
+    if e.levels is not None
 }
 
 

@@ -87,6 +87,7 @@ class Metric(NamedTuple):
     export: str | None = None  # its /metrics gauge, from the overview row
     levels: Levels | None = None  # default thresholds; None: not alerted on
     per_core: bool = False  # alerted on divided by the number of cores (a load)
+    title: str = ""  # what people call it in alert mails and tables ("memory", "load per core")
 
 
 class Series(NamedTuple):
@@ -102,6 +103,7 @@ class Series(NamedTuple):
     pair: tuple[str, str] = ("", "")  # the two numbers of a pair, as charts name them
     chart: str | None = None
     levels: Levels | None = None  # per entity: one alert per mount, named `<name>:<entity>`
+    title: str = ""
 
 
 class Chart(NamedTuple):
@@ -129,23 +131,23 @@ METRICS: tuple[Metric, ...] = (
         chart="cpu", label="total", row="cpu", export="osmon_host_cpu_percent",
         # The seed compared CPU and memory to 80 % every minute: these keep 80 % and add a
         # critical level and a duration (a CPU spike is not a crisis).
-        levels=Levels(80.0, 95.0, 120.0, 5.0),
+        levels=Levels(80.0, 95.0, 120.0, 5.0), title="CPU",
     ),
     Metric("cpu.iowait", PERCENT, "CPU waiting for I/O", path("cpu", "iowait"), "cpu_iowait", 100,
            chart="cpu", label="iowait"),
     Metric(
         "mem.percent", PERCENT, "memory used", path("memory", "percent"), "mem", 100,
         chart="memory", label="memory", row="mem", export="osmon_host_memory_percent",
-        levels=Levels(80.0, 95.0, 60.0, 5.0),
+        levels=Levels(80.0, 95.0, 60.0, 5.0), title="memory",
     ),
     Metric(
         "swap.percent", PERCENT, "swap used", path("swap", "percent"), "swap", 100,
-        chart="memory", label="swap", row="swap", levels=Levels(50.0, 80.0, 300.0, 5.0),
+        chart="memory", label="swap", row="swap", levels=Levels(50.0, 80.0, 300.0, 5.0), title="swap",
     ),
     Metric(
         "load.1", LOAD, "load average, 1 minute", path("load", "avg1"), "load1", 100,
         chart="load", label="1 min", row="load1", export="osmon_host_load1",
-        levels=Levels(2.0, 4.0, 300.0, 0.25), per_core=True,
+        levels=Levels(2.0, 4.0, 300.0, 0.25), per_core=True, title="load per core",
     ),
     Metric("load.5", LOAD, "load average, 5 minutes", path("load", "avg5"), "load5", 100,
            chart="load", label="5 min", row="load5"),
@@ -178,7 +180,7 @@ SERIES: tuple[Series, ...] = (
     # A mount to 0.1 %: its trend tells when it fills.
     Series(
         "disk.percent", PERCENT, "filesystem usage per mount", "map", "d", scale=10, chart="disk",
-        levels=Levels(85.0, 95.0, 0.0, 2.0),
+        levels=Levels(85.0, 95.0, 0.0, 2.0), title="disk",
     ),
     # Per-device rates would be a third of a raw row; their totals are metrics already.
     Series("disk.io", RATE, "disk reads and writes per device", "pairs", "io", raw=False, pair=("read", "write")),
