@@ -36,10 +36,12 @@ This module must not import psutil: the collector imports it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import msgpack
+
+from osmon.limits import MAX_CORES, MAX_ENTITIES, MAX_ENTITY_NAME
 
 SCHEMA_VERSION = 1
 
@@ -227,7 +229,24 @@ def metrics_from_probes(probes: dict[str, Any]) -> tuple[dict[str, float], dict[
         "disk.io": _pairs(_get(probes, "disk_io", "devices"), ("read_bps", "write_bps")),
         "net.io": _pairs(_get(probes, "net_io", "interfaces"), ("rx_bps", "tx_bps")),
     }
-    return metrics, series
+    return metrics, bounded_series(series)
+
+
+def bounded_series(series: dict[str, Any]) -> dict[str, Any]:
+    """The series within osmon.limits, which the collector enforces: the fullest mounts, the busiest
+    disks and interfaces are kept, names too long for any real entity are left out."""
+    del series["cpu.core"][MAX_CORES:]
+    series["disk.percent"] = _top(series["disk.percent"], lambda v: v)
+    for name in ("disk.io", "net.io"):
+        series[name] = _top(series[name], lambda pair: sum(v or 0.0 for v in pair))
+    return series
+
+
+def _top(entities: dict[str, Any], weight: Callable[[Any], float]) -> dict[str, Any]:
+    named = {k: v for k, v in entities.items() if len(k) <= MAX_ENTITY_NAME}
+    if len(named) <= MAX_ENTITIES:
+        return named
+    return dict(sorted(named.items(), key=lambda item: weight(item[1]), reverse=True)[:MAX_ENTITIES])
 
 
 def _pairs(entities: object, keys: tuple[str, str]) -> dict[str, list[float | None]]:
@@ -339,6 +358,7 @@ def _series(series: object) -> dict[str, Any]:
     if cores is not None:
         if type(cores) is not list or not all(c is None or _finite(c) for c in cores):
             raise WireError("series cpu.core is not a list of finite numbers")
+        _check_count("cpu.core", cores, MAX_CORES)
         _check_range("cpu.core", cores)
         checked["cpu.core"] = cores
     usage = series.get("disk.percent")
@@ -347,6 +367,7 @@ def _series(series: object) -> dict[str, Any]:
             type(k) is str and (v is None or _finite(v)) for k, v in usage.items()
         ):
             raise WireError("series disk.percent is not a map of mount to a finite number")
+        _check_count("disk.percent", usage, MAX_ENTITIES)
         _check_range("disk.percent", usage.values())
         checked["disk.percent"] = usage
     for name in ("disk.io", "net.io"):
@@ -355,6 +376,7 @@ def _series(series: object) -> dict[str, Any]:
             continue
         if type(pairs) is not dict or not all(_pair(k, p) for k, p in pairs.items()):
             raise WireError(f"series {name} is not a map of name to [finite number, finite number]")
+        _check_count(name, pairs, MAX_ENTITIES)
         _check_range(name, (v for pair in pairs.values() for v in pair))
         checked[name] = pairs
     return checked
@@ -366,6 +388,17 @@ def _check_range(name: str, values: Iterable[float | None]) -> None:
     for value in values:
         if value is not None and not low <= value <= high:
             raise WireError(f"series {_out_of_range(name, value)}")
+
+
+def _check_count(name: str, entities: list | dict, limit: int) -> None:
+    """WireError if series `name` has more entities than `limit`, or a name longer than any real one.
+
+    Each entity costs storage, rollups, an alert and a row on the dashboard: one snapshot with
+    20,000 mounts at 99 % once opened 20,000 alerts."""
+    if len(entities) > limit:
+        raise WireError(f"series {name}: {len(entities)} entries, more than {limit}")
+    if type(entities) is dict and any(len(k) > MAX_ENTITY_NAME for k in entities):
+        raise WireError(f"series {name}: a name longer than {MAX_ENTITY_NAME} characters")
 
 
 def _pair(name: object, pair: object) -> bool:

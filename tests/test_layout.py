@@ -39,5 +39,7 @@ def test_a_package_never_imports_the_other_side(package: str) -> None:
 def test_the_walk_sees_an_import_that_crosses(tmp_path: Path) -> None:
     """The check above would catch a crossing import in any form."""
     module = tmp_path / "m.py"
-    module.write_text("import collector.store\nfrom agent import wire\ndef f():\n    from collector import x\n")
+    module.write_text(
+        "import collector.store\nfrom agent import wire\ndef f():\n    from collector import x\n"
+    )
     assert {target for _, target in imported_packages(module)} == {"collector", "agent"}

@@ -8,6 +8,7 @@ beside the writer without blocking it.
 from __future__ import annotations
 
 import functools
+import logging
 import sqlite3
 import threading
 from pathlib import Path
@@ -32,6 +33,9 @@ from collector.store.rollups import TIERS_BY_NAME, RollupWriter
 from collector.store.schema import MIGRATIONS
 from collector.store.seqranges import SeqRanges
 from collector.store.web import WebQueries
+from osmon.limits import MAX_GAPS
+
+log = logging.getLogger("osmon.store")
 
 WAL_SIZE_LIMIT = 64 * 2**20  # bytes
 
@@ -72,6 +76,7 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         self._rollups = RollupWriter()
         self._name_ids: dict[tuple[str, ...], int] = {}  # lists of entity names (compact.pack_detail) -> id
         self._names_by_id: dict[int, list[str]] = {}  # and back; rows of `names` never change
+        self._trimmed: set[str] = set()  # hosts whose oldest gaps were forgotten (logged once)
         if not readonly:
             try:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -194,15 +199,26 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
             if state is None:
                 state = touched[host_id] = [[g[:] for g in ranges.gaps], 0]
             ranges.add(r.sample.seq)
+            if ranges.trim(MAX_GAPS) and r.sample.host not in self._trimmed:
+                self._trimmed.add(r.sample.host)
+                log.warning(
+                    "host %s: more than %d ranges of missing sequence numbers, the oldest are forgotten",
+                    r.sample.host,
+                    MAX_GAPS,
+                )
             state[1] += 1
             fresh.append(r)
         return fresh, touched
 
-    def _save_gaps(self, host_id: int, ranges: SeqRanges) -> None:
-        self.db.execute("DELETE FROM gaps WHERE host_id = ?", (host_id,))
+    def _save_gaps(self, host_id: int, ranges: SeqRanges, before: list[list[int]]) -> None:
+        """Write only the gap rows that changed since `before`: a batch usually touches one or two."""
+        old, new = {tuple(g) for g in before}, {tuple(g) for g in ranges.gaps}
+        self.db.executemany(
+            "DELETE FROM gaps WHERE host_id = ? AND first = ?", [(host_id, a) for a, _ in old - new]
+        )
         self.db.executemany(
             "INSERT INTO gaps (host_id, first, last) VALUES (?, ?, ?)",
-            [(host_id, a, b) for a, b in ranges.gaps],
+            [(host_id, a, b) for a, b in new - old],
         )
 
     def _sample_row(self, r: Received) -> tuple[tuple, dict]:
@@ -266,7 +282,7 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         )
         for host_id, (gaps_before, _) in touched.items():
             if self._ranges[host_id].gaps != gaps_before:
-                self._save_gaps(host_id, self._ranges[host_id])
+                self._save_gaps(host_id, self._ranges[host_id], gaps_before)
         self.db.executemany(
             "INSERT INTO latest (host_id, snapshot) VALUES (?, ?) "
             "ON CONFLICT(host_id) DO UPDATE SET snapshot = excluded.snapshot",
@@ -407,9 +423,10 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         which become gaps, so a late resend of one is still known as stored.
         """
         ranges = self._seq_ranges(host_id)
+        before = [g[:] for g in ranges.gaps]
         ranges.discard(seqs)
         self.db.execute(
             "UPDATE hosts SET first_seq = ?, last_seq = ?, stored = MAX(0, stored - ?) WHERE id = ?",
             (ranges.first, ranges.last, len(seqs), host_id),
         )
-        self._save_gaps(host_id, ranges)
+        self._save_gaps(host_id, ranges, before)

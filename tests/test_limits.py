@@ -1,0 +1,104 @@
+"""The bounds of osmon.limits, each against the attack that once got past it (issue 19)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from collector.store import open_store
+from osmon import wire
+from osmon.limits import MAX_ENTITIES, MAX_GAPS
+from tests.conftest import Cluster
+from tests.test_ingest import Peer, snapshot
+from tests.test_store import received
+
+
+@pytest.fixture
+def context():
+    ctx = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+def test_a_snapshot_with_20000_mounts_is_refused_and_opens_no_alert(cluster: Cluster, context) -> None:
+    """Once: 20,000 mounts at 99 % opened 20,000 critical alerts and made the overview 11 MB."""
+    collector = cluster.collector()
+    bad, good = Peer(context, cluster.port), Peer(context, cluster.port)
+    mounts = {f"/m{i}": 99.0 for i in range(20_000)}
+    bad.send(snapshot("bad-01", 1, series={"disk.percent": mounts}))
+    good.send(snapshot("good-01", 1))
+    assert good.wait_acks({1}) == {1}
+    assert bad.acks(0.3) == []
+    assert collector.terminate() == 0
+    store = open_store(cluster.dir / "osmon.db", readonly=True)
+    assert store.seqs("bad-01") == []
+    assert store.alerts_active() == []
+    assert f"20000 entries, more than {MAX_ENTITIES}" in collector.output()
+
+
+def test_the_agent_keeps_the_fullest_mounts_within_the_bound() -> None:
+    filesystems = [{"mount": f"/m{i}", "percent": float(i % 100)} for i in range(2000)]
+    filesystems.append({"mount": "/" + "x" * 5000, "percent": 100.0})  # no real mount is named so
+    raw = wire.encode_snapshot("h", 1, time.time(), 10.0, "x", {"filesystems": filesystems})
+    usage = wire.decode_snapshot(raw).series["disk.percent"]  # the collector accepts it
+    assert len(usage) == MAX_ENTITIES
+    assert min(usage.values()) >= 74.0  # 2000 mounts, 20 per percent: the 512 fullest are >= 74 %
+
+
+def test_gap_rows_per_host_are_bounded(tmp_path: Path) -> None:
+    """Once: seq stepping by 2 made every batch rewrite all the host's gap rows (200k of them)."""
+    store = open_store(tmp_path / "osmon.db")
+    for start in range(1, 6000, 200):
+        store.ingest([received("odd", seq) for seq in range(start, start + 200, 2)])
+    store.ingest([received("fine", seq) for seq in (1, 2, 4)])
+    store.close()
+    hosts = {h.name: h for h in open_store(tmp_path / "osmon.db", readonly=True).hosts()}
+    assert len(hosts["odd"].missing) == MAX_GAPS
+    assert hosts["odd"].missing[-1] == (5998, 5998)  # the newest are the ones kept
+    assert hosts["fine"].missing == [(3, 3)]
+
+
+def test_one_peer_over_its_byte_budget_cannot_starve_another(cluster: Cluster, context) -> None:
+    """Once: 879 KiB snapshots at 7.9 MiB/s delayed a real agent by 11 s (false host-down alerts)."""
+    cluster.write_collector_config('peer_rate = "64KiB"\nmax_message_size = "1MiB"')
+    collector = cluster.collector()
+    flood, good = Peer(context, cluster.port), Peer(context, cluster.port)
+    good.send(snapshot("good-01", 1))
+    assert good.wait_acks({1}) == {1}
+    big = [snapshot("flood-01", seq, padding=b"x" * 900_000) for seq in range(1, 41)]
+    for seq, message in enumerate(big, start=1):
+        flood.send(message)
+        good.send(snapshot("good-01", seq + 1))
+    assert good.wait_acks(set(range(2, 42))) == set(range(2, 42))
+    acked = flood.acks(1.0)
+    assert collector.alive()
+    assert collector.terminate() == 0
+    store = open_store(cluster.dir / "osmon.db", readonly=True)
+    assert store.seqs("good-01") == list(range(1, 42))
+    stored = store.seqs("flood-01")
+    assert 1 <= len(stored) < 40 and set(acked) <= set(stored)  # only what was stored is acked
+    assert store.counters()["throttled"] == 40 - len(stored)
+    assert "sends more than peer_rate" in collector.output()
+
+
+def test_a_clock_years_ahead_is_logged_and_stamped_on_receipt(cluster: Cluster, context) -> None:
+    """Once: a snapshot stamped 3 years ahead held every alert with a `for` duration for that host."""
+    collector = cluster.collector()
+    peer = Peer(context, cluster.port)
+    ahead = time.time() + 3 * 365 * 86400
+    peer.send(snapshot("skewed-01", 1, ts=ahead))
+    assert peer.wait_acks({1}) == {1}
+    before = time.time()
+    peer.send(snapshot("skewed-01", 2))
+    assert peer.wait_acks({2}) == {2}
+    assert collector.terminate() == 0
+    store = open_store(cluster.dir / "osmon.db", readonly=True)
+    first, second = store.samples("skewed-01", 0, ahead + 1)
+    assert first.seq == 1 and first.ts <= before  # stored as received, not years ahead
+    (host,) = store.hosts()
+    assert host.latest_ts == second.ts  # the host's latest is the real one, not frozen in the future
+    assert "clock" in collector.output() and "ahead" in collector.output()
+    assert store.counters()["clock_ahead"] == 1
