@@ -41,7 +41,14 @@ class Agent:
         probes, errors = self.sampler.sample()
         seq = self.spool.append(
             lambda seq: wire.encode_snapshot(
-                self.config.host, seq, time.time(), self.config.interval, __version__, probes, errors
+                self.config.host,
+                seq,
+                time.time(),
+                self.config.interval,
+                __version__,
+                probes,
+                errors,
+                epoch=self.spool.epoch,
             )
         )
         log.debug("snapshot %d spooled (%d probes, %d errors)", seq, len(probes), len(errors))

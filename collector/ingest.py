@@ -217,7 +217,7 @@ class Ingest:
                 continue
             if snapshot.ts > now + MAX_CLOCK_AHEAD:
                 snapshot = self.stamp_on_receipt(sender, snapshot, now)
-            accepted.append(Received(extract(snapshot), data, snapshot.interval, now))
+            accepted.append(Received(extract(snapshot), data, snapshot.interval, now, snapshot.epoch))
         return accepted
 
     def stamp_on_receipt(self, sender: zmq.Frame, snapshot: wire.Snapshot, now: float) -> wire.Snapshot:

@@ -96,6 +96,7 @@ class Snapshot(NamedTuple):
     series: dict[str, Any]
     probes_raw: bytes
     raw: bytes
+    epoch: int | None = None  # the agent's spool: a new one restarts seq at 1
 
     def probes(self) -> dict[str, Any]:
         """The full probe results, decoded on demand (WireError if malformed)."""
@@ -268,8 +269,14 @@ def encode_snapshot(
     agent: str,
     probes: dict[str, Any],
     errors: dict[str, str] | None = None,
+    epoch: int | None = None,
 ) -> bytes:
-    """A snapshot message: header, the numbers, and the full probe results embedded."""
+    """A snapshot message: header, the numbers, and the full probe results embedded.
+
+    `epoch` identifies the agent's spool (optional on the wire: older agents send none); a new
+    spool restarts seq at 1, and the collector stores its snapshots instead of taking them for
+    resends of what it already has.
+    """
     metrics, series = metrics_from_probes(probes)
     message: dict[str, Any] = {
         "v": SCHEMA_VERSION,
@@ -284,6 +291,8 @@ def encode_snapshot(
     }
     if errors:
         message["errors"] = errors
+    if epoch is not None:
+        message["epoch"] = epoch
     return encode(message)
 
 
@@ -317,6 +326,9 @@ def decode_snapshot(data: bytes) -> Snapshot:
     probes = message.get("probes")
     if not isinstance(probes, bytes):
         raise WireError("probes is not an embedded msgpack document")
+    epoch = message.get("epoch")
+    if epoch is not None and not (type(epoch) is int and 0 < epoch <= MAX_INT):
+        raise WireError(f"invalid epoch {str(epoch)[:40]!r}")
     return Snapshot(
         host,
         seq,
@@ -326,6 +338,7 @@ def decode_snapshot(data: bytes) -> Snapshot:
         _series(message.get("series")),
         probes,
         data,
+        epoch,
     )
 
 

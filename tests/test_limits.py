@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import zmq
 
-from collector.store import open_store
+from collector.store import StoreError, open_store
 from osmon import wire
 from osmon.limits import MAX_ENTITIES, MAX_GAPS
-from tests.conftest import Cluster
+from tests.conftest import Cluster, wait_for
 from tests.test_ingest import Peer, snapshot
 from tests.test_store import received
 
@@ -102,3 +102,46 @@ def test_a_clock_years_ahead_is_logged_and_stamped_on_receipt(cluster: Cluster, 
     assert host.latest_ts == second.ts  # the host's latest is the real one, not frozen in the future
     assert "clock" in collector.output() and "ahead" in collector.output()
     assert store.counters()["clock_ahead"] == 1
+
+
+def test_a_sequence_reset_is_detected_logged_and_stored(cluster: Cluster) -> None:
+    """Once: an agent whose spool was deleted restarted at seq 1, and everything it sent was acked and
+    dropped as duplicates until its count passed the old maximum: no log line, frozen charts."""
+    collector = cluster.collector()
+    agent = cluster.agent("web-01")
+    wait_for(lambda: len(seqs("web-01", cluster)) >= 5, what="web-01's first snapshots")
+    assert agent.terminate() == 0
+    cluster.drain("web-01")
+    before = len(seqs("web-01", cluster))
+    for suffix in ("", "-wal", "-shm"):  # the host is re-imaged: a new spool
+        (cluster.dir / f"spool-web-01.db{suffix}").unlink(missing_ok=True)
+    agent = cluster.agent("web-01")
+    wait_for(lambda: len(seqs("web-01", cluster)) >= before + 3, what="web-01's snapshots after the reset")
+    assert agent.terminate() == 0
+    assert collector.terminate() == 0
+    assert "sequence reset" in collector.output()
+    store = open_store(cluster.dir / "osmon.db", readonly=True)
+    (host,) = store.hosts()
+    assert host.first_seq == 1 and host.last_seq == len(store.seqs("web-01")) - before  # the new numbering
+    assert store.samples("web-01", 0, time.time() + 1)[-1].ts == host.latest_ts
+
+
+def seqs(host: str, cluster: Cluster) -> list[int]:
+    try:
+        return open_store(cluster.dir / "osmon.db", readonly=True).seqs(host)
+    except StoreError:
+        return []  # not created yet
+
+
+def test_a_seq_of_2_63_minus_1_does_not_freeze_the_host(cluster: Cluster, context) -> None:
+    collector = cluster.collector()
+    peer = Peer(context, cluster.port)
+    peer.send(snapshot("web-01", 1))
+    peer.send(snapshot("web-01", 2**63 - 1, ts=time.time() - 5))
+    assert peer.wait_acks({1, 2**63 - 1}) == {1, 2**63 - 1}
+    peer.send(snapshot("web-01", 2, metrics={"cpu.percent": 77.0}))
+    assert peer.wait_acks({2}) == {2}
+    assert collector.terminate() == 0
+    store = open_store(cluster.dir / "osmon.db", readonly=True)
+    latest = wire.decode_snapshot(store.latest("web-01"))
+    assert latest.seq == 2 and latest.metrics["cpu.percent"] == 77.0

@@ -76,6 +76,8 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         self._rollups = RollupWriter()
         self._name_ids: dict[tuple[str, ...], int] = {}  # lists of entity names (compact.pack_detail) -> id
         self._names_by_id: dict[int, list[str]] = {}  # and back; rows of `names` never change
+        self._epochs: dict[int, int | None] = {}  # writer's cache of hosts.epoch, loaded with _ranges
+        self._latest_ts: dict[int, float | None] = {}  # and of hosts.latest_ts
         self._trimmed: set[str] = set()  # hosts whose oldest gaps were forgotten (logged once)
         if not readonly:
             try:
@@ -158,6 +160,8 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
                 # In-memory state may describe the rolled-back transaction: reload it.
                 self._host_ids.clear()
                 self._ranges.clear()
+                self._epochs.clear()
+                self._latest_ts.clear()
                 self._rollups.forget()
                 self._name_ids.clear()
                 raise
@@ -179,8 +183,8 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
     def _seq_ranges(self, host_id: int) -> SeqRanges:
         ranges = self._ranges.get(host_id)
         if ranges is None:
-            first, last = self.db.execute(
-                "SELECT first_seq, last_seq FROM hosts WHERE id = ?", (host_id,)
+            first, last, self._epochs[host_id], self._latest_ts[host_id] = self.db.execute(
+                "SELECT first_seq, last_seq, epoch, latest_ts FROM hosts WHERE id = ?", (host_id,)
             ).fetchone()
             gaps = self.db.execute("SELECT first, last FROM gaps WHERE host_id = ?", (host_id,)).fetchall()
             ranges = self._ranges[host_id] = SeqRanges(first, last, gaps)
@@ -193,6 +197,10 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         for r in batch:
             host_id = self._host_id(r.sample.host, r.received)
             ranges = self._seq_ranges(host_id)
+            if r.epoch is not None and r.epoch != self._epochs[host_id]:
+                ranges = self._new_epoch(host_id, r)
+                if host_id in touched:
+                    touched[host_id][0] = []  # _new_epoch deleted the gap rows
             if r.sample.seq in ranges:
                 continue
             state = touched.get(host_id)
@@ -209,6 +217,34 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
             state[1] += 1
             fresh.append(r)
         return fresh, touched
+
+    def _new_epoch(self, host_id: int, r: Received) -> SeqRanges:
+        """A snapshot from a new agent spool: recorded, and, after another epoch, the sequence restarts.
+
+        The agent lost its spool (reinstall, re-image) and numbers from 1 again: without this, its
+        snapshots were acked and dropped as duplicates until the count passed the old maximum.
+        """
+        previous, ranges = self._epochs[host_id], self._ranges[host_id]
+        self.db.execute(
+            "INSERT INTO epochs (host_id, epoch, since, first_seq, previous_last_seq) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (host_id, epoch) DO UPDATE SET since = excluded.since",
+            (host_id, r.epoch, r.received, r.sample.seq, ranges.last),
+        )
+        self.db.execute("UPDATE hosts SET epoch = ? WHERE id = ?", (r.epoch, host_id))
+        self._epochs[host_id] = r.epoch
+        if previous is None:  # the first epoch heard of (a new host, an upgraded agent): numbering goes on
+            return ranges
+        log.warning(
+            "host %s: sequence reset, its agent has a new spool (epoch %d); seq restarts at %d after %s; "
+            "its snapshots are stored",
+            r.sample.host,
+            r.epoch,
+            r.sample.seq,
+            ranges.last,
+        )
+        self.db.execute("DELETE FROM gaps WHERE host_id = ?", (host_id,))
+        ranges = self._ranges[host_id] = SeqRanges()
+        return ranges
 
     def _save_gaps(self, host_id: int, ranges: SeqRanges, before: list[list[int]]) -> None:
         """Write only the gap rows that changed since `before`: a batch usually touches one or two."""
@@ -256,8 +292,15 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         newest: dict[int, Received] = {}
         for r in fresh:
             host_id = self._host_ids[r.sample.host]
-            if r.sample.seq == self._ranges[host_id].last:  # a resend of old data is never "latest"
+            # By time, not seq: a resend of old data is never "latest", and neither a seq of 2**63-1
+            # nor a sequence reset can freeze it (ingest keeps ts within reach of the collector's clock).
+            best = newest.get(host_id)
+            if (best is None or r.sample.ts >= best.sample.ts) and r.sample.ts >= (
+                self._latest_ts[host_id] or 0.0
+            ):
                 newest[host_id] = r
+        for host_id, r in newest.items():
+            self._latest_ts[host_id] = r.sample.ts
         rows = []
         for host_id, r in seen.items():
             ranges, added = self._ranges[host_id], touched.get(host_id, (None, 0))[1]
