@@ -23,6 +23,7 @@ from collector.store import Received, Store, StoreError
 from osmon import keys, wire
 from osmon.limits import (
     HANDSHAKE_IVL,
+    HOOK_BACKOFF_MAX,
     MAX_CLOCK_AHEAD,
     MAX_FRAMES,
     MAX_MESSAGE_BYTES,
@@ -121,6 +122,7 @@ class Ingest:
         self.counts: Counter[str] = Counter()
         self.peer_log = PeerLog()
         self.budget = ByteBudget(config.peer_rate)
+        self._failures: dict[str, int] = {}  # failing passes in a row, per kind (tick, housekeeping)
         self._next_housekeeping = time.monotonic() + HOUSEKEEPING_EVERY
 
     def run(self, shutdown: Shutdown) -> None:
@@ -139,10 +141,13 @@ class Ingest:
             if self.socket in events:
                 self.receive_batch()
             if time.monotonic() >= self._next_tick:
-                self._next_tick = time.monotonic() + TICK
-                self._guarded(self.on_tick)
+                ok = self._guarded(self.on_tick)
+                self._next_tick = time.monotonic() + self._pause("tick", ok, TICK)
             if time.monotonic() >= self._next_housekeeping:
-                self._guarded(self.housekeeping)
+                ok = self._guarded(self.housekeeping)
+                self._next_housekeeping = time.monotonic() + self._pause(
+                    "housekeeping", ok, HOUSEKEEPING_EVERY
+                )
         # Whatever is already queued in the socket was sent by agents that will
         # resend it if unacked; taking it now just saves them the wait.
         self.receive_batch()
@@ -259,15 +264,25 @@ class Ingest:
         if result.fresh:
             self._guarded(self.on_batch, result.fresh)
 
-    def _guarded(self, hook: Callable[..., object] | None, *args: object) -> None:
-        """Run a hook (detection); a storage failure there is logged, never stops ingest."""
+    def _guarded(self, hook: Callable[..., object] | None, *args: object) -> bool:
+        """Run a hook (detection); a storage failure there is logged, never stops ingest. False if it failed."""
         if hook is None:
-            return
+            return True
+        name = getattr(hook, "__name__", "a hook")
         try:
             hook(*args)
         except StoreError as e:
             self.counts["hook_errors"] += 1
-            self.peer_log.warn("hooks", f"{getattr(hook, '__name__', 'a hook')} failed on storage: {e}")
+            self.peer_log.warn(f"hooks {name}", f"{name} failed on storage: {e}")
+            return False
+        return True
+
+    def _pause(self, what: str, ok: bool, every: float) -> float:
+        """Seconds until `what` runs again: `every`, doubled after each failure in a row up to
+        HOOK_BACKOFF_MAX. A full disk once made a failing pass retry in a busy loop (518k errors in 28 s)."""
+        failures = 0 if ok else self._failures.get(what, 0) + 1
+        self._failures[what] = failures
+        return min(every * 2**failures, max(every, HOOK_BACKOFF_MAX))
 
     def housekeeping(self) -> None:
         """Flush self-metrics, notice changed key files, prune expired samples a little at a time."""
@@ -275,7 +290,6 @@ class Ingest:
         if self.access is not None:
             self.access.reload_if_changed()
         self.prune(time.time())
-        self._next_housekeeping = time.monotonic() + HOUSEKEEPING_EVERY
 
     def prune(self, now: float) -> None:
         """Delete what is past its tier's retention, in small transactions, within PRUNE_BUDGET."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import resource
+import signal
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -11,7 +15,7 @@ import zmq
 from collector.store import StoreError, open_store
 from osmon import wire
 from osmon.limits import MAX_ENTITIES, MAX_GAPS
-from tests.conftest import Cluster, wait_for
+from tests.conftest import BIN, Cluster, Process, wait_for
 from tests.test_ingest import Peer, snapshot
 from tests.test_store import received
 
@@ -145,3 +149,61 @@ def test_a_seq_of_2_63_minus_1_does_not_freeze_the_host(cluster: Cluster, contex
     store = open_store(cluster.dir / "osmon.db", readonly=True)
     latest = wire.decode_snapshot(store.latest("web-01"))
     assert latest.seq == 2 and latest.metrics["cpu.percent"] == 77.0
+
+
+def test_a_full_disk_backs_off_logs_the_real_error_and_keeps_a_host_down(cluster: Cluster, context) -> None:
+    """Once: a failing housekeeping pass retried in a busy loop (518k errors in 28 s), an unconditional
+    ROLLBACK hid the real error, and a host-down raised while the disk was full was never stored.
+    The disk fills for the collector alone: a file-size limit of one byte (EFBIG on every write)."""
+    collector = PipedProcess(
+        [str(BIN / "osmon-collector"), "run", "--config", str(cluster.collector_config)],
+        cluster.dir / "collector.log",
+    )
+    cluster.processes.append(collector)
+    peer = Peer(context, cluster.port)
+    peer.send(snapshot("web-01", 1, interval=0.2))
+    assert peer.wait_acks({1}) == {1}
+    limit = resource.prlimit(collector.pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(collector.pid, resource.RLIMIT_FSIZE, (1, limit[1]))
+    try:
+        # web-01 says nothing more: host.down fires within a second, and cannot be stored.
+        wait_for(lambda: "on_tick failed on storage" in collector.output(), what="host.down failing to store")
+        wait_for(lambda: "housekeeping failed on storage" in collector.output(), what="housekeeping failing")
+    finally:
+        resource.prlimit(collector.pid, resource.RLIMIT_FSIZE, limit)
+    wait_for(lambda: down_alerts(cluster), what="the host-down raised during the outage, once stored")
+    assert collector.terminate() == 0
+    assert "no transaction is active" not in collector.output()
+    assert "full" in collector.output() or "I/O" in collector.output()  # the real error
+    store = open_store(cluster.dir / "osmon.db", readonly=True)
+    assert store.counters()["hook_errors"] < 50  # a few retries with backoff, not a busy loop
+
+
+class PipedProcess(Process):
+    """A CLI whose output reaches its log through a pipe: a file-size limit on it spares its log."""
+
+    def __init__(self, args: list[str], log_path: Path) -> None:
+        self.args, self.log_path = args, log_path
+        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        self._copier = threading.Thread(target=self._copy, daemon=True)
+        self._copier.start()
+
+    def _copy(self) -> None:
+        for line in self.proc.stdout:
+            self.log.write(line)
+            self.log.flush()
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self._copier.join(timeout)
+        self.log.close()
+        return code
+
+
+def down_alerts(cluster: Cluster) -> list:
+    store = open_store(cluster.dir / "osmon.db", readonly=True)
+    return [a for a in store.alerts_active() if a.rule == "host.down"]
