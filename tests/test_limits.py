@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import resource
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -12,11 +15,13 @@ from pathlib import Path
 import pytest
 import zmq
 
+from collector.mail import Mail, MailError, SmtpTransport, compose
 from collector.store import StoreError, open_store
 from osmon import wire
 from osmon.limits import MAX_ENTITIES, MAX_GAPS
 from tests.conftest import BIN, Cluster, Process, wait_for
 from tests.test_ingest import Peer, snapshot
+from tests.test_mail import SENDER, smtp_config
 from tests.test_store import received
 
 
@@ -207,3 +212,56 @@ class PipedProcess(Process):
 def down_alerts(cluster: Cluster) -> list:
     store = open_store(cluster.dir / "osmon.db", readonly=True)
     return [a for a in store.alerts_active() if a.rule == "host.down"]
+
+
+MAIL = Mail(["ops@example.org"], "subject", "text", "<p>html</p>")
+
+
+class TrickleServer:
+    """An SMTP server that sends its greeting one byte every 0.3 s: each read succeeds within any timeout."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            for byte in itertools.cycle(b"220-slow\r\n"):
+                if self.stop.wait(0.3):
+                    return
+                try:
+                    conn.send(bytes([byte]))
+                except OSError:
+                    return  # the client gave up
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+def test_an_smtp_server_trickling_bytes_is_given_up_at_the_deadline(tmp_path: Path) -> None:
+    """Once: a server sending one byte every 5 s held the sender for 43 s and more with timeout = 10s."""
+    server = TrickleServer()
+    try:
+        config = smtp_config(tmp_path, server.port)
+        config = dataclasses.replace(config, smtp_timeout=1.0)  # the per-read timeout is never reached
+        outcome: list[object] = []
+
+        def send() -> None:
+            try:
+                SmtpTransport(config).send(compose(MAIL, SENDER, "<1@x>"), MAIL.recipients)
+            except MailError as e:
+                outcome.append(e)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        sender.join(20)
+        assert not sender.is_alive(), "the sender is still held by the trickling server"
+        (error,) = outcome
+        assert "did not finish the conversation within 1 s" in str(error)
+        assert not error.permanent  # retried later, like any outage
+    finally:
+        server.close()
