@@ -22,7 +22,7 @@ from osmon.limits import MAX_ENTITIES, MAX_GAPS
 from tests.conftest import BIN, Cluster, Process, wait_for
 from tests.test_ingest import Peer, snapshot
 from tests.test_mail import SENDER, smtp_config
-from tests.test_store import received
+from tests.test_store import T0, received
 
 
 @pytest.fixture
@@ -265,3 +265,13 @@ def test_an_smtp_server_trickling_bytes_is_given_up_at_the_deadline(tmp_path: Pa
         assert not error.permanent  # retried later, like any outage
     finally:
         server.close()
+
+
+def test_a_sequence_reset_within_one_batch_stores_both_snapshots(tmp_path: Path) -> None:
+    """Found by tests/test_fuzz.py: the same seq and time twice in a batch (a reset, clocks clamped on
+    receipt) made the rows' sort compare None with a number: a TypeError that stopped `run`."""
+    store = open_store(tmp_path / "osmon.db")
+    first, second = received("web-01", 7, ts=T0), received("web-01", 7, ts=T0)
+    first = first._replace(epoch=1, sample=first.sample._replace(cpu=None))
+    store.ingest([received("web-01", 6, ts=T0)._replace(epoch=1), first, second._replace(epoch=2)])
+    assert store.seqs("web-01") == [6, 7, 7]

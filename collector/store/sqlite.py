@@ -44,6 +44,11 @@ _INSERT_SAMPLE = "INSERT INTO samples (host_id, seq, ts, {cols}, detail) VALUES 
 )
 
 
+def _index_key(row: tuple) -> tuple[int, float]:
+    """(host_id, ts) of a samples row: the key of samples_host_ts."""
+    return row[0], row[2]
+
+
 def _translate_errors(cls: type) -> type:
     """Every public method raises StoreError, never sqlite3.Error: callers catch one thing."""
 
@@ -149,8 +154,10 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
             try:
                 fresh, touched = self._without_duplicates(batch)
                 rows = [self._sample_row(r) for r in fresh]
-                # Sorted by the index key, inserts touch each index page once per batch.
-                db.executemany(_INSERT_SAMPLE, sorted(row for row, _ in rows))
+                # Sorted by the index key, inserts touch each index page once per batch. By the key
+                # alone: two rows may share it (a sequence reset within a batch, clamped clocks), and
+                # comparing the rest of them compared None with numbers (a TypeError the fuzz test found).
+                db.executemany(_INSERT_SAMPLE, sorted((row for row, _ in rows), key=_index_key))
                 self._rollups.fold(db, ((row[0], row[2], row[3:-1], detail) for row, detail in rows))
                 self._update_hosts(batch, fresh, touched)
                 db.execute("COMMIT")
