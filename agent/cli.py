@@ -14,6 +14,8 @@ from agent import config as agent_config
 from agent.spool import SpoolError
 from osmon import __version__, keys, wire
 from osmon.configfile import ConfigError
+from osmon.filemode import narrow_umask
+from osmon.printable import escape_logs
 from osmon.shutdown import Shutdown
 
 log = logging.getLogger("osmon.agent")
@@ -45,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    escape_logs()
+    narrow_umask(0o077)  # the spool holds command lines and user names: the agent's user only
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, SpoolError, keys.KeyFileError) as e:

@@ -24,6 +24,8 @@ from collector.store import StoreError, open_store
 from collector.units import binary
 from osmon import keys, wire
 from osmon.configfile import ConfigError, parse_duration
+from osmon.filemode import narrow_umask
+from osmon.printable import escape_logs, printable
 from osmon.shutdown import Shutdown
 
 log = logging.getLogger("osmon.collector")
@@ -108,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    escape_logs()
+    narrow_umask(0o027)  # database, WAL, keys and backups: owner and group (the web) only
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, StoreError, keys.KeyFileError, UsageError, lock.LockError, backups.BackupError) as e:
@@ -188,10 +192,11 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         print("no active alerts")
     else:
         for r in rows:
-            print(
+            line = (
                 f"{r['severity'].upper():9} {r['host']:24} {r['rule']:24} since {r['since']}  "
                 f"value {r['value']}  peak {r['peak']}  threshold {r['threshold']}"
             )
+            print(printable(line))  # a rule names an agent's mount: no escape sequence reaches the terminal
     return 0
 
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
 import socket
+import stat
+import subprocess
 import time
 
 import pytest
 import zmq
+import zmq.auth
 
 from collector.store import open_store
 from osmon import wire
-from tests.conftest import Cluster, wait_for
+from tests.conftest import BIN, Cluster, wait_for
 from tests.test_curve import CurveCluster
 from tests.test_ingest import Peer, snapshot
 
@@ -108,3 +112,70 @@ def test_a_descriptor_flood_never_empties_the_allow_list(curve: CurveCluster) ->
         process.terminate()
     assert collector.terminate() == 0
     assert collector.alive() is False
+
+
+FORGED = "\n2026-01-01 00:00:00,000 ERROR osmon.collector: FORGED line"
+
+
+def test_control_characters_are_escaped_in_logs_and_in_the_terminal(cluster: Cluster, context) -> None:
+    """Once: a mount name with a newline forged a log line; `alerts` printed ESC sequences raw."""
+    collector = cluster.collector()
+    peer = Peer(context, cluster.port)
+    mount = "/mnt" + FORGED + "\x1b[2J\x1b]0;owned\x07"
+    peer.send(snapshot("web-01", 1, series={"disk.percent": {mount: 99.0}}))
+    assert peer.wait_acks({1}) == {1}
+    wait_for(lambda: "fired critical disk.percent" in collector.output(), what="the disk alert")
+    shown = subprocess.run(
+        [str(BIN / "osmon-collector"), "alerts", "--config", str(cluster.collector_config)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert collector.terminate() == 0
+    for output in (collector.output(), shown):
+        assert "\x1b" not in output and "\x07" not in output
+        assert not any(line.startswith("2026-01-01") for line in output.splitlines())
+        assert "/mnt\\n2026-01-01" in output  # shown, escaped, on the alert's own line
+
+
+def test_new_unknown_keys_do_not_write_a_line_each(curve: CurveCluster, context) -> None:
+    """Once: every new unknown CurveZMQ key logged a line, so a peer making up keys filled the log."""
+    collector = curve.c.collector()
+    wait_for(lambda: "listening on" in collector.output(), what="the collector to listen")
+    server_key, _ = zmq.auth.load_certificate(curve.server_public)
+    for _ in range(20):
+        public, secret = zmq.curve_keypair()
+        sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, server_key
+        sock.connect(f"tcp://127.0.0.1:{curve.c.port}")
+        sock.send(b"x")
+        wait_for(lambda n=_: collector.output().count("refused a CurveZMQ") >= 1, what="a refusal")
+        time.sleep(0.05)  # let the handshake be refused before the next key
+        sock.close()
+    assert collector.terminate() == 0
+    assert collector.output().count("refused a CurveZMQ client") == 1
+
+
+def test_the_clis_create_files_no_other_user_can_read(cluster: Cluster) -> None:
+    """Once: run by hand (umask 022), database, WAL and spool were 0644: command lines, users, mail."""
+    old = os.umask(0o022)
+    try:
+        collector = cluster.collector()
+        agent = cluster.agent("web-01")
+        wait_for(lambda: (cluster.dir / "osmon.db-wal").exists(), what="the database")
+        wait_for(lambda: cluster.produced("web-01")[0] >= 2, what="the spool")
+        modes = {
+            path.name: stat.S_IMODE(path.stat().st_mode)
+            for path in cluster.dir.iterdir()
+            if path.name.startswith(("osmon.db", "spool-"))
+        }
+        agent.terminate()
+        collector.terminate()
+    finally:
+        os.umask(old)
+    assert {"osmon.db", "osmon.db-wal", "spool-web-01.db"} <= set(modes)
+    for name, mode in modes.items():
+        assert mode & 0o007 == 0, f"{name} is {mode:o}"
+        if name.startswith("spool-"):
+            assert mode & 0o077 == 0, f"{name} is {mode:o}"
