@@ -109,6 +109,14 @@ def parse_date(value: str) -> float | None:
     return parsed.timestamp()
 
 
+def http_link(url: str) -> str | None:
+    """`url` if it is http(s), else None: a feed item's javascript: link must never become an href."""
+    try:
+        return url if urlsplit(url).scheme in ("http", "https") else None
+    except ValueError:
+        return None
+
+
 # -- fetching -----------------------------------------------------------------
 
 

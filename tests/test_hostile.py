@@ -14,9 +14,12 @@ import pytest
 import zmq
 import zmq.auth
 
+from collector.certfr import CertfrPoller
+from collector.notify import certfr_mail
 from collector.store import open_store
 from osmon import wire
 from tests.conftest import BIN, Cluster, wait_for
+from tests.test_certfr import ALERTE, FeedServer, Mailbox, make_config, with_new_item
 from tests.test_curve import CurveCluster
 from tests.test_ingest import Peer, snapshot
 
@@ -179,3 +182,28 @@ def test_the_clis_create_files_no_other_user_can_read(cluster: Cluster) -> None:
         assert mode & 0o007 == 0, f"{name} is {mode:o}"
         if name.startswith("spool-"):
             assert mode & 0o077 == 0, f"{name} is {mode:o}"
+
+
+@pytest.fixture
+def server():
+    s = FeedServer()
+    yield s
+    s.close()
+
+
+def test_a_javascript_link_in_the_feed_never_becomes_an_href_in_the_mail(tmp_path, server) -> None:
+    """Once: the dashboard dropped an item's javascript: link, but the mail's HTML kept it as an href."""
+    store = open_store(tmp_path / "osmon.db")
+    mailbox = Mailbox()
+    poller = CertfrPoller(make_config(tmp_path, server.url, ["secu@example.org"]), store, notify=mailbox)
+    poller.poll_once()
+    server.body = with_new_item().replace(
+        f"<link>{ALERTE}CERTFR-2026-ALE-009/</link>".encode(),
+        b"<link>JavaScript:alert(document.cookie)</link>",
+    )
+    poller.poll_once()
+    (items,) = mailbox.batches
+    mail = certfr_mail(items, ["secu@example.org"])
+    assert "javascript:" not in mail.html.lower()
+    assert "OpenSSL (20 août 2026)" in mail.html  # the title stays, as text
+    assert f'href="{ALERTE}' in certfr_mail(store.certfr_items(limit=2)[1:], ["x@example.org"]).html
