@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import resource
 import signal
 import socket
 import stat
 import subprocess
+import tarfile
 import time
+from pathlib import Path
 
 import pytest
 import zmq
@@ -19,6 +23,7 @@ from collector.notify import certfr_mail
 from collector.store import open_store
 from osmon import wire
 from tests.conftest import BIN, Cluster, wait_for
+from tests.test_backup import filled_database, osmon, rewrite, tree, write_config
 from tests.test_certfr import ALERTE, FeedServer, Mailbox, make_config, with_new_item
 from tests.test_curve import CurveCluster
 from tests.test_ingest import Peer, snapshot
@@ -207,3 +212,82 @@ def test_a_javascript_link_in_the_feed_never_becomes_an_href_in_the_mail(tmp_pat
     assert "javascript:" not in mail.html.lower()
     assert "OpenSSL (20 août 2026)" in mail.html  # the title stays, as text
     assert f'href="{ALERTE}' in certfr_mail(store.certfr_items(limit=2)[1:], ["x@example.org"]).html
+
+
+def bomb(source: Path, out: Path) -> Path:
+    """The archive with a database of 64 MiB of zeros (about 64 KiB compressed), its checksum right."""
+    zeros = b"\0" * (64 << 20)
+
+    def edit(manifest: dict, rest: list) -> None:
+        for entry in manifest["members"]:
+            if entry["name"] == "osmon.db":
+                entry["size"], entry["sha256"] = len(zeros), hashlib.sha256(zeros).hexdigest()
+        for i, (info, _) in enumerate(rest):
+            if info.name == "osmon.db":
+                info.size = len(zeros)
+                rest[i] = (info, zeros)
+
+    return rewrite(source, out, edit)
+
+
+def string_mode(source: Path, out: Path) -> Path:
+    def edit(manifest: dict, rest: list) -> None:
+        for entry in manifest["members"]:
+            entry["mode"] = "0644"
+
+    return rewrite(source, out, edit)
+
+
+def nested_manifest(source: Path, out: Path) -> Path:
+    data = b"[" * 100_000 + b"]" * 100_000
+    with tarfile.open(out, "w:gz") as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out
+
+
+@pytest.fixture
+def backup(tmp_path: Path) -> Path:
+    """A good backup of a small database (config in tmp_path/collector.toml, database under data/)."""
+    config = write_config(tmp_path)
+    filled_database(config, {"web-01": 20})
+    out = tmp_path / "good.tar.gz"
+    result = osmon("backup", "--config", config, "--output", out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def small_files_only() -> None:
+    """In the restore process: no file may grow past 8 MiB (EFBIG beyond), to see what it writes."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 20, resource.RLIM_INFINITY))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (nested_manifest, "nested too deeply"),
+        (string_mode, "mode '0644' is not a file mode"),
+        (bomb, "osmon.db is not a SQLite database"),
+    ],
+    ids=["nested manifest", "mode as a string", "gzip bomb"],
+)
+def test_a_crafted_archive_is_refused_before_anything_is_written(tmp_path: Path, backup: Path, make, message):
+    """Once: a deeply nested manifest (RecursionError) and a string mode with --files-to (TypeError) ended
+    in tracebacks; a 202 KiB gzip bomb wrote 200 MiB beside the database before its check."""
+    bad = make(backup, tmp_path / "bad.tar.gz")
+    state = tree(tmp_path)
+    result = subprocess.run(
+        [
+            *(str(BIN / "osmon-collector"), "restore", "--config", str(tmp_path / "collector.toml")),
+            *("--input", str(bad), "--files-to", str(tmp_path / "review")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=small_files_only,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = result.stderr.splitlines()  # one line, no traceback
+    assert line.startswith("osmon-collector: ") and message in line, line
+    assert tree(tmp_path) == state
