@@ -37,6 +37,8 @@ MAX_CLOCK_AHEAD = 300.0  # seconds a snapshot may be stamped ahead of the collec
 HOOK_BACKOFF_MAX = 60.0  # seconds between retries of a failing housekeeping or detection pass, at most
 
 # -- dashboard login -----------------------------------------------------------------------------
-LOGIN_FAILURES = 5  # failed logins per user name, and per address, before a lockout
-LOGIN_LOCKOUT = 300.0  # seconds a locked user name or address waits
-LOGIN_TABLE = 10_000  # user names and addresses remembered; the oldest lockouts are kept longest
+LOGIN_FAILURES = 10  # failed logins for one user name within LOGIN_LOCKOUT before it is locked
+ADDRESS_FAILURES = 30  # failed logins from one address (any name) within LOGIN_LOCKOUT before it is
+LOGIN_LOCKOUT = 300.0  # seconds: the window of those counts, so also how long a lockout lasts
+LOGIN_TABLE = 10_000  # addresses remembered, least recently failed first out; names: configured users only
+# A browser that logged in as a user before is held by neither lockout (a signed device cookie).

@@ -242,6 +242,7 @@ MIGRATIONS: list[str] = [
     """,
     # 6: sequence resets. An agent whose spool was deleted restarts at seq 1 with a new epoch
     # (its spool's random id); each epoch a host has used is recorded, the current one in hosts.
+    # And the dashboard's logouts: a user's sessions issued before their last logout are refused.
     """
     ALTER TABLE hosts ADD COLUMN epoch INTEGER;
     CREATE TABLE epochs (
@@ -252,5 +253,9 @@ MIGRATIONS: list[str] = [
         previous_last_seq INTEGER,        -- where the host's sequence stood before it
         PRIMARY KEY (host_id, epoch)
     ) WITHOUT ROWID;
+    CREATE TABLE web_logouts (
+        user TEXT PRIMARY KEY,
+        at REAL NOT NULL
+    );
     """,
 ]

@@ -32,6 +32,7 @@ from collector.store.outbox import OutboxQueries
 from collector.store.rollups import TIERS_BY_NAME, RollupWriter
 from collector.store.schema import MIGRATIONS
 from collector.store.seqranges import SeqRanges
+from collector.store.sessions import SessionQueries
 from collector.store.web import WebQueries
 from osmon.limits import MAX_GAPS
 
@@ -70,7 +71,7 @@ def _translate_errors(cls: type) -> type:
 
 
 @_translate_errors
-class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, BackupQueries):
+class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, SessionQueries, BackupQueries):
     """Storage in one SQLite file in WAL mode."""
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
