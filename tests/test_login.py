@@ -20,10 +20,10 @@ def dash(tmp_path: Path) -> Dashboard:
 
 def test_a_lockout_cannot_lock_the_real_user_out(dash: Dashboard) -> None:
     """Once: guesses for alice from behind the same reverse proxy (one address) locked alice out too."""
-    alice = dash.client(web="anonymous_read = false\n")
+    app = dash.app(web="anonymous_read = false\n")  # one dashboard, two browsers
+    alice, attacker = app.test_client(), app.test_client()
     assert login(alice).status_code == 302  # her browser has logged in before
     alice.post("/logout", data={"csrf_token": csrf(alice)})
-    attacker = dash.client(web="anonymous_read = false\n")
     for _ in range(LOGIN_FAILURES):
         assert login(attacker, password="guess").status_code == 401
     assert login(attacker).status_code == 429  # the attacker is held, even with the right password
