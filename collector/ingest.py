@@ -192,7 +192,9 @@ class Ingest:
                 frames.clear()  # over a limit: what was kept goes now, not after the last frame
         self.counts["received"] += count
         if count > MAX_FRAMES or size > MAX_MESSAGE_BYTES:
-            limits = f"{count} snapshots, {size} bytes in one message, more than {MAX_FRAMES} or {MAX_MESSAGE_BYTES}"
+            limits = (
+                f"{count} frames, {size} bytes in one message: at most {MAX_FRAMES} and {MAX_MESSAGE_BYTES}"
+            )
             self.reject(sender, limits, count=count)
             return []
         if not self.budget.take(budget_key(sender), size):

@@ -18,7 +18,7 @@ import zmq
 from collector.mail import Mail, MailError, SmtpTransport, compose
 from collector.store import StoreError, open_store
 from osmon import wire
-from osmon.limits import MAX_ENTITIES, MAX_GAPS
+from osmon.limits import MAX_ENTITIES, MAX_FRAMES, MAX_GAPS, MAX_MESSAGE_BYTES
 from tests.conftest import BIN, Cluster, Process, wait_for
 from tests.test_ingest import Peer, snapshot
 from tests.test_mail import SENDER, smtp_config
@@ -275,3 +275,23 @@ def test_a_sequence_reset_within_one_batch_stores_both_snapshots(tmp_path: Path)
     first = first._replace(epoch=1, sample=first.sample._replace(cpu=None))
     store.ingest([received("web-01", 6, ts=T0)._replace(epoch=1), first, second._replace(epoch=2)])
     assert store.seqs("web-01") == [6, 7, 7]
+
+
+def test_a_message_over_the_byte_limit_is_let_go_frame_by_frame(cluster: Cluster, context) -> None:
+    """Once: 1,500 frames of 0.57 MiB each, every frame under max_message_size, were all buffered and
+    judged only after: the collector grew to 1.1 GB. Now each frame is counted as it is read, and
+    past MAX_MESSAGE_BYTES the rest of the message is read and let go, not kept."""
+    collector = cluster.collector()
+    big, good = Peer(context, cluster.port), Peer(context, cluster.port)
+    frames = [snapshot("big-01", seq, padding=b"x" * 900_000) for seq in range(1, 81)]  # ~72 MB in all
+    assert sum(map(len, frames)) > MAX_MESSAGE_BYTES
+    big.send(*frames)
+    del frames
+    good.send(snapshot("good-01", 1))
+    assert good.wait_acks({1}) == {1}
+    big.send(snapshot("big-01", 100))  # the same peer, within the limits: judged on its own
+    assert big.wait_acks({100}) == {100}
+    assert collector.terminate() == 0
+    store = open_store(cluster.dir / "osmon.db", readonly=True)
+    assert store.seqs("big-01") == [100]
+    assert f"bytes in one message: at most {MAX_FRAMES} and {MAX_MESSAGE_BYTES}" in collector.output()
