@@ -295,3 +295,21 @@ def test_a_message_over_the_byte_limit_is_let_go_frame_by_frame(cluster: Cluster
     store = open_store(cluster.dir / "osmon.db", readonly=True)
     assert store.seqs("big-01") == [100]
     assert f"bytes in one message: at most {MAX_FRAMES} and {MAX_MESSAGE_BYTES}" in collector.output()
+
+
+def test_an_old_agent_restarting_its_sequence_is_at_least_logged(cluster: Cluster, context) -> None:
+    """An agent without an epoch (older than this version) cannot be told apart by its numbers, but a
+    'duplicate' newer than the host's latest snapshot is no resend: it is said in the log."""
+    collector = cluster.collector()
+    peer = Peer(context, cluster.port)
+    start = time.time() - 100
+    for host in ("old-01", "fine-01"):
+        for seq in (1, 2, 3):
+            peer.send(snapshot(host, seq, ts=start + seq))
+    assert peer.wait_acks({1, 2, 3}) == {1, 2, 3}
+    peer.send(snapshot("old-01", 1))  # its spool was lost: seq 1 again, stamped now
+    peer.send(snapshot("fine-01", 2, ts=start + 2))  # a plain resend, as it was first sent
+    assert peer.wait_acks({1, 2}) == {1, 2}
+    assert collector.terminate() == 0
+    assert "host old-01: seq 1 is already stored but is newer" in collector.output()
+    assert "host fine-01: seq" not in collector.output()

@@ -84,6 +84,7 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Sessio
         self._names_by_id: dict[int, list[str]] = {}  # and back; rows of `names` never change
         self._epochs: dict[int, int | None] = {}  # writer's cache of hosts.epoch, loaded with _ranges
         self._latest_ts: dict[int, float | None] = {}  # and of hosts.latest_ts
+        self._reset_logged: set[str] = set()  # hosts whose epoch-less sequence reset was logged
         self._trimmed: set[str] = set()  # hosts whose oldest gaps were forgotten (logged once)
         if not readonly:
             try:
@@ -210,6 +211,7 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Sessio
                 if host_id in touched:
                     touched[host_id][0] = []  # _new_epoch deleted the gap rows
             if r.sample.seq in ranges:
+                self._check_silent_reset(host_id, r)
                 continue
             state = touched.get(host_id)
             if state is None:
@@ -225,6 +227,26 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Sessio
             state[1] += 1
             fresh.append(r)
         return fresh, touched
+
+    def _check_silent_reset(self, host_id: int, r: Received) -> None:
+        """Log (once per host) a stored seq arriving with a time after the host's latest snapshot: not a
+        resend but an agent without an epoch (older than this version) whose spool was lost."""
+        latest = self._latest_ts[host_id]
+        if (
+            r.epoch is None
+            and latest is not None
+            and r.sample.ts > latest
+            and r.sample.host not in self._reset_logged
+        ):
+            self._reset_logged.add(r.sample.host)
+            log.warning(
+                "host %s: seq %d is already stored but is newer than the host's latest snapshot: its agent "
+                "probably lost its spool and restarted its sequence; these snapshots are taken for "
+                "duplicates until it passes seq %s (agents of this version send an epoch and are stored)",
+                r.sample.host,
+                r.sample.seq,
+                self._ranges[host_id].last,
+            )
 
     def _new_epoch(self, host_id: int, r: Received) -> SeqRanges:
         """A snapshot from a new agent spool: recorded, and, after another epoch, the sequence restarts.
