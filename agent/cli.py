@@ -16,6 +16,8 @@ from agent.spool import SpoolError, SpoolLock
 from osmon import __version__, keys, wire
 from osmon.arguments import Parser
 from osmon.configfile import ConfigError
+from osmon.filemode import narrow_umask
+from osmon.printable import escape_logs
 from osmon.shutdown import Shutdown
 from osmon.words import plural
 
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    escape_logs()
+    narrow_umask(0o077)  # the spool holds command lines and user names: the agent's user only
     return run_command(args)
 
 

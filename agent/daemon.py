@@ -46,7 +46,14 @@ class Agent:
         probes, errors = self.sampler.sample()
         seq = self.spool.append(
             lambda seq: wire.encode_snapshot(
-                self.config.host, seq, time.time(), self.config.interval, __version__, probes, errors
+                self.config.host,
+                seq,
+                time.time(),
+                self.config.interval,
+                __version__,
+                probes,
+                errors,
+                epoch=self.spool.epoch,
             )
         )
         log.debug("snapshot %d spooled (%d probes, %d errors)", seq, len(probes), len(errors))
@@ -124,7 +131,7 @@ class Agent:
                 min(next_tick, self.next_resend(), self.link.retry_at or now + 1.0, now + 1.0)
                 - time.monotonic()
             )
-            events = dict(poller.poll(max(0.0, wait) * 1000))
+            events = dict(poller.poll(round(max(0.0, wait) * 1000)))
             if shutdown.fd in events:
                 shutdown.drain()
             self.receive()

@@ -38,7 +38,7 @@ class Link:
         # Heartbeats notice a collector that vanished without closing TCP (power loss, partition).
         self.socket.setsockopt(zmq.HEARTBEAT_IVL, 5000)
         self.socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 15000)
-        if config.curve_secret_key:
+        if config.curve_secret_key and config.curve_server_key:  # all keys or none (agent.config)
             public, secret = keys.load_pair(config.curve_secret_key)
             self.socket.curve_publickey, self.socket.curve_secretkey = public, secret
             self.socket.curve_serverkey = keys.load_public(config.curve_server_key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import secrets
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -77,12 +78,22 @@ class Spool:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
             self.size = self.db.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM pending").fetchone()[0]
+            self.epoch = self._epoch()
         except (sqlite3.Error, OSError) as e:
             raise SpoolError(f"cannot open spool {self.path}: {e}") from None
 
     def _meta(self, key: str) -> int:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else 0
+
+    def _epoch(self) -> int:
+        """This spool's random id, chosen when it is created: a new spool restarts the sequence at 1,
+        and the epoch tells the collector that these are new snapshots, not resends of stored ones."""
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES ('epoch', ?) ON CONFLICT(key) DO NOTHING",
+            (secrets.randbelow(2**53) + 1,),
+        )
+        return self._meta("epoch")
 
     @property
     def last_seq(self) -> int:

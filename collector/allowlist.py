@@ -22,7 +22,7 @@ from osmon import keys, wire
 
 log = logging.getLogger("osmon.allowlist")
 
-REFUSAL_LOG_PERIOD = 60.0  # an unknown key is logged at most once a minute
+REFUSAL_LOG_PERIOD = 60.0  # unknown keys are logged at most once a minute, all together
 
 
 class AllowList:
@@ -33,7 +33,8 @@ class AllowList:
         self.by_host: dict[str, bytes] = {}
         self.by_key: dict[bytes, str] = {}
         self._stamp: tuple = ()
-        self._refused_logged: dict[bytes, float] = {}
+        self._refused_logged_at = -REFUSAL_LOG_PERIOD  # when an unknown key was last logged
+        self._refused_held = 0  # unknown keys refused since, not logged
         self.reload()
 
     def _files(self) -> list[Path]:
@@ -121,15 +122,21 @@ class AllowList:
         """pyzmq's credentials-provider hook: is this Z85 key allowed?"""
         allowed = key in self.by_key
         if not allowed:
-            now = time.monotonic()
-            if now - self._refused_logged.get(key, -REFUSAL_LOG_PERIOD) >= REFUSAL_LOG_PERIOD:
-                if len(self._refused_logged) > 10_000:
-                    self._refused_logged.clear()
-                self._refused_logged[key] = now
-                log.warning(
-                    "refused a CurveZMQ client with an unknown key %s", key.decode("ascii", "replace")
-                )
+            self._log_refusal(key)
         return allowed
+
+    def _log_refusal(self, key: bytes) -> None:
+        """One line per REFUSAL_LOG_PERIOD for all unknown keys together, with the count held back:
+        a line per new key let a peer making up keys write the log without bound."""
+        now = time.monotonic()
+        if now - self._refused_logged_at < REFUSAL_LOG_PERIOD:
+            self._refused_held += 1
+            return
+        more = f" ({self._refused_held} more refused since the last report)" if self._refused_held else ""
+        self._refused_logged_at, self._refused_held = now, 0
+        log.warning(
+            "refused a CurveZMQ client with an unknown key %s%s", key.decode("ascii", "replace"), more
+        )
 
     def refusal(self, user_id: str | None, host: str) -> str | None:
         """Why a snapshot for `host` from a connection named `user_id` must be refused, or None."""

@@ -103,6 +103,7 @@ def _digest(member: Member) -> tuple[int, str]:
     if member.data is not None:
         return len(member.data), hashlib.sha256(member.data).hexdigest()
     h, size = hashlib.sha256(), 0
+    assert member.path is not None, "a member is either data or a file"
     with open(member.path, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
@@ -222,6 +223,7 @@ def _add(
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     else:
+        assert path is not None, "a member is either data or a file"
         info.size = path.stat().st_size
         with open(path, "rb") as f:
             tar.addfile(info, f)

@@ -108,6 +108,14 @@ def parse_date(value: str) -> float | None:
     return parsed.timestamp()
 
 
+def http_link(url: str) -> str | None:
+    """`url` if it is http(s), else None: a feed item's javascript: link must never become an href."""
+    try:
+        return url if urlsplit(url).scheme in ("http", "https") else None
+    except ValueError:
+        return None
+
+
 # -- fetching -----------------------------------------------------------------
 
 
@@ -239,7 +247,7 @@ class CertfrPoller:
 
     def _mail_pending(self) -> None:
         pending = self.store.certfr_pending_mail()
-        if pending:
+        if pending and self.notify is not None:
             # Marked after notify returns: a crash in between mails twice rather than never.
             self.notify(pending)
             self.store.certfr_mark_mailed([item.guid for item in pending])

@@ -28,6 +28,8 @@ from collector.units import binary
 from osmon import __version__, keys, wire
 from osmon.arguments import Parser
 from osmon.configfile import ConfigError, ConfigErrors, parse_duration
+from osmon.filemode import narrow_umask
+from osmon.printable import escape_logs, printable
 from osmon.shutdown import Shutdown
 from osmon.words import plural
 
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    escape_logs()
+    narrow_umask(0o027)  # database, WAL, keys and backups: owner and group (the web) only
     return run_command(args)
 
 
@@ -172,7 +176,7 @@ def _run(config: collector_config.CollectorConfig) -> int:
     try:
         if config.curve:
             # The ZAP handler must run before the socket binds, or CURVE clients go unchecked.
-            authenticator, access = allowlist.start(context, config.curve_agents)
+            authenticator, access = allowlist.start(context, str(config.curve_agents))
         else:
             log.warning(
                 "CurveZMQ is not configured: agent traffic on %s is neither encrypted nor authenticated%s",
@@ -183,7 +187,9 @@ def _run(config: collector_config.CollectorConfig) -> int:
             socket = bind_socket(context, config)
         except zmq.ZMQError as e:
             raise ConfigError(
-                config.path, "listen", f"cannot listen on {config.listen}: {zmq.strerror(e.errno)}"
+                config.path,
+                "listen",
+                f"cannot listen on {config.listen}: {zmq.strerror(e.errno or 0) if e.errno else e}",
             ) from None
         log.info("listening on %s, storing in %s", config.listen, config.database)
         services = Services(config, store)
@@ -240,7 +246,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     else:
         print(
             host_status.columns(
-                ALERT_COLUMNS, [[_cell(r[key]) for key in ALERT_COLUMNS.values()] for r in rows]
+                ALERT_COLUMNS, [[printable(_cell(r[key])) for key in ALERT_COLUMNS.values()] for r in rows]
             )
         )
     return 0

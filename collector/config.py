@@ -34,6 +34,7 @@ from osmon.configfile import (
     string,
     zmq_endpoint,
 )
+from osmon.limits import PEER_BYTES_PER_SECOND
 
 DEFAULT_PATH = "/etc/osmonitoring/collector.toml"
 
@@ -67,6 +68,12 @@ KEYS = [
         "largest snapshot accepted (ZMQ_MAXMSGSIZE); bigger ones drop the peer's connection",
     ),
     Key("batch_size", at_least(1, integer), 2000, "snapshots committed per transaction, at most"),
+    Key(
+        "peer_rate",
+        at_least(4096, parse_size),
+        PEER_BYTES_PER_SECOND,
+        "bytes per second one agent may have stored; more is dropped unacked and resent later",
+    ),
     Key("allow_insecure", boolean, False, "listen without CurveZMQ on a non-loopback address"),
     Key("curve.secret_key", string, None, "the collector's secret key file (NAME.key_secret)"),
     Key("curve.agents", string, None, "directory of allowed agent public keys, <host>.key"),
@@ -124,6 +131,7 @@ class CollectorConfig:
     database: str
     max_message_size: int
     batch_size: int
+    peer_rate: int
     allow_insecure: bool
     curve_secret_key: str | None
     curve_agents: str | None
@@ -196,6 +204,7 @@ def load(path: str | Path) -> CollectorConfig:
         database=s["database"],
         max_message_size=s["max_message_size"],
         batch_size=s["batch_size"],
+        peer_rate=s["peer_rate"],
         allow_insecure=s["allow_insecure"],
         curve_secret_key=s["curve.secret_key"],
         curve_agents=s["curve.agents"],

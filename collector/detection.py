@@ -20,7 +20,7 @@ from typing import NamedTuple
 from collector.liveness import DEFAULT_INTERVAL, down_window, is_down
 from collector.rules import Rules, Threshold
 from collector.samples import POSITION, Sample
-from collector.store import AlertEvent, Received, Store
+from collector.store import AlertEvent, Received, Store, StoreError
 from osmon import catalog
 
 log = logging.getLogger("osmon.detection")
@@ -83,6 +83,7 @@ class Detector:
             (a.host, a.rule): Active(a.severity, a.started, a.peak) for a in store.alerts_active()
         }
         self.pending: dict[tuple[str, str], tuple[float, str]] = {}  # breach (or escalation) since, level
+        self.unsaved: list[AlertEvent] = []  # events the store refused (disk full): saved with the next ones
         # A collector that was itself stopped must not call every host down at start:
         # each host gets a full down_after window from now.
         now = clock()
@@ -208,9 +209,17 @@ class Detector:
             for (host, rule), (value, ts) in touched.items()
             if (host, rule) in self.active
         ]
+        # The in-memory state already holds these events: if the store fails, they are kept and
+        # stored with the next save, or a host-down raised while the disk was full was never stored.
+        events = self.unsaved + events
         if not events and not updates:
             return
-        self.store.alerts_apply(events, updates)
+        try:
+            self.store.alerts_apply(events, updates)
+        except StoreError:
+            self.unsaved = events
+            raise
+        self.unsaved = []
         for e in events:
             log.info("%s %s %s %s (value %s)", e.host, e.kind, e.severity, e.rule, e.value)
         if events and self.notify is not None:

@@ -21,6 +21,16 @@ from collector.config import CollectorConfig
 from collector.samples import extract
 from collector.store import Received, Store, StoreError
 from osmon import keys, wire
+from osmon.limits import (
+    HANDSHAKE_IVL,
+    HOOK_BACKOFF_MAX,
+    MAX_CLOCK_AHEAD,
+    MAX_FRAMES,
+    MAX_MESSAGE_BYTES,
+    PEER_BURST_SECONDS,
+    PEERS_TRACKED,
+    RCVHWM,
+)
 from osmon.shutdown import Shutdown
 
 log = logging.getLogger("osmon.ingest")
@@ -28,8 +38,6 @@ log = logging.getLogger("osmon.ingest")
 HOUSEKEEPING_EVERY = 5.0  # seconds between counter flushes and retention passes
 PRUNE_BUDGET = 0.05  # seconds of pruning per housekeeping pass, so ingest never stalls
 TICK = 0.5  # seconds between host-down checks
-MAX_FRAMES = 1000  # snapshots in one message, at most (agents send up to 64)
-HANDSHAKE_IVL = 10_000  # ms a connection may take to finish its ZMTP/CURVE handshake before it is closed
 
 
 class PeerLog:
@@ -58,6 +66,42 @@ class PeerLog:
         log.warning("%s%s", message, extra)
 
 
+class ByteBudget:
+    """A token bucket of bytes per peer: what one peer may have decoded and stored per second.
+
+    A message passes while the peer's bucket is not empty and may take it below zero (a debt
+    repaid before its next one), so a message larger than the burst is delayed, never refused
+    for ever. The table is bounded: past PEERS_TRACKED peers, those with a full bucket go.
+    """
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, rate * PEER_BURST_SECONDS, clock
+        self._buckets: dict[bytes, list[float]] = {}  # peer -> [tokens, when last filled]
+
+    def take(self, peer: bytes, size: int) -> bool:
+        """Charge `size` bytes to `peer`; False if it is over its budget (nothing charged)."""
+        now = self.clock()
+        bucket = self._buckets.get(peer)
+        if bucket is None:
+            self._forget_full(now)
+            bucket = self._buckets[peer] = [self.burst, now]
+        bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+        bucket[1] = now
+        if bucket[0] <= 0:
+            return False
+        bucket[0] -= size
+        return True
+
+    def _forget_full(self, now: float) -> None:
+        if len(self._buckets) < PEERS_TRACKED:
+            return
+        self._buckets = {
+            p: b for p, b in self._buckets.items() if b[0] + (now - b[1]) * self.rate < self.burst
+        }
+        while len(self._buckets) >= PEERS_TRACKED:  # all in debt: a flood of peers; the oldest go
+            del self._buckets[next(iter(self._buckets))]
+
+
 class Ingest:
     """Receives, validates, stores and acks snapshots until shutdown."""
 
@@ -77,6 +121,8 @@ class Ingest:
         self._next_tick = time.monotonic() + TICK
         self.counts: Counter[str] = Counter()
         self.peer_log = PeerLog()
+        self.budget = ByteBudget(config.peer_rate)
+        self._failures: dict[str, int] = {}  # failing passes in a row, per kind (tick, housekeeping)
         self._next_housekeeping = time.monotonic() + HOUSEKEEPING_EVERY
 
     def run(self, shutdown: Shutdown) -> None:
@@ -86,7 +132,7 @@ class Ingest:
         poller.register(shutdown.fd, zmq.POLLIN)
         while not shutdown.requested:
             timeout = max(0.0, min(self._next_housekeeping, self._next_tick) - time.monotonic())
-            events = dict(poller.poll(timeout * 1000))
+            events = dict(poller.poll(round(timeout * 1000)))
             if shutdown.fd in events:
                 shutdown.drain()
             if shutdown.reload_requested and self.access is not None:
@@ -95,10 +141,13 @@ class Ingest:
             if self.socket in events:
                 self.receive_batch()
             if time.monotonic() >= self._next_tick:
-                self._next_tick = time.monotonic() + TICK
-                self._guarded(self.on_tick)
+                ok = self._guarded(self.on_tick)
+                self._next_tick = time.monotonic() + self._pause("tick", ok, TICK)
             if time.monotonic() >= self._next_housekeeping:
-                self._guarded(self.housekeeping)
+                ok = self._guarded(self.housekeeping)
+                self._next_housekeeping = time.monotonic() + self._pause(
+                    "housekeeping", ok, HOUSEKEEPING_EVERY
+                )
         # Whatever is already queued in the socket was sent by agents that will
         # resend it if unacked; taking it now just saves them the wait.
         self.receive_batch()
@@ -120,9 +169,7 @@ class Ingest:
                 sender = socket.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            snapshots = []
-            while socket.rcvmore:
-                snapshots.append(socket.recv())
+            snapshots = self.read_message(sender)
             identity = sender.bytes
             for received in self.accept(sender, snapshots):
                 batch.append(received)
@@ -131,16 +178,38 @@ class Ingest:
             self.store_and_ack(batch, senders)
         return len(batch)
 
-    def accept(self, sender: zmq.Frame, snapshots: list[bytes]) -> list[Received]:
-        """The valid, authorized snapshots of one message (a frame each); the rest counted and logged."""
-        self.counts["received"] += len(snapshots)
-        if len(snapshots) > MAX_FRAMES:
-            self.reject(
-                sender,
-                f"{len(snapshots)} snapshots in one message, more than {MAX_FRAMES}",
-                count=len(snapshots),
+    def read_message(self, sender: zmq.Frame) -> list[bytes]:
+        """The frames of one message, each kept only while the message is within MAX_FRAMES and
+        MAX_MESSAGE_BYTES and its peer within its byte budget; the rest is read and let go."""
+        frames: list[bytes] = []
+        count = size = 0
+        while self.socket.rcvmore:
+            frame = self.socket.recv()  # bytes: what decoding needs, and cheaper than a Frame for small ones
+            count, size = count + 1, size + len(frame)
+            if count <= MAX_FRAMES and size <= MAX_MESSAGE_BYTES:
+                frames.append(frame)
+            elif frames:
+                frames.clear()  # over a limit: what was kept goes now, not after the last frame
+        self.counts["received"] += count
+        if count > MAX_FRAMES or size > MAX_MESSAGE_BYTES:
+            limits = (
+                f"{count} frames, {size} bytes in one message: at most {MAX_FRAMES} and {MAX_MESSAGE_BYTES}"
+            )
+            self.reject(sender, limits, count=count)
+            return []
+        if not self.budget.take(budget_key(sender), size):
+            # Not acked: a real agent sends these again once its peer has its budget back.
+            self.counts["throttled"] += count
+            self.peer_log.warn(
+                "budget " + peer_name(sender),
+                f"{peer_name(sender)} sends more than peer_rate ({self.budget.rate:.0f} bytes/s): "
+                "its messages are dropped unacked until it slows down",
             )
             return []
+        return frames
+
+    def accept(self, sender: zmq.Frame, snapshots: list[bytes]) -> list[Received]:
+        """The valid, authorized snapshots of one message (a frame each); the rest counted and logged."""
         user = frame_property(sender, "User-Id") if self.access is not None else None
         now = time.time()
         accepted = []
@@ -153,8 +222,23 @@ class Ingest:
             if self.access is not None and (refusal := self.access.refusal(user, snapshot.host)):
                 self.reject(sender, refusal, counter="unauthorized")
                 continue
-            accepted.append(Received(extract(snapshot), data, snapshot.interval, now))
+            if snapshot.ts > now + MAX_CLOCK_AHEAD:
+                snapshot = self.stamp_on_receipt(sender, snapshot, now)
+            accepted.append(Received(extract(snapshot), data, snapshot.interval, now, snapshot.epoch))
         return accepted
+
+    def stamp_on_receipt(self, sender: zmq.Frame, snapshot: wire.Snapshot, now: float) -> wire.Snapshot:
+        """A snapshot from a clock running ahead, stored with the time it arrived instead.
+
+        Stamped years ahead, it would stay the host's latest and hold every alert's `for` duration.
+        """
+        self.counts["clock_ahead"] += 1
+        self.peer_log.warn(
+            "clock " + snapshot.host,
+            f"host {snapshot.host}: clock {snapshot.ts - now:.0f} s ahead of the collector's "
+            f"(more than {MAX_CLOCK_AHEAD:.0f} s); its snapshots are stamped on receipt",
+        )
+        return snapshot._replace(ts=now)
 
     def reject(self, frame: zmq.Frame, reason: str, counter: str = "rejected", count: int = 1) -> None:
         self.counts[counter] += count
@@ -182,15 +266,25 @@ class Ingest:
         if result.fresh:
             self._guarded(self.on_batch, result.fresh)
 
-    def _guarded(self, hook: Callable[..., object] | None, *args: object) -> None:
-        """Run a hook (detection); a storage failure there is logged, never stops ingest."""
+    def _guarded(self, hook: Callable[..., object] | None, *args: object) -> bool:
+        """Run a hook (detection); a storage failure there is logged, never stops ingest. False if it failed."""
         if hook is None:
-            return
+            return True
+        name = getattr(hook, "__name__", "a hook")
         try:
             hook(*args)
         except StoreError as e:
             self.counts["hook_errors"] += 1
-            self.peer_log.warn("hooks", f"{getattr(hook, '__name__', 'a hook')} failed on storage: {e}")
+            self.peer_log.warn(f"hooks {name}", f"{name} failed on storage: {e}")
+            return False
+        return True
+
+    def _pause(self, what: str, ok: bool, every: float) -> float:
+        """Seconds until `what` runs again: `every`, doubled after each failure in a row up to
+        HOOK_BACKOFF_MAX. A full disk once made a failing pass retry in a busy loop (518k errors in 28 s)."""
+        failures = 0 if ok else self._failures.get(what, 0) + 1
+        self._failures[what] = failures
+        return min(every * 2**failures, max(every, HOOK_BACKOFF_MAX))
 
     def housekeeping(self) -> None:
         """Flush self-metrics, notice changed key files, prune expired samples a little at a time."""
@@ -198,7 +292,6 @@ class Ingest:
         if self.access is not None:
             self.access.reload_if_changed()
         self.prune(time.time())
-        self._next_housekeeping = time.monotonic() + HOUSEKEEPING_EVERY
 
     def prune(self, now: float) -> None:
         """Delete what is past its tier's retention, in small transactions, within PRUNE_BUDGET."""
@@ -218,9 +311,16 @@ class Ingest:
 def frame_property(frame: zmq.Frame, name: str) -> str | None:
     """A ZeroMQ message property ("User-Id", "Peer-Address"), or None."""
     try:
-        return frame.get(name) or None
+        value = frame.get(name)
     except zmq.ZMQError:
         return None
+    return str(value) if value else None
+
+
+def budget_key(frame: zmq.Frame) -> bytes:
+    """Whose byte budget a message spends: its CurveZMQ key (all its connections), else its connection."""
+    user = frame_property(frame, "User-Id")
+    return user.encode() if user else frame.bytes
 
 
 def peer_name(frame: zmq.Frame) -> str:
@@ -241,7 +341,8 @@ def bind_socket(context: zmq.Context, config: CollectorConfig) -> zmq.Socket:
     socket.setsockopt(zmq.MAXMSGSIZE, config.max_message_size)
     socket.setsockopt(zmq.LINGER, 1000)
     socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
-    socket.setsockopt(zmq.RCVHWM, 100_000)
+    # Messages queued per connection: bounds what one peer can make ZeroMQ hold for it.
+    socket.setsockopt(zmq.RCVHWM, RCVHWM)
     # A connection that never completes its handshake (a flood of idle TCP connections) is
     # closed after this, instead of libzmq's 30 s, so it holds its descriptor briefly.
     socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL)

@@ -6,17 +6,22 @@ whether trying again later can help (`permanent` False) or not.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import smtplib
+import socket
 import ssl
 import subprocess
+import threading
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
+
     from collector.config import CollectorConfig
 
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
@@ -82,23 +87,20 @@ def compose(mail: Mail, sender: str, message_id: str, date: float | None = None)
     return msg
 
 
-class _Answering:
+class _SMTP(smtplib.SMTP):
     """Keeps the server's answer to the message itself (DATA), which smtplib's sendmail drops."""
 
     answer = ""
+    _host: str  # smtplib's: the name TLS checks the certificate against
 
-    def data(self, msg: bytes | str) -> tuple[int, bytes]:
-        code, reply = super().data(msg)  # type: ignore[misc]
+    def data(self, msg: Buffer | str) -> tuple[int, bytes]:
+        code, reply = super().data(msg)
         self.answer = f"{code} {_text(reply)}"
         return code, reply
 
 
-class _SMTP(_Answering, smtplib.SMTP):
-    pass
-
-
-class _SMTP_SSL(_Answering, smtplib.SMTP_SSL):
-    pass
+class _SMTP_SSL(_SMTP, smtplib.SMTP_SSL):
+    """The same, over implicit TLS."""
 
 
 class SmtpTransport:
@@ -122,18 +124,33 @@ class SmtpTransport:
         return f"SMTP {self.host}:{self.port} ({self.security})"
 
     def send(self, message: EmailMessage, recipients: list[str]) -> dict[str, str]:
-        """Deliver one message in one SMTP conversation."""
+        """Deliver one message in one SMTP conversation, ended if it lasts more than smtp.timeout."""
         password = self._password()
-        smtp = self._connect()
-        try:
-            if self.username is not None:
-                smtp.login(self.username, password)
-            refused = smtp.send_message(message, self.sender, recipients)
-            self.last_answer = smtp.answer
-        except (smtplib.SMTPException, OSError) as e:
-            raise _smtp_error(e, self) from None
-        finally:
-            _close(smtp)
+        context = self.ssl_context or ssl.create_default_context()
+        if self.security == "tls":
+            smtp: _SMTP | _SMTP_SSL = _SMTP_SSL(timeout=self.timeout, context=context)
+        else:
+            smtp = _SMTP(timeout=self.timeout)
+        # Connected below, inside the deadline (the greeting can trickle too); TLS checks the
+        # certificate against this name, which only a constructor given the host would set.
+        smtp._host = self.host
+        with Deadline(smtp, self.timeout) as deadline:
+            try:
+                smtp.connect(self.host, self.port)
+                if self.security == "starttls":
+                    smtp.starttls(context=context)  # raises rather than going on in clear text
+                if self.username is not None:
+                    smtp.login(self.username, password)
+                refused = smtp.send_message(message, self.sender, recipients)
+                self.last_answer = smtp.answer
+            except (smtplib.SMTPException, OSError) as e:
+                if deadline.expired:
+                    raise MailError(
+                        f"{self} did not finish the conversation within {self.timeout:g} s"
+                    ) from None
+                raise _smtp_error(e, self) from None
+            finally:
+                _close(smtp)
         return {rcpt: f"{code} {_text(reply)}" for rcpt, (code, reply) in refused.items()}
 
     def _password(self) -> str:
@@ -147,21 +164,33 @@ class SmtpTransport:
         except (OSError, UnicodeDecodeError) as e:
             raise MailError(f"cannot read smtp.password_file: {e}") from None
 
-    def _connect(self) -> _SMTP | _SMTP_SSL:
-        context = self.ssl_context or ssl.create_default_context()
-        try:
-            if self.security == "tls":
-                return _SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
-            smtp = _SMTP(self.host, self.port, timeout=self.timeout)
-        except (smtplib.SMTPException, OSError) as e:
-            raise _smtp_error(e, self) from None
-        if self.security == "starttls":
-            try:
-                smtp.starttls(context=context)  # raises rather than going on in clear text
-            except (smtplib.SMTPException, OSError) as e:
-                _close(smtp)
-                raise _smtp_error(e, self) from None
-        return smtp
+
+class Deadline:
+    """Ends an SMTP conversation that lasts more than `seconds` in all, by shutting its socket down.
+
+    smtplib's timeout bounds each socket operation: a server sending one byte every 5 s held the
+    sender on one connection indefinitely with `timeout = 10s`, and delayed every other mail.
+    """
+
+    def __init__(self, smtp: smtplib.SMTP, seconds: float) -> None:
+        self.smtp, self.expired = smtp, False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        self.expired = True
+        sock = getattr(self.smtp, "sock", None)
+        if sock is not None:
+            # The blocked read returns at once; close() stays with smtplib. OSError: already closed.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _close(smtp: smtplib.SMTP) -> None:

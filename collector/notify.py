@@ -17,6 +17,7 @@ from fnmatch import fnmatchcase
 from urllib.parse import quote
 
 from collector.alertcontext import evidence, human_duration, latest_probes
+from collector.certfr import http_link
 from collector.config import CollectorConfig
 from collector.detection import DOWN
 from collector.mail import Mail, one_line
@@ -185,6 +186,12 @@ def _html_context(lines: list[str]) -> str:
     return "<br><small>" + "<br>".join(html.escape(line) for line in lines) + "</small>"
 
 
+def _certfr_title(item: CertfrItem) -> str:
+    """The item's title, as a link only if its URL is http(s): a feed's javascript: link was kept as an href."""
+    title, link = html.escape(item.title), http_link(item.link)
+    return f'<a href="{html.escape(link)}">{title}</a>' if link else title
+
+
 def certfr_mail(items: list[CertfrItem], to: list[str]) -> Mail:
     """One mail for the new CERT-FR alerts of one poll."""
     first = items[0]
@@ -195,9 +202,5 @@ def certfr_mail(items: list[CertfrItem], to: list[str]) -> Mail:
         for item in items
     ]
     text = "\n\n----\n\n".join(blocks) + "\n"
-    body = "".join(
-        f'<h3><a href="{html.escape(item.link)}">{html.escape(item.title)}</a></h3>'
-        f"<p>{html.escape(item.description)}</p>"
-        for item in items
-    )
+    body = "".join(f"<h3>{_certfr_title(item)}</h3><p>{html.escape(item.description)}</p>" for item in items)
     return Mail(to, subject, text, f"<html><body>{body}</body></html>")

@@ -20,7 +20,7 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 from collector import lock
 from collector.backup import (
@@ -42,6 +42,7 @@ from collector.store.schema import MIGRATIONS
 KINDS = {"database", "config", "key", "secret"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")  # no "..", no "/x"
 MAX_MANIFEST = 1 << 20
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class Entry(NamedTuple):
@@ -84,7 +85,9 @@ def parse_manifest(raw: bytes) -> Manifest:
         for e in doc["members"]:
             entry = Entry(e["name"], e["kind"], e["size"], e["sha256"], e["mode"])
             if not (isinstance(entry.name, str) and SAFE_NAME.match(entry.name) and entry.kind in KINDS):
-                raise BackupError(f"manifest lists an unsafe or unknown member {entry.name!r}")
+                raise BackupError(f"manifest lists an unsafe or unknown member {str(entry.name)[:80]!r}")
+            if problem := _entry_problem(entry):
+                raise BackupError(f"not an osMonitoring backup (bad manifest: {entry.name}: {problem})")
             if entry.name in entries or entry.name == MANIFEST:
                 raise BackupError(f"manifest lists {entry.name!r} twice")
             entries[entry.name] = entry
@@ -93,6 +96,8 @@ def parse_manifest(raw: bytes) -> Manifest:
         )
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise BackupError(f"not an osMonitoring backup (bad manifest: {e})") from None
+    except RecursionError:  # a manifest of a few thousand nested brackets
+        raise BackupError("not an osMonitoring backup (bad manifest: nested too deeply)") from None
     if entries.get(DATABASE, Entry("", "", 0, "", 0)).kind != "database":
         raise BackupError(f"the manifest lists no {DATABASE}")
     if manifest.schema > len(MIGRATIONS):
@@ -103,31 +108,82 @@ def parse_manifest(raw: bytes) -> Manifest:
     return manifest
 
 
+def _entry_problem(entry: Entry) -> str | None:
+    """What is wrong with the types of a manifest entry (a string mode once ended in a TypeError)."""
+    if type(entry.size) is not int or entry.size < 0:
+        return f"size {str(entry.size)[:40]!r} is not a byte count"
+    if not (isinstance(entry.sha256, str) and re.fullmatch(r"[0-9a-f]{64}", entry.sha256)):
+        return "sha256 is not 64 hexadecimal digits"
+    if type(entry.mode) is not int or not 0 <= entry.mode <= 0o7777:
+        return f"mode {str(entry.mode)[:40]!r} is not a file mode"
+    return None
+
+
 def extract(archive: Path, into: Path) -> Manifest:
-    """Check the whole archive and write its members under `into`; raise BackupError at the first flaw."""
+    """Check the whole archive, then write its members under `into`; raise BackupError at the first flaw.
+
+    Two passes: the first reads every member (names, sizes, checksums, the database's header) and
+    writes nothing, so a gzip bomb, 200 MiB from 202 KiB, is refused before a byte lands on disk.
+    """
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            first = tar.next()
-            if first is None or first.name != MANIFEST or not first.isreg() or first.size > MAX_MANIFEST:
-                raise BackupError(
-                    f"{archive}: not an osMonitoring backup (manifest.json is not its first member)"
-                )
             try:
-                manifest = parse_manifest(tar.extractfile(first).read())
+                manifest = _manifest(tar)
             except BackupError as e:
                 raise BackupError(f"{archive}: {e}") from None
+            _check_room(manifest, into)
             seen: set[str] = set()
             while (info := tar.next()) is not None:
                 entry = _expected(info, manifest, seen)
-                _write_checked(tar.extractfile(info), into / entry.name, entry)
+                _check_member(_member(tar, info), entry)
                 seen.add(entry.name)
+        if missing := sorted(set(manifest.entries) - seen):
+            raise BackupError(f"{archive}: truncated: {', '.join(missing[:3])} missing")
+        with tarfile.open(archive, "r:gz") as tar:
+            _manifest(tar)
+            while (info := tar.next()) is not None:
+                _write_checked(_member(tar, info), into / info.name, _expected(info, manifest, set()))
     except (tarfile.TarError, EOFError, zlib.error) as e:
         raise BackupError(f"{archive}: truncated or not a tar.gz archive ({e})") from None
     except OSError as e:  # gzip.BadGzipFile included
         raise BackupError(f"{archive}: cannot read: {e.strerror or e}") from None
-    if missing := sorted(set(manifest.entries) - seen):
-        raise BackupError(f"{archive}: truncated: {', '.join(missing[:3])} missing")
     return manifest
+
+
+def _manifest(tar: tarfile.TarFile) -> Manifest:
+    first = tar.next()
+    if first is None or first.name != MANIFEST or not first.isreg() or first.size > MAX_MANIFEST:
+        raise BackupError("not an osMonitoring backup (manifest.json is not its first member)")
+    return parse_manifest(_member(tar, first).read())
+
+
+def _check_room(manifest: Manifest, into: Path) -> None:
+    """BackupError if the members would not fit on the database's file system, with room to spare."""
+    needed = sum(e.size for e in manifest.entries.values())
+    free = shutil.disk_usage(into).free
+    if needed + needed // 10 > free:
+        raise BackupError(f"the archive holds {needed} bytes, {into} has {free} free: not enough to check it")
+
+
+def _member(tar: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
+    """The contents of a regular member (the manifest checked that it is one)."""
+    source = tar.extractfile(info)
+    if source is None:
+        raise BackupError(f"{info.name} is not a regular file")
+    return source
+
+
+def _check_member(source: IO[bytes], entry: Entry) -> None:
+    """Read a member through, writing nothing: its checksum, and the database's SQLite header."""
+    h = hashlib.sha256()
+    head = source.read(len(SQLITE_HEADER))
+    if entry.kind == "database" and head != SQLITE_HEADER:
+        raise BackupError(f"{entry.name} is not a SQLite database")
+    h.update(head)
+    while chunk := source.read(CHUNK):
+        h.update(chunk)
+    if h.hexdigest() != entry.sha256:
+        raise BackupError(f"{entry.name}: checksum mismatch, the archive is corrupted")
 
 
 def _expected(info: tarfile.TarInfo, manifest: Manifest, seen: set[str]) -> Entry:
@@ -143,7 +199,7 @@ def _expected(info: tarfile.TarInfo, manifest: Manifest, seen: set[str]) -> Entr
     return entry
 
 
-def _write_checked(source, target: Path, entry: Entry) -> None:
+def _write_checked(source: IO[bytes], target: Path, entry: Entry) -> None:
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     h = hashlib.sha256()
     with open(target, "xb") as out:

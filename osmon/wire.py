@@ -41,8 +41,9 @@ from typing import Any, NamedTuple, TypeGuard
 
 import msgpack
 
-from osmon import catalog
+from osmon import catalog, numbers
 from osmon.catalog import MAX_TS
+from osmon.limits import MAX_CORES, MAX_ENTITIES, MAX_ENTITY_NAME
 from osmon.numbers import finite_or_none, is_finite
 
 SCHEMA_VERSION = 1
@@ -86,6 +87,7 @@ class Snapshot(NamedTuple):
     series: dict[str, Any]
     probes_raw: bytes
     raw: bytes
+    epoch: int | None = None  # the agent's spool: a new one restarts seq at 1
 
     def probes(self) -> dict[str, Any]:
         """The full probe results, decoded on demand (WireError if malformed)."""
@@ -163,7 +165,24 @@ def metrics_from_probes(probes: dict[str, Any]) -> tuple[dict[str, float], dict[
             BOUNDS["net.io"],
         ),
     }
-    return metrics, series
+    return metrics, bounded_series(series)
+
+
+def bounded_series(series: dict[str, Any]) -> dict[str, Any]:
+    """The series within osmon.limits, which the collector enforces: the fullest mounts, the busiest
+    disks and interfaces are kept, names too long for any real entity are left out."""
+    del series["cpu.core"][MAX_CORES:]
+    series["disk.percent"] = _top(series["disk.percent"], lambda v: v)
+    for name in ("disk.io", "net.io"):
+        series[name] = _top(series[name], lambda pair: sum(v or 0.0 for v in pair))
+    return series
+
+
+def _top(entities: dict[str, Any], weight: Callable[[Any], float]) -> dict[str, Any]:
+    named = {k: v for k, v in entities.items() if len(k) <= MAX_ENTITY_NAME}
+    if len(named) <= MAX_ENTITIES:
+        return named
+    return dict(sorted(named.items(), key=lambda item: weight(item[1]), reverse=True)[:MAX_ENTITIES])
 
 
 def _pairs(
@@ -187,8 +206,14 @@ def encode_snapshot(
     agent: str,
     probes: dict[str, Any],
     errors: dict[str, str] | None = None,
+    epoch: int | None = None,
 ) -> bytes:
-    """A snapshot message: header, the numbers, and the full probe results embedded."""
+    """A snapshot message: header, the numbers, and the full probe results embedded.
+
+    `epoch` identifies the agent's spool (optional on the wire: older agents send none); a new
+    spool restarts seq at 1, and the collector stores its snapshots instead of taking them for
+    resends of what it already has.
+    """
     metrics, series = metrics_from_probes(probes)
     message: dict[str, Any] = {
         "v": SCHEMA_VERSION,
@@ -203,6 +228,8 @@ def encode_snapshot(
     }
     if errors:
         message["errors"] = errors
+    if epoch is not None:
+        message["epoch"] = epoch
     return encode(message)
 
 
@@ -236,6 +263,9 @@ def decode_snapshot(data: bytes) -> Snapshot:
     probes = message.get("probes")
     if not isinstance(probes, bytes):
         raise WireError("probes is not an embedded msgpack document")
+    epoch = message.get("epoch")
+    if epoch is not None and not (type(epoch) is int and 0 < epoch <= numbers.MAX_INT):
+        raise WireError(f"invalid epoch {str(epoch)[:40]!r}")
     return Snapshot(
         host,
         seq,
@@ -245,6 +275,7 @@ def decode_snapshot(data: bytes) -> Snapshot:
         _series(message.get("series")),
         probes,
         data,
+        epoch,
     )
 
 
@@ -283,6 +314,7 @@ def _series(series: object) -> dict[str, Any]:
 def _list(name: str, values: object) -> list[float | None]:
     if type(values) is not list or not all(c is None or is_finite(c) for c in values):
         raise WireError(f"series {name} is not a list of finite numbers")
+    _check_count(name, values, MAX_CORES)
     _check_range(name, values)
     return values
 
@@ -292,6 +324,7 @@ def _map(name: str, values: object) -> dict[str, float | None]:
         type(k) is str and (v is None or is_finite(v)) for k, v in values.items()
     ):
         raise WireError(f"series {name} is not a map of name to a finite number")
+    _check_count(name, values, MAX_ENTITIES)
     _check_range(name, values.values())
     return values
 
@@ -299,6 +332,7 @@ def _map(name: str, values: object) -> dict[str, float | None]:
 def _pairs_of(name: str, pairs: object) -> dict[str, list[float | None]]:
     if type(pairs) is not dict or not all(_pair(k, p) for k, p in pairs.items()):
         raise WireError(f"series {name} is not a map of name to [finite number, finite number]")
+    _check_count(name, pairs, MAX_ENTITIES)
     _check_range(name, (v for pair in pairs.values() for v in pair))
     return pairs
 
@@ -312,6 +346,17 @@ def _check_range(name: str, values: Iterable[float | None]) -> None:
     for value in values:
         if value is not None and not low <= value <= high:
             raise WireError(f"series {_out_of_range(name, value)}")
+
+
+def _check_count(name: str, entities: list | dict, limit: int) -> None:
+    """WireError if series `name` has more entities than `limit`, or a name longer than any real one.
+
+    Each entity costs storage, rollups, an alert and a row on the dashboard: one snapshot with
+    20,000 mounts at 99 % once opened 20,000 alerts."""
+    if len(entities) > limit:
+        raise WireError(f"series {name}: {len(entities)} entries, more than {limit}")
+    if type(entities) is dict and any(len(k) > MAX_ENTITY_NAME for k in entities):
+        raise WireError(f"series {name}: a name longer than {MAX_ENTITY_NAME} characters")
 
 
 def _pair(name: object, pair: object) -> bool:

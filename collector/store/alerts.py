@@ -45,7 +45,10 @@ class AlertQueries(Connected):
             )
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            # Only if still open: a failed COMMIT (disk full) may have ended it, and an unconditional
+            # ROLLBACK then raised "no transaction is active", hiding the real error.
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
 
     def _apply(self, e: AlertEvent) -> None:

@@ -30,6 +30,7 @@ class Received(NamedTuple):
     raw: bytes  # the message as received: the latest one per host is kept whole
     interval: float | None
     received: float  # collector clock
+    epoch: int | None = None  # the agent's spool id (wire "epoch"); a new one restarts seq at 1
 
 
 class IngestResult(NamedTuple):

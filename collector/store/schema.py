@@ -267,4 +267,22 @@ MIGRATIONS: list[str] = [
         NULL
     FROM samples GROUP BY host_id, CAST(ts / 3600 AS INTEGER);
     """,
+    # 6: sequence resets. An agent whose spool was deleted restarts at seq 1 with a new epoch
+    # (its spool's random id); each epoch a host has used is recorded, the current one in hosts.
+    # And the dashboard's logouts: a user's sessions issued before their last logout are refused.
+    """
+    ALTER TABLE hosts ADD COLUMN epoch INTEGER;
+    CREATE TABLE epochs (
+        host_id INTEGER NOT NULL REFERENCES hosts(id),
+        epoch INTEGER NOT NULL,
+        since REAL NOT NULL,              -- collector clock: its first snapshot arrived
+        first_seq INTEGER NOT NULL,       -- the first seq seen in it
+        previous_last_seq INTEGER,        -- where the host's sequence stood before it
+        PRIMARY KEY (host_id, epoch)
+    ) WITHOUT ROWID;
+    CREATE TABLE web_logouts (
+        user TEXT PRIMARY KEY,
+        at REAL NOT NULL
+    );
+    """,
 ]

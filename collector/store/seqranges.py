@@ -95,6 +95,19 @@ class SeqRanges:
         else:
             self.gaps.insert(i, [seq, seq])
 
+    def trim(self, limit: int) -> int:
+        """Forget the oldest gaps beyond `limit` (their numbers then count as stored); returns how many.
+
+        A host stepping its sequence by 2 once made 200,000 gaps, each batch rewriting them all:
+        the bound keeps that cost and memory fixed, at the price of treating a very late resend
+        into a forgotten gap as a duplicate.
+        """
+        excess = len(self.gaps) - limit
+        if excess <= 0:
+            return 0
+        del self.gaps[:excess]
+        return excess
+
     def missing(self) -> list[tuple[int, int]]:
         return [(a, b) for a, b in self.gaps]
 

@@ -7,9 +7,11 @@ beside the writer without blocking it.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 from collector.samples import Sample
 from collector.store.alerts import AlertQueries
@@ -32,12 +34,20 @@ from collector.store.schema import METRIC_TABLES, MIGRATIONS, catalog_columns
 from collector.store.seqranges import SeqRanges
 from collector.store.sqlite_errors import translate_errors, translated
 from collector.store.web import WebQueries
+from osmon.limits import MAX_GAPS
+
+log = logging.getLogger("osmon.store")
 
 WAL_SIZE_LIMIT = 64 * 2**20  # bytes
 
 _INSERT_SAMPLE = "INSERT INTO samples (host_id, seq, ts, {cols}, detail) VALUES (?, ?, ?, {marks}, ?)".format(
     cols=", ".join(COLUMNS), marks=", ".join("?" * len(COLUMNS))
 )
+
+
+def _index_key(row: tuple[Any, ...]) -> tuple[int, float]:
+    """(host_id, ts) of a samples row: the key of samples_host_ts."""
+    return row[0], row[2]
 
 
 @translate_errors
@@ -52,6 +62,10 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         self._rollups = RollupWriter()
         self._name_ids: dict[tuple[str, ...], int] = {}  # lists of entity names (compact.pack_detail) -> id
         self._names_by_id: dict[int, list[str]] = {}  # and back; rows of `names` never change
+        self._epochs: dict[int, int | None] = {}  # writer's cache of hosts.epoch, loaded with _ranges
+        self._latest_ts: dict[int, float | None] = {}  # and of hosts.latest_ts
+        self._reset_logged: set[str] = set()  # hosts whose epoch-less sequence reset was logged
+        self._trimmed: set[str] = set()  # hosts whose oldest gaps were forgotten (logged once)
         if not readonly:
             try:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -138,8 +152,11 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         try:
             fresh, touched = self._without_duplicates(batch)
             rows = [self._sample_row(r) for r in fresh]
-            # Sorted by the index key, inserts touch each index page once per batch.
-            db.executemany(_INSERT_SAMPLE, sorted(row for row, _ in rows))
+            # Sorted by the index key, inserts touch each index page once per batch. By the key
+            # alone: two rows may share it (a sequence reset within a batch, clamped clocks), and
+            # comparing the rest of them compared None with numbers (a TypeError the fuzz test found).
+            ordered: list[tuple[Any, ...]] = sorted((row for row, _ in rows), key=_index_key)
+            db.executemany(_INSERT_SAMPLE, ordered)
             self._rollups.fold(db, ((row[0], row[2], row[3:-1], detail) for row, detail in rows))
             self._update_hosts(batch, fresh, touched)
             db.execute("COMMIT")
@@ -149,6 +166,8 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
             # In-memory state may describe the rolled-back transaction: reload it.
             self._host_ids.clear()
             self._ranges.clear()
+            self._epochs.clear()
+            self._latest_ts.clear()
             self._rollups.forget()
             self._name_ids.clear()
             raise
@@ -168,8 +187,8 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
     def _seq_ranges(self, host_id: int) -> SeqRanges:
         ranges = self._ranges.get(host_id)
         if ranges is None:
-            first, last = self.db.execute(
-                "SELECT first_seq, last_seq FROM hosts WHERE id = ?", (host_id,)
+            first, last, self._epochs[host_id], self._latest_ts[host_id] = self.db.execute(
+                "SELECT first_seq, last_seq, epoch, latest_ts FROM hosts WHERE id = ?", (host_id,)
             ).fetchone()
             gaps = self.db.execute("SELECT first, last FROM gaps WHERE host_id = ?", (host_id,)).fetchall()
             ranges = self._ranges[host_id] = SeqRanges(first, last, gaps)
@@ -182,21 +201,85 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         for r in batch:
             host_id = self._host_id(r.sample.host, r.received)
             ranges = self._seq_ranges(host_id)
+            if r.epoch is not None and r.epoch != self._epochs[host_id]:
+                ranges = self._new_epoch(host_id, r)
+                if host_id in touched:
+                    touched[host_id][0] = []  # _new_epoch deleted the gap rows
             if r.sample.seq in ranges:
+                self._check_silent_reset(host_id, r)
                 continue
             state = touched.get(host_id)
             if state is None:
                 state = touched[host_id] = [[g[:] for g in ranges.gaps], 0]
             ranges.add(r.sample.seq)
+            if ranges.trim(MAX_GAPS) and r.sample.host not in self._trimmed:
+                self._trimmed.add(r.sample.host)
+                log.warning(
+                    "host %s: more than %d ranges of missing sequence numbers, the oldest are forgotten",
+                    r.sample.host,
+                    MAX_GAPS,
+                )
             state[1] += 1
             fresh.append(r)
         return fresh, touched
 
-    def _save_gaps(self, host_id: int, ranges: SeqRanges) -> None:
+    def _check_silent_reset(self, host_id: int, r: Received) -> None:
+        """Log (once per host) a stored seq arriving with a time after the host's latest snapshot: not a
+        resend but an agent without an epoch (older than this version) whose spool was lost."""
+        latest = self._latest_ts[host_id]
+        if (
+            r.epoch is None
+            and latest is not None
+            and r.sample.ts > latest
+            and r.sample.host not in self._reset_logged
+        ):
+            self._reset_logged.add(r.sample.host)
+            log.warning(
+                "host %s: seq %d is already stored but is newer than the host's latest snapshot: its agent "
+                "probably lost its spool and restarted its sequence; these snapshots are taken for "
+                "duplicates until it passes seq %s (agents of this version send an epoch and are stored)",
+                r.sample.host,
+                r.sample.seq,
+                self._ranges[host_id].last,
+            )
+
+    def _new_epoch(self, host_id: int, r: Received) -> SeqRanges:
+        """A snapshot from a new agent spool: recorded, and, after another epoch, the sequence restarts.
+
+        The agent lost its spool (reinstall, re-image) and numbers from 1 again: without this, its
+        snapshots were acked and dropped as duplicates until the count passed the old maximum.
+        """
+        previous, ranges = self._epochs[host_id], self._ranges[host_id]
+        self.db.execute(
+            "INSERT INTO epochs (host_id, epoch, since, first_seq, previous_last_seq) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (host_id, epoch) DO UPDATE SET since = excluded.since",
+            (host_id, r.epoch, r.received, r.sample.seq, ranges.last),
+        )
+        self.db.execute("UPDATE hosts SET epoch = ? WHERE id = ?", (r.epoch, host_id))
+        self._epochs[host_id] = r.epoch
+        if previous is None:  # the first epoch heard of (a new host, an upgraded agent): numbering goes on
+            return ranges
+        log.warning(
+            "host %s: sequence reset, its agent has a new spool (epoch %d); seq restarts at %d after %s; "
+            "its snapshots are stored",
+            r.sample.host,
+            r.epoch,
+            r.sample.seq,
+            ranges.last,
+        )
         self.db.execute("DELETE FROM gaps WHERE host_id = ?", (host_id,))
+        ranges = self._ranges[host_id] = SeqRanges()
+        return ranges
+
+    def _save_gaps(self, host_id: int, ranges: SeqRanges, before: list[list[int]]) -> None:
+        """Write only the gap rows that changed since `before`: a batch usually touches one or two."""
+        old, new = {tuple(g) for g in before}, {tuple(g) for g in ranges.gaps}
+        self.db.executemany(
+            "DELETE FROM gaps WHERE host_id = ? AND first = ?", [(host_id, a) for a, _ in old - new]
+        )
         self.db.executemany(
             "INSERT INTO gaps (host_id, first, last) VALUES (?, ?, ?)",
-            [(host_id, a, b) for a, b in ranges.gaps],
+            [(host_id, a, b) for a, b in new - old],
         )
 
     def _sample_row(self, r: Received) -> tuple[tuple, dict]:
@@ -234,8 +317,15 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         newest: dict[int, Received] = {}
         for r in fresh:
             host_id = self._host_ids[r.sample.host]
-            if r.sample.seq == self._ranges[host_id].last:  # a resend of old data is never "latest"
+            # By time, not seq: a resend of old data is never "latest", and neither a seq of 2**63-1
+            # nor a sequence reset can freeze it (ingest keeps ts within reach of the collector's clock).
+            best = newest.get(host_id)
+            if (best is None or r.sample.ts >= best.sample.ts) and r.sample.ts >= (
+                self._latest_ts[host_id] or 0.0
+            ):
                 newest[host_id] = r
+        for host_id, r in newest.items():
+            self._latest_ts[host_id] = r.sample.ts
         rows = []
         for host_id, r in seen.items():
             ranges, added = self._ranges[host_id], touched.get(host_id, (None, 0))[1]
@@ -260,7 +350,7 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         )
         for host_id, (gaps_before, _) in touched.items():
             if self._ranges[host_id].gaps != gaps_before:
-                self._save_gaps(host_id, self._ranges[host_id])
+                self._save_gaps(host_id, self._ranges[host_id], gaps_before)
         self.db.executemany(
             "INSERT INTO latest (host_id, snapshot) VALUES (?, ?) "
             "ON CONFLICT(host_id) DO UPDATE SET snapshot = excluded.snapshot",
@@ -401,9 +491,10 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
         which become gaps, so a late resend of one is still known as stored.
         """
         ranges = self._seq_ranges(host_id)
+        before = [g[:] for g in ranges.gaps]
         ranges.discard(seqs)
         self.db.execute(
             "UPDATE hosts SET first_seq = ?, last_seq = ?, stored = MAX(0, stored - ?) WHERE id = ?",
             (ranges.first, ranges.last, len(seqs), host_id),
         )
-        self._save_gaps(host_id, ranges)
+        self._save_gaps(host_id, ranges, before)

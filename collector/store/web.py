@@ -162,6 +162,20 @@ class WebQueries(Connected):
         with self._web_writable():
             self.silence(host, until, reason, now)  # type: ignore[attr-defined]
 
+    def web_logout(self, user: str, now: float) -> None:
+        """Revoke every session of `user` issued before `now`: a signed cookie cannot be taken back."""
+        with self._web_writable():
+            self.db.execute(
+                "INSERT INTO web_logouts (user, at) VALUES (?, ?) "
+                "ON CONFLICT (user) DO UPDATE SET at = MAX(at, excluded.at)",
+                (user, now),
+            )
+
+    def web_logged_out(self, user: str) -> float | None:
+        """When `user` last logged out (sessions issued before are revoked), or None."""
+        row = self.db.execute("SELECT at FROM web_logouts WHERE user = ?", (user,)).fetchone()
+        return row[0] if row else None
+
     def web_unsilence(self, host: str) -> bool:
         """Lift `host`'s silence; False if there was none."""
         with self._web_writable():

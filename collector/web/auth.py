@@ -15,14 +15,14 @@ import logging
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict
+from collections.abc import Callable
 from functools import cache
 from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
     Flask,
-    Response,
     current_app,
     flash,
     g,
@@ -32,10 +32,13 @@ from flask import (
     session,
     url_for,
 )
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.wrappers import Response as BaseResponse
 
-from collector.web.context import config
+from collector.web.context import config, store
 from collector.web.errors import BadRequest, LoginRequired, TooManyAttempts
+from osmon.limits import ADDRESS_FAILURES, LOGIN_FAILURES, LOGIN_LOCKOUT, LOGIN_TABLE
 
 log = logging.getLogger("osmon.web")
 
@@ -43,6 +46,9 @@ bp = Blueprint("auth", __name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_ENDPOINTS = frozenset({"auth.login", "ops.healthz", "static"})  # reachable without any login
+DEVICE_COOKIE = "osmon_device"  # this browser logged in as this user before: not held by lockouts
+DEVICE_AGE = 365 * 86400
+_HASHING = threading.BoundedSemaphore(2)  # password hashes at once, in the whole process
 
 
 @cache
@@ -57,37 +63,93 @@ def hash_password(password: str) -> str:
 
 
 class Throttle:
-    """Refuses a (client address, user name) after too many recent failed logins: guessing stays slow."""
+    """Failed logins per user name and per client address; either one locked after too many.
 
-    def __init__(self, limit: int = 10, window: float = 300.0) -> None:
-        self.limit, self.window = limit, window
-        self._failures: dict[tuple[str, str], deque[float]] = {}
+    Per user name: its own guesses (LOGIN_FAILURES), from anywhere. Per address: guesses under any
+    name (ADDRESS_FAILURES, more: everyone behind a reverse proxy shares one address), so trying
+    many names is slowed too. A browser that logged in as the user before carries a signed device
+    cookie and is held by neither (see check_user): an attacker cannot lock the real user out.
+    The tables are bounded and never cleared: names only of configured users, addresses least
+    recently failed first out.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._users: dict[str, list[float]] = {}
+        self._addresses: OrderedDict[str, list[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def check(self, key: tuple[str, str], now: float) -> None:
+    def refusal(self, address: str, user: str) -> TooManyAttempts | None:
+        """Why a login for `user` from `address` is refused without checking its password, or None."""
+        now = self.clock()
         with self._lock:
-            recent = self._failures.get(key)
-            while recent and recent[0] < now - self.window:
-                recent.popleft()
-            if recent is not None and len(recent) >= self.limit:
-                raise TooManyAttempts(f"too many failed logins: wait {self.window / 60:.0f} minutes")
+            if _recent(self._users.get(user), now) >= LOGIN_FAILURES:
+                return TooManyAttempts(
+                    f"too many failed logins for this user: wait {LOGIN_LOCKOUT / 60:.0f} minutes"
+                )
+            if _recent(self._addresses.get(address), now) >= ADDRESS_FAILURES:
+                return TooManyAttempts(
+                    f"too many failed logins from this address: wait {LOGIN_LOCKOUT / 60:.0f} minutes"
+                )
+        return None
 
-    def failed(self, key: tuple[str, str], now: float) -> None:
+    def failed(self, address: str, user: str | None) -> None:
+        """Count a failed login; `user` only if it names a configured user."""
+        now = self.clock()
         with self._lock:
-            if len(self._failures) > 10_000:  # a flood of names: forget old ones rather than grow
-                self._failures.clear()
-            self._failures.setdefault(key, deque()).append(now)
+            if user is not None:
+                _append(self._users.setdefault(user, []), now, LOGIN_FAILURES)
+            times = self._addresses.pop(address, [])
+            _append(times, now, ADDRESS_FAILURES)
+            self._addresses[address] = times  # last in the order: the most recent failure
+            while len(self._addresses) > LOGIN_TABLE:
+                self._addresses.popitem(last=False)
+
+
+def _recent(times: list[float] | None, now: float) -> int:
+    return sum(1 for t in times or () if t > now - LOGIN_LOCKOUT)
+
+
+def _append(times: list[float], now: float, keep: int) -> None:
+    times.append(now)
+    del times[:-keep]  # only the last `keep` failures can lock
+
+
+def _trusted_device(name: str) -> bool:
+    """True if this browser logged in as `name` before (the device cookie, signed with the app's key)."""
+    cookie = request.cookies.get(DEVICE_COOKIE)
+    if not cookie:
+        return False
+    try:
+        return _device_signer().loads(cookie, max_age=DEVICE_AGE) == name
+    except BadSignature:
+        return False
+
+
+def _device_signer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="osmon-device")
 
 
 def check_user(name: str, password: str) -> bool:
-    """True if `name` is a configured user and `password` is theirs (throttled per client and name)."""
+    """True if `name` is a configured user and `password` is theirs.
+
+    Throttled per user name and per client address, before the slow hash (scrypt, ~50 ms of CPU):
+    a throttled attempt costs nothing, and at most two hashes run at once, so guessing cannot
+    stall the dashboard's other requests (/healthz took 1.8 s under 12 guessing clients).
+    """
     throttle: Throttle = current_app.extensions["osmon.throttle"]
-    key, now = (request.remote_addr or "", name[:64]), time.monotonic()
-    throttle.check(key, now)
-    hashed = config().web_users.get(name)
-    ok = check_password_hash(hashed or _dummy_hash(), password) and hashed is not None
+    address, users = request.remote_addr or "", config().web_users
+    if not _trusted_device(name) and (refusal := throttle.refusal(address, name[:64])):
+        raise refusal
+    if not _HASHING.acquire(timeout=1.0):
+        raise TooManyAttempts("too many logins at once: try again in a moment")
+    try:
+        hashed = users.get(name)
+        ok = check_password_hash(hashed or _dummy_hash(), password) and hashed is not None
+    finally:
+        _HASHING.release()
     if not ok:
-        throttle.failed(key, now)
+        throttle.failed(address, name if name in users else None)
     return ok
 
 
@@ -106,17 +168,25 @@ def current_user() -> str | None:
 def _authenticate() -> str | None:
     name = session.get("user")
     hashed = config().web_users.get(name) if isinstance(name, str) else None
-    if hashed is not None and hmac.compare_digest(session.get("key", ""), _fingerprint(hashed)):
+    fingerprint_ok = hashed is not None and hmac.compare_digest(session.get("key", ""), _fingerprint(hashed))
+    if fingerprint_ok and isinstance(name, str) and not _revoked(name):
         return name
     basic = request.authorization
-    if (
-        basic is not None
-        and basic.type == "basic"
-        and request.method in SAFE_METHODS
-        and check_user(basic.username or "", basic.password or "")
-    ):
-        return basic.username
-    return None
+    if basic is None or basic.type != "basic" or request.method not in SAFE_METHODS:
+        return None
+    try:
+        return basic.username if check_user(basic.username or "", basic.password or "") else None
+    except TooManyAttempts as e:
+        # Raised by guard, not here: this runs while pages render too, where an exception was a 500.
+        g.auth_refusal = e
+        return None
+
+
+def _revoked(name: str) -> bool:
+    """True if this session was issued before the user's last logout (a copied cookie stays refused)."""
+    since = session.get("since")
+    logged_out = store().web_logged_out(name)
+    return logged_out is not None and (not isinstance(since, int | float) or since <= logged_out)
 
 
 def csrf_token() -> str:
@@ -149,7 +219,7 @@ def guard() -> None:
         if request.endpoint != "auth.login" and current_user() is None:
             raise LoginRequired("log in to change anything")
     elif request.endpoint not in PUBLIC_ENDPOINTS and not can_read():
-        raise LoginRequired()
+        raise g.pop("auth_refusal", None) or LoginRequired()
 
 
 def local_path(target: str | None, default: str) -> str:
@@ -168,12 +238,12 @@ def local_path(target: str | None, default: str) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | str | tuple:
+def login() -> BaseResponse | str | tuple:
     next_page = local_path(request.values.get("next"), url_for("pages.overview"))
     if request.method == "GET":
         return render_template("login.html", next_page=next_page, no_users=not config().web_users)
     name = request.form.get("user", "")
-    if not check_user(name, request.form.get("password", "")):
+    if not check_user(name, request.form.get("password", "")):  # TooManyAttempts: a 429 page
         log.warning("failed login for %r from %s", name[:64], request.remote_addr)
         flash("Wrong user name or password.", "error")
         return render_template("login.html", next_page=next_page, no_users=not config().web_users), 401
@@ -181,13 +251,28 @@ def login() -> Response | str | tuple:
     session.permanent = True
     session["user"] = name
     session["key"] = _fingerprint(config().web_users[name])
+    session["since"] = time.time()
     g.user = name
     log.info("%s logged in from %s", name, request.remote_addr)
-    return redirect(next_page)
+    response = redirect(next_page)
+    response.set_cookie(
+        DEVICE_COOKIE,
+        _device_signer().dumps(name),
+        max_age=DEVICE_AGE,
+        httponly=True,
+        samesite="Lax",
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+    )
+    return response
 
 
 @bp.route("/logout", methods=["POST"])
-def logout() -> Response:
+def logout() -> BaseResponse:
+    """End this user's sessions on the server too: a copy of the cookie is refused from now on."""
+    user = current_user()
+    if user is not None and session.get("user") == user:
+        store().web_logout(user, time.time())
+        log.info("%s logged out", user)
     session.clear()
     g.user = None
     return redirect(url_for("auth.login"))
