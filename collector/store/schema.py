@@ -267,4 +267,16 @@ MIGRATIONS: list[str] = [
         NULL
     FROM samples GROUP BY host_id, CAST(ts / 3600 AS INTEGER);
     """,
+    # 6: reserved for the migration of another branch in flight (issue 12/19), which replaces
+    # this empty one when the branches merge; 7 must stay 7.
+    "",
+    # 7: scraper tokens for /metrics and the read-only API: only a SHA-256 of each token is kept
+    # (tokens are 256 random bits, so a fast hash is as good as a slow one, and costs microseconds).
+    """
+    CREATE TABLE IF NOT EXISTS tokens (
+        name TEXT PRIMARY KEY,
+        digest TEXT NOT NULL UNIQUE,      -- sha256 hex of the token
+        created REAL NOT NULL
+    );
+    """,
 ]
