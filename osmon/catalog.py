@@ -207,6 +207,7 @@ COLUMNS: tuple[str, ...] = tuple(m.column for m in STORED if m.column is not Non
 # -- numbers /metrics reads from the probe results: sizes in bytes and the agent's own counters ----
 
 Samples = list[tuple[dict[str, str], object]]  # (labels, value) pairs, values unchecked
+Section = Any  # one probe's results, unchecked: a map or a list from the host
 
 
 class Probed(NamedTuple):
@@ -216,34 +217,33 @@ class Probed(NamedTuple):
     unit: Unit
     help: str
     kind: str  # "gauge" or "counter" (only ever growing, reset at boot)
-    read: Callable[[Probes], Samples]
+    probe: str  # the probe whose results it reads (the others are never decoded for /metrics)
+    read: Callable[[Section], Samples]
 
 
-def one(*keys: str) -> Callable[[Probes], Samples]:
-    """A single host-wide number at `keys`."""
-    at = path(*keys)
-    return lambda probes: [({}, at(probes))]
+def one(field: str) -> Callable[[Section], Samples]:
+    """A single host-wide number of the probe's map."""
+    return lambda section: [({}, section.get(field))] if isinstance(section, dict) else []
 
 
-def rows(key: str, field: str, label: str, name: str) -> Callable[[Probes], Samples]:
-    """`field` of each item of the list at `key`, labelled `label` from the item's `name` key."""
+def rows(field: str, label: str, name: str) -> Callable[[Section], Samples]:
+    """`field` of each item of the probe's list, labelled `label` from the item's `name` key."""
 
-    def read(probes: Probes) -> Samples:
-        items = probes.get(key)
+    def read(section: Section) -> Samples:
         return [
             ({label: item[name]}, item.get(field))
-            for item in (items if isinstance(items, list) else ())
+            for item in (section if isinstance(section, list) else ())
             if isinstance(item, dict) and isinstance(item.get(name), str)
         ]
 
     return read
 
 
-def each(key: str, table: str, field: str, label: str) -> Callable[[Probes], Samples]:
-    """`field` of each entity of the map at key.table (devices, interfaces), labelled `label`."""
+def each(table: str, field: str, label: str) -> Callable[[Section], Samples]:
+    """`field` of each entity of the probe's map `table` (devices, interfaces), labelled `label`."""
 
-    def read(probes: Probes) -> Samples:
-        entities = path(key, table)(probes)
+    def read(section: Section) -> Samples:
+        entities = section.get(table) if isinstance(section, dict) else None
         return [
             ({label: entity}, values.get(field))
             for entity, values in (entities.items() if isinstance(entities, dict) else ())
@@ -254,24 +254,21 @@ def each(key: str, table: str, field: str, label: str) -> Callable[[Probes], Sam
 
 
 PROBED: tuple[Probed, ...] = (
-    Probed("osmon_host_memory_total_bytes", BYTES, "physical memory", "gauge", one("memory", "total")),
+    Probed("osmon_host_memory_total_bytes", BYTES, "physical memory", "gauge", "memory", one("total")),
     Probed("osmon_host_memory_available_bytes", BYTES, "memory available without swapping", "gauge",
-           one("memory", "available")),
-    Probed("osmon_host_memory_used_bytes", BYTES, "memory used", "gauge", one("memory", "used")),
-    Probed("osmon_host_swap_total_bytes", BYTES, "swap space", "gauge", one("swap", "total")),
-    Probed("osmon_host_swap_used_bytes", BYTES, "swap used", "gauge", one("swap", "used")),
+           "memory", one("available")),
+    Probed("osmon_host_swap_total_bytes", BYTES, "swap space", "gauge", "swap", one("total")),
+    Probed("osmon_host_swap_used_bytes", BYTES, "swap used", "gauge", "swap", one("used")),
     Probed("osmon_host_filesystem_size_bytes", BYTES, "filesystem size per mount", "gauge",
-           rows("filesystems", "total", "mount", "mount")),
-    Probed("osmon_host_filesystem_used_bytes", BYTES, "filesystem space used per mount", "gauge",
-           rows("filesystems", "used", "mount", "mount")),
+           "filesystems", rows("total", "mount", "mount")),
     Probed("osmon_host_filesystem_free_bytes", BYTES, "filesystem space free for users per mount", "gauge",
-           rows("filesystems", "free", "mount", "mount")),
+           "filesystems", rows("free", "mount", "mount")),
     Probed("osmon_host_disk_read_bytes_total", BYTES, "bytes read per disk device", "counter",
-           each("disk_io", "devices", "read_bytes", "device")),
+           "disk_io", each("devices", "read_bytes", "device")),
     Probed("osmon_host_disk_written_bytes_total", BYTES, "bytes written per disk device", "counter",
-           each("disk_io", "devices", "write_bytes", "device")),
+           "disk_io", each("devices", "write_bytes", "device")),
     Probed("osmon_host_network_receive_bytes_total", BYTES, "bytes received per network interface", "counter",
-           each("net_io", "interfaces", "rx_bytes", "interface")),
+           "net_io", each("interfaces", "rx_bytes", "interface")),
     Probed("osmon_host_network_transmit_bytes_total", BYTES, "bytes sent per network interface", "counter",
-           each("net_io", "interfaces", "tx_bytes", "interface")),
+           "net_io", each("interfaces", "tx_bytes", "interface")),
 )  # fmt: skip

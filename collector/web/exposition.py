@@ -18,7 +18,6 @@ from typing import Any, NamedTuple
 import msgpack
 
 from osmon import catalog
-from osmon.numbers import finite_or_none
 
 Labels = dict[str, str]
 
@@ -69,34 +68,41 @@ def _help(text: str, unit: catalog.Unit) -> str:
 
 
 # What each host exports, from the catalog: (family, reader of a decoded snapshot), in catalog order.
-Reader = Callable[["Decoded"], list[tuple[Labels, float]]]
+# A reader gives (labels after `host`, rendered as `,mount="/var"`, value in base units) pairs: a scrape
+# renders thousands of lines, so each is one f-string.
+Found = list[tuple[str, float]]
+Reader = Callable[["Decoded"], Found]
 
 
 class Decoded(NamedTuple):
     metrics: dict[str, Any]
     series: dict[str, Any]
-    probes: dict[str, Any]
+    probes: dict[str, Any]  # only the probes PROBED reads
 
 
 def _bounded(value: object, unit: catalog.Unit) -> float | None:
     """`value` in the unit's base, or None if it is no plausible measurement (hostile data too)."""
-    number = finite_or_none(value)
-    if number is None or not unit.low <= number <= unit.high:
-        return None
-    # Rounded: 70 % is 0.7, not 0.7000000000000001 (the agent reports two decimals at most).
-    return number if unit.to_base == 1.0 else round(number * unit.to_base, 10)
+    # NaN fails both comparisons, infinities the range: what is left is a finite plausible number.
+    # A division: 70 % is 70 / 100 = 0.7 exactly, where 70 * 0.01 is 0.7000000000000001.
+    if (type(value) is float or type(value) is int) and unit.low <= value <= unit.high:
+        return float(value) if unit.to_base == 1.0 else value / (1 / unit.to_base)
+    return None
+
+
+def _labels(labels: Labels) -> str:
+    return "".join(f',{k}="{escape(v)}"' for k, v in labels.items())
 
 
 def _metric_reader(m: catalog.Metric) -> Reader:
-    def read(d: Decoded) -> list[tuple[Labels, float]]:
+    def read(d: Decoded) -> Found:
         value = _bounded(d.metrics.get(m.name), m.unit)
-        return [] if value is None else [({}, value)]
+        return [] if value is None else [("", value)]
 
     return read
 
 
 def _series_reader(s: catalog.Series) -> Reader:
-    def read(d: Decoded) -> list[tuple[Labels, float]]:
+    def read(d: Decoded) -> Found:
         values = d.series.get(s.name)
         if isinstance(values, list):
             items: Iterable[tuple[object, object]] = enumerate(values)
@@ -104,24 +110,24 @@ def _series_reader(s: catalog.Series) -> Reader:
             items = values.items()
         else:
             return []
-        result = []
+        found = []
         for entity, raw in items:
             value = _bounded(raw, s.unit)
             if value is not None and isinstance(entity, int | str):
-                result.append(({s.entity: str(entity)}, value))
-        return result
+                found.append((f',{s.entity}="{escape(str(entity))}"', value))
+        return found
 
     return read
 
 
 def _probed_reader(p: catalog.Probed) -> Reader:
-    def read(d: Decoded) -> list[tuple[Labels, float]]:
-        result = []
-        for labels, raw in p.read(d.probes):
+    def read(d: Decoded) -> Found:
+        found = []
+        for labels, raw in p.read(d.probes.get(p.probe)):
             value = _bounded(raw, p.unit)
             if value is not None:
-                result.append((labels, value))
-        return result
+                found.append((_labels(labels), value))
+        return found
 
     return read
 
@@ -142,6 +148,7 @@ HOST_FAMILIES: tuple[tuple[Family, Reader], ...] = (
         for p in catalog.PROBED
     ),
 )
+PROBES_READ = frozenset(p.probe for p in catalog.PROBED)
 UP = Family(
     "osmon_host_up",
     "gauge",
@@ -162,13 +169,27 @@ def decode(snapshot: bytes | None) -> Decoded | None:
         return None
     try:
         message = msgpack.unpackb(snapshot, raw=False)
-        probes = message.get("probes") if isinstance(message, dict) else None
-        decoded = msgpack.unpackb(probes, raw=False) if isinstance(probes, bytes) else {}
-    except (ValueError, TypeError):  # msgpack's errors are ValueErrors (ExtraData, FormatError ...)
+        if not isinstance(message, dict):
+            return None
+        probes = message.get("probes")
+        sections = _sections(probes) if isinstance(probes, bytes) else {}
+    except (ValueError, TypeError, msgpack.UnpackException, StopIteration):  # damaged or hostile bytes
         return None
-    if not isinstance(message, dict):
-        return None
-    return Decoded(_table(message.get("metrics")), _table(message.get("series")), _table(decoded))
+    return Decoded(_table(message.get("metrics")), _table(message.get("series")), sections)
+
+
+def _sections(probes: bytes) -> dict[str, Any]:
+    """The probes /metrics reads, the rest skipped undecoded (processes are most of the bytes)."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(probes) + 1)
+    unpacker.feed(probes)
+    sections = {}
+    for _ in range(unpacker.read_map_header()):
+        key = unpacker.unpack()
+        if isinstance(key, str) and key in PROBES_READ:
+            sections[key] = unpacker.unpack()
+        else:
+            unpacker.skip()
+    return sections
 
 
 def _table(value: object) -> dict[Any, Any]:
@@ -190,14 +211,15 @@ def hosts_text(hosts: Iterable[HostState]) -> list[str]:
     seen: list[tuple[Labels, float]] = []
     samples: list[list[str]] = [[] for _ in HOST_FAMILIES]
     for h in hosts:
-        host = {"host": h.name}
-        up.append((host, 1.0 if h.up else 0.0))
-        seen.append((host, h.last_seen))
+        up.append(({"host": h.name}, 1.0 if h.up else 0.0))
+        seen.append(({"host": h.name}, h.last_seen))
         decoded = decode(h.snapshot) if h.up else None
         if decoded is None:
             continue
+        host = f'{{host="{escape(h.name)}"'
         for i, (f, read) in enumerate(HOST_FAMILIES):
-            samples[i].extend(line(f.name, {**host, **labels}, value) for labels, value in read(decoded))
+            # Values are finite (checked by _bounded): repr is the shortest exact form.
+            samples[i].extend(f"{f.name}{host}{labels}}} {value!r}" for labels, value in read(decoded))
     lines = family(UP, up) + family(LAST_SEEN, seen)
     for (f, _), found in zip(HOST_FAMILIES, samples, strict=True):
         if found:

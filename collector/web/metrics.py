@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
 from collector import histogram
-from collector.store import StoreError, WebHost
+from collector.store import Alert, Silence, StoreError, WebHost
 from collector.web import fleet
 from collector.web.context import config, context, store
 from collector.web.errors import WebError
@@ -33,12 +32,17 @@ BATCH = Family(
 
 
 def collector_text(
-    rows: list[dict[str, Any]], counters: dict[str, int], outbox: dict[str, int], size: int, now: float
+    statuses: dict[str, int],
+    newest: float | None,
+    counters: dict[str, int],
+    outbox: dict[str, int],
+    size: int,
+    now: float,
 ) -> list[str]:
     """The collector's self-metrics: hosts by status, snapshots, batch latency, outbox, database."""
     lines = family(
         Family("osmon_hosts", "gauge", "Hosts per dashboard status.", ""),
-        (({"status": s}, float(n)) for s, n in fleet.counts(rows).items()),
+        (({"status": s}, float(n)) for s, n in statuses.items()),
     )
     for key, what in SNAPSHOT_COUNTERS.items():
         lines += family(
@@ -73,7 +77,6 @@ def collector_text(
         ),
         (({"event": k}, float(counters[k])) for k in others),
     )
-    newest = max((r["last_seen"] for r in rows), default=None)
     if newest is not None:
         lines += family(
             Family(
@@ -99,16 +102,27 @@ def collector_text(
 
 def exposition(
     hosts: list[WebHost],
-    rows: list[dict[str, Any]],
+    active: list[Alert],
+    silences: list[Silence],
+    down_after: int,
     counters: dict[str, int],
     outbox: dict[str, int],
     size: int,
     now: float,
 ) -> str:
     """The whole /metrics text: every host's numbers, then the collector's own."""
-    down = {r["name"] for r in rows if r["down"]}
-    states = (HostState(h.name, h.name not in down, h.last_seen, h.snapshot) for h in hosts)
-    lines = hosts_text(states) + collector_text(rows, counters, outbox, size, now)
+    by_host: dict[str, list[Alert]] = {}
+    for a in active:
+        by_host.setdefault(a.host, []).append(a)
+    silenced = {s.host for s in silences}
+    counts = dict.fromkeys(fleet.STATUSES, 0)
+    states = []
+    for h in hosts:
+        down = fleet.is_down(h, down_after, now)
+        counts[fleet.status(down, h.name in silenced, by_host.get(h.name, []))] += 1
+        states.append(HostState(h.name, not down, h.last_seen, h.snapshot))
+    newest = max((h.last_seen for h in hosts), default=None)
+    lines = hosts_text(states) + collector_text(counts, newest, counters, outbox, size, now)
     return "\n".join(lines) + "\n"
 
 
@@ -116,9 +130,16 @@ def exposition(
 def metrics() -> Response:
     s = store()
     now = time.time()
-    hosts = s.web_hosts()
-    rows = fleet.overview(hosts, s.alerts_active(), s.silences(now), config().down_after, now)
-    text = exposition(hosts, rows, s.counters(), s.outbox_states(), s.database_size(), now)
+    text = exposition(
+        s.web_hosts(),
+        s.alerts_active(),
+        s.silences(now),
+        config().down_after,
+        s.counters(),
+        s.outbox_states(),
+        s.database_size(),
+        now,
+    )
     return Response(text, content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
