@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from collector import tokens
 from collector.store import open_store
-from tests.conftest import BIN, Cluster, Process, free_port, wait_for
+from osmon import catalog
+from tests.conftest import BIN, ROOT, Cluster, Process, free_port, wait_for
 from tests.test_web import received
 
 PROMETHEUS = shutil.which("prometheus")
@@ -223,3 +225,41 @@ def test_prometheus_scrapes_each_host_and_forgets_a_host_that_went_down(
     wait_for(lambda: "vm-peer" not in prometheus.values(cpu), timeout=40, what="vm-peer's CPU to vanish")
     assert prometheus.values(f'osmon_host_up{{job="osmon",{at}}}')["vm-peer"] == 0.0
     assert not prometheus.query(f'osmon_host_cpu_busy_ratio{{job="osmon",{at}}} > 0.9')
+
+
+# -- the example rules file ---------------------------------------------------------------------------
+
+RULES = ROOT / "examples" / "prometheus-rules.yml"
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool not installed (Debian package prometheus)"
+)
+
+
+@needs_promtool
+def test_the_example_rules_pass_promtool_check_and_its_unit_tests() -> None:
+    check = subprocess.run([str(PROMTOOL), "check", "rules", str(RULES)], capture_output=True, text=True)
+    assert check.returncode == 0 and "SUCCESS" in check.stdout, check.stdout + check.stderr
+    test = ROOT / "tests" / "fixtures" / "prometheus-rules.test.yml"
+    run = subprocess.run([str(PROMTOOL), "test", "rules", str(test)], capture_output=True, text=True)
+    assert run.returncode == 0 and "SUCCESS" in run.stdout, run.stdout + run.stderr
+
+
+def test_the_example_rules_mirror_the_default_thresholds() -> None:
+    """Each alerted catalog number has a warning and a critical rule at its default level and duration."""
+    rules = {r["alert"]: r for r in yaml.safe_load(RULES.read_text())["groups"][0]["rules"]}
+    expected = [
+        (m.export, m.levels, m.unit.to_base)
+        for m in (*catalog.METRICS, *catalog.SERIES)
+        if m.levels is not None and m.export is not None
+    ]
+    assert len(expected) == 5  # cpu, memory, swap, load per core, filesystems
+    for export, levels, to_base in expected:
+        for severity, level in (("warning", levels.warning), ("critical", levels.critical)):
+            found = [r for r in rules.values() if export in r["expr"] and r["labels"]["severity"] == severity]
+            assert len(found) == 1, (export, severity)
+            threshold = float(found[0]["expr"].rsplit(">", 1)[1])
+            assert threshold == pytest.approx(level * to_base), (export, severity)
+            duration = found[0].get("for", "0m")
+            assert float(duration[:-1]) * {"m": 60, "s": 1}[duration[-1]] == levels.for_, (export, severity)
+    assert rules["OsmonHostDown"]["expr"] == "osmon_host_up == 0"
