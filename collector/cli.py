@@ -13,7 +13,7 @@ from pathlib import Path
 
 import zmq
 
-from collector import allowlist, lock
+from collector import allowlist, lock, tokens
 from collector import backup as backups
 from collector import config as collector_config
 from collector import restore as restores
@@ -121,6 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     test_mail.add_argument("--to", required=True, help="the address to send it to")
     test_mail.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
+
+    token = commands.add_parser("token", help="read-only bearer tokens for Prometheus and scripts")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    token_new = token_commands.add_parser("new", help="create a token NAME and print it (once)")
+    token_new.add_argument("name")
+    token_new.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
+    token_list = token_commands.add_parser("list", help="list the tokens' names and creation dates")
+    token_list.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
+    token_revoke = token_commands.add_parser("revoke", help="revoke the token NAME at once")
+    token_revoke.add_argument("name")
+    token_revoke.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
 
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -296,6 +307,31 @@ def cmd_unsilence(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    config = collector_config.load(args.config)
+    store = open_store(config.database, readonly=True)
+    if args.token_command == "list":
+        for t in store.tokens():
+            print(f"{t.name}\tcreated {host_status.iso(t.created)}")
+        return 0
+    if not tokens.valid_name(args.name):
+        raise UsageError(f"{args.name!r} is not a token name (letters, digits, . _ -; at most 64)")
+    if args.token_command == "revoke":
+        if not store.token_revoke(args.name):
+            raise UsageError(f"no token named {args.name!r}")
+        print(f"token {args.name} revoked")
+        return 0
+    token = tokens.new()
+    store.token_add(args.name, tokens.digest(token), time.time())
+    print(token)
+    print(
+        f"osmon-collector: token {args.name} created; it is shown only this once. "
+        "Send it as `Authorization: Bearer TOKEN` (Prometheus: authorization.credentials_file).",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = collector_config.load(args.config)
     errors = collector_config.machine_errors(config)
@@ -418,6 +454,7 @@ COMMANDS = {
     "backup": cmd_backup,
     "restore": cmd_restore,
     "test-mail": cmd_test_mail,
+    "token": cmd_token,
 }
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import zmq
 
+from collector import histogram
 from collector.allowlist import AllowList
 from collector.config import CollectorConfig
 from collector.samples import extract
@@ -245,6 +246,7 @@ class Ingest:
         self.peer_log.bad(peer_name(frame), reason)
 
     def store_and_ack(self, batch: list[Received], senders: list[bytes]) -> None:
+        started = time.perf_counter()
         try:
             result = self.store.ingest(batch)
         except StoreError as e:
@@ -252,6 +254,7 @@ class Ingest:
             self.counts["store_errors"] += 1
             self.peer_log.warn("storage", f"a batch of {len(batch)} not stored, agents will resend: {e}")
             return
+        histogram.observe(self.counts, "batch_seconds", time.perf_counter() - started)
         self.counts["stored"] += len(result.fresh)
         self.counts["duplicates"] += result.duplicates
         acks: defaultdict[bytes, list[int]] = defaultdict(list)

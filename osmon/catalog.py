@@ -25,15 +25,19 @@ class Unit(NamedTuple):
     symbol: str  # as charts and mails print it
     low: float
     high: float
+    # Prometheus base unit (the UNIT line, and the end of a family's name) and the factor to it.
+    base: str = ""
+    to_base: float = 1.0
 
 
 MAX_TS = 7_258_118_400  # 2200-01-01: a later instant is a broken clock or garbage
 
-PERCENT = Unit("percent", "%", 0.0, 100.0)
+PERCENT = Unit("percent", "%", 0.0, 100.0, "ratio", 0.01)  # exported as a 0-1 ratio
 RATE = Unit("bytes per second", "B/s", 0.0, 2.0**40)  # 1 TiB/s, beyond the disks or links of any one host
 LOAD = Unit("load", "", 0.0, 1e6)
 COUNT = Unit("count", "", 0.0, 2.0**32)
-INSTANT = Unit("Unix UTC seconds", "", 0.0, float(MAX_TS))
+INSTANT = Unit("Unix UTC seconds", "", 0.0, float(MAX_TS), "seconds")  # exported as *_timestamp_seconds
+BYTES = Unit("bytes", "B", 0.0, 2.0**60, "bytes")
 
 
 class Levels(NamedTuple):
@@ -84,7 +88,7 @@ class Metric(NamedTuple):
     chart: str | None = None  # the id of the host page chart it is drawn in (CHARTS)
     label: str = ""  # its line's name in that chart
     row: str | None = None  # its key in an overview row (the dashboard, /api/hosts, /metrics)
-    export: str | None = None  # its /metrics gauge, from the overview row
+    export: str | None = None  # its /metrics gauge (base units: see Unit.base), labelled by host
     levels: Levels | None = None  # default thresholds; None: not alerted on
     per_core: bool = False  # alerted on divided by the number of cores (a load)
     title: str = ""  # what people call it in alert mails and tables ("memory", "load per core")
@@ -104,6 +108,8 @@ class Series(NamedTuple):
     chart: str | None = None
     levels: Levels | None = None  # per entity: one alert per mount, named `<name>:<entity>`
     title: str = ""
+    export: str | None = None  # its /metrics gauge, labelled by host and `entity`
+    entity: str = ""  # the label naming an entity in /metrics: cpu, mount, device, interface
 
 
 class Chart(NamedTuple):
@@ -128,21 +134,22 @@ CHARTS: tuple[Chart, ...] = (
 METRICS: tuple[Metric, ...] = (
     Metric(
         "cpu.percent", PERCENT, "CPU busy, all cores", path("cpu", "percent"), "cpu", 100,
-        chart="cpu", label="total", row="cpu", export="osmon_host_cpu_percent",
+        chart="cpu", label="total", row="cpu", export="osmon_host_cpu_busy_ratio",
         # The seed compared CPU and memory to 80 % every minute: these keep 80 % and add a
         # critical level and a duration (a CPU spike is not a crisis).
         levels=Levels(80.0, 95.0, 120.0, 5.0), title="CPU",
     ),
     Metric("cpu.iowait", PERCENT, "CPU waiting for I/O", path("cpu", "iowait"), "cpu_iowait", 100,
-           chart="cpu", label="iowait"),
+           chart="cpu", label="iowait", export="osmon_host_cpu_iowait_ratio"),
     Metric(
         "mem.percent", PERCENT, "memory used", path("memory", "percent"), "mem", 100,
-        chart="memory", label="memory", row="mem", export="osmon_host_memory_percent",
+        chart="memory", label="memory", row="mem", export="osmon_host_memory_used_ratio",
         levels=Levels(80.0, 95.0, 60.0, 5.0), title="memory",
     ),
     Metric(
         "swap.percent", PERCENT, "swap used", path("swap", "percent"), "swap", 100,
-        chart="memory", label="swap", row="swap", levels=Levels(50.0, 80.0, 300.0, 5.0), title="swap",
+        chart="memory", label="swap", row="swap", export="osmon_host_swap_used_ratio",
+        levels=Levels(50.0, 80.0, 300.0, 5.0), title="swap",
     ),
     Metric(
         "load.1", LOAD, "load average, 1 minute", path("load", "avg1"), "load1", 100,
@@ -150,12 +157,12 @@ METRICS: tuple[Metric, ...] = (
         levels=Levels(2.0, 4.0, 300.0, 0.25), per_core=True, title="load per core",
     ),
     Metric("load.5", LOAD, "load average, 5 minutes", path("load", "avg5"), "load5", 100,
-           chart="load", label="5 min", row="load5"),
+           chart="load", label="5 min", row="load5", export="osmon_host_load5"),
     Metric("load.15", LOAD, "load average, 15 minutes", path("load", "avg15"), "load15", 100,
-           chart="load", label="15 min", row="load15"),
+           chart="load", label="15 min", row="load15", export="osmon_host_load15"),
     # The fullest filesystem: derived by the collector from the per-mount series.
     Metric("disk.max", PERCENT, "usage of the fullest filesystem", None, "disk_max", 100,
-           row="disk", export="osmon_host_disk_max_percent"),
+           row="disk"),  # not exported: osmon_host_filesystem_used_ratio has every mount, labelled
     Metric("disk.read_bps", RATE, "disk reads", path("disk_io", "read_bps"), "read_bps",
            chart="diskio", label="read"),
     Metric("disk.write_bps", RATE, "disk writes", path("disk_io", "write_bps"), "write_bps",
@@ -165,22 +172,24 @@ METRICS: tuple[Metric, ...] = (
     Metric("net.tx_bps", RATE, "network sent", path("net_io", "tx_bps"), "tx_bps",
            chart="network", label="sent"),
     Metric("processes.count", COUNT, "processes", path("processes", "count"), "procs",
-           chart="processes", label="all"),
-    Metric("users.count", COUNT, "logged-in sessions", length("users"), "users"),
+           chart="processes", label="all", export="osmon_host_processes"),
+    Metric("users.count", COUNT, "logged-in sessions", length("users"), "users", export="osmon_host_sessions"),
     # Not stored per sample: the overview shows them from the latest snapshot.
-    Metric("cpu.count", COUNT, "logical CPUs", path("cpu", "count"), row="cpus"),
+    Metric("cpu.count", COUNT, "logical CPUs", path("cpu", "count"), row="cpus", export="osmon_host_cpus"),
     # An instant, not a measurement: the dashboard shows uptime without decoding the probes.
-    Metric("boot.time", INSTANT, "booted at", path("uptime", "boot_time")),
+    Metric("boot.time", INSTANT, "booted at", path("uptime", "boot_time"),
+           export="osmon_host_boot_timestamp_seconds"),
     Metric("processes.running", COUNT, "processes running or runnable", path("processes", "running"),
-           "procs_running", chart="processes", label="running"),
+           "procs_running", chart="processes", label="running", export="osmon_host_processes_running"),
 )  # fmt: skip
 
 SERIES: tuple[Series, ...] = (
-    Series("cpu.core", PERCENT, "CPU busy per core", "list", "c", chart="cores"),
+    Series("cpu.core", PERCENT, "CPU busy per core", "list", "c", chart="cores",
+           export="osmon_host_cpu_core_busy_ratio", entity="cpu"),
     # A mount to 0.1 %: its trend tells when it fills.
     Series(
         "disk.percent", PERCENT, "filesystem usage per mount", "map", "d", scale=10, chart="disk",
-        levels=Levels(85.0, 95.0, 0.0, 2.0), title="disk",
+        levels=Levels(85.0, 95.0, 0.0, 2.0), export="osmon_host_filesystem_used_ratio", entity="mount", title="disk",
     ),
     # Per-device rates would be a third of a raw row; their totals are metrics already.
     Series("disk.io", RATE, "disk reads and writes per device", "pairs", "io", raw=False, pair=("read", "write")),
@@ -196,3 +205,73 @@ WIRE_METRICS: tuple[Metric, ...] = tuple(m for m in METRICS if m.source is not N
 # What the collector stores per sample, in column order.
 STORED: tuple[Metric, ...] = tuple(m for m in METRICS if m.column is not None)
 COLUMNS: tuple[str, ...] = tuple(m.column for m in STORED if m.column is not None)
+
+
+# -- numbers /metrics reads from the probe results: sizes in bytes and the agent's own counters ----
+
+Samples = list[tuple[dict[str, str], object]]  # (labels, value) pairs, values unchecked
+Section = Any  # one probe's results, unchecked: a map or a list from the host
+
+
+class Probed(NamedTuple):
+    """A number of the latest snapshot's probe results that /metrics exports but nothing stores."""
+
+    export: str  # family name; a counter's ends in _total
+    unit: Unit
+    help: str
+    kind: str  # "gauge" or "counter" (only ever growing, reset at boot)
+    probe: str  # the probe whose results it reads (the others are never decoded for /metrics)
+    read: Callable[[Section], Samples]
+
+
+def one(field: str) -> Callable[[Section], Samples]:
+    """A single host-wide number of the probe's map."""
+    return lambda section: [({}, section.get(field))] if isinstance(section, dict) else []
+
+
+def rows(field: str, label: str, name: str) -> Callable[[Section], Samples]:
+    """`field` of each item of the probe's list, labelled `label` from the item's `name` key."""
+
+    def read(section: Section) -> Samples:
+        return [
+            ({label: item[name]}, item.get(field))
+            for item in (section if isinstance(section, list) else ())
+            if isinstance(item, dict) and isinstance(item.get(name), str)
+        ]
+
+    return read
+
+
+def each(table: str, field: str, label: str) -> Callable[[Section], Samples]:
+    """`field` of each entity of the probe's map `table` (devices, interfaces), labelled `label`."""
+
+    def read(section: Section) -> Samples:
+        entities = section.get(table) if isinstance(section, dict) else None
+        return [
+            ({label: entity}, values.get(field))
+            for entity, values in (entities.items() if isinstance(entities, dict) else ())
+            if isinstance(entity, str) and isinstance(values, dict)
+        ]
+
+    return read
+
+
+PROBED: tuple[Probed, ...] = (
+    Probed("osmon_host_memory_total_bytes", BYTES, "physical memory", "gauge", "memory", one("total")),
+    Probed("osmon_host_memory_available_bytes", BYTES, "memory available without swapping", "gauge",
+           "memory", one("available")),
+    Probed("osmon_host_swap_total_bytes", BYTES, "swap space", "gauge", "swap", one("total")),
+    Probed("osmon_host_swap_used_bytes", BYTES, "swap used", "gauge", "swap", one("used")),
+    Probed("osmon_host_filesystem_size_bytes", BYTES, "filesystem size per mount", "gauge",
+           "filesystems", rows("total", "mount", "mount")),
+    Probed("osmon_host_filesystem_free_bytes", BYTES, "filesystem space free for users per mount", "gauge",
+           "filesystems", rows("free", "mount", "mount")),
+    Probed("osmon_host_disk_read_bytes_total", BYTES, "bytes read per disk device", "counter",
+           "disk_io", each("devices", "read_bytes", "device")),
+    Probed("osmon_host_disk_written_bytes_total", BYTES, "bytes written per disk device", "counter",
+           "disk_io", each("devices", "write_bytes", "device")),
+    Probed("osmon_host_network_receive_bytes_total", BYTES, "bytes received per network interface", "counter",
+           "net_io", each("interfaces", "rx_bytes", "interface")),
+    Probed("osmon_host_network_transmit_bytes_total", BYTES, "bytes sent per network interface", "counter",
+           "net_io", each("interfaces", "tx_bytes", "interface")),
+)  # fmt: skip

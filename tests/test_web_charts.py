@@ -11,7 +11,7 @@ import pygal
 import pytest
 
 from collector.store import Alert, DetailBucket, Silence, WebHost, open_store
-from collector.web import fleet, metrics, pygal_lookup, series
+from collector.web import exposition, fleet, pygal_lookup, series
 from collector.web.chartcache import ChartCache
 from collector.web.charts import (
     Serie,
@@ -250,21 +250,10 @@ def test_a_host_without_a_decodable_snapshot_still_has_a_row() -> None:
 
 
 def test_metrics_escape_label_values() -> None:
-    rows = [
-        {
-            "name": 'a"b\\c\nd',
-            "down": False,
-            "cpu": 1.0,
-            "mem": None,
-            "disk": None,
-            "load1": None,
-            "status": "ok",
-            "last_seen": T0,
-        }
-    ]
-    text = metrics.exposition(rows, {}, 0, T0 + 5)
+    host = exposition.HostState('a"b\\c\nd', True, T0, received("web-01", 1, T0).raw)
+    text = "\n".join(exposition.hosts_text([host]))
     assert 'osmon_host_up{host="a\\"b\\\\c\\nd"} 1.0' in text
-    assert "osmon_ingest_lag_seconds 5.0" in text
+    assert 'osmon_host_cpu_busy_ratio{host="a\\"b\\\\c\\nd"} 0.1' in text
 
 
 def test_the_faster_pygal_lookup_draws_the_very_same_charts() -> None:

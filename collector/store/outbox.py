@@ -73,6 +73,16 @@ class OutboxQueries(Connected):
             "SELECT count(*) FROM outbox WHERE sent IS NULL AND next_attempt < ?", (GAVE_UP,)
         ).fetchone()[0]
 
+    def outbox_states(self) -> dict[str, int]:
+        """Messages per state: queued (waiting or retrying), sent, gave_up (every state present)."""
+        row = self.db.execute(
+            "SELECT count(*) FILTER (WHERE sent IS NULL AND next_attempt < :gave_up), "
+            "count(*) FILTER (WHERE sent IS NOT NULL), "
+            "count(*) FILTER (WHERE sent IS NULL AND next_attempt = :gave_up) FROM outbox",
+            {"gave_up": GAVE_UP},
+        ).fetchone()
+        return {"queued": row[0], "sent": row[1], "gave_up": row[2]}
+
     def outbox_prune(self, before: float) -> int:
         """Forget mail sent, or given up on, before `before`; returns how many rows went."""
         return self.db.execute(

@@ -160,3 +160,10 @@ class DetailBucket(NamedTuple):
 class CopyInfo(NamedTuple):
     schema: int  # PRAGMA user_version
     problems: list[str]  # what PRAGMA integrity_check found; empty when the copy is sound
+
+
+class Token(NamedTuple):
+    """A scraper token, as listed (the token itself is never stored)."""
+
+    name: str
+    created: float

@@ -285,4 +285,13 @@ MIGRATIONS: list[str] = [
         at REAL NOT NULL
     );
     """,
+    # 7: scraper tokens for /metrics and the read-only API: only a SHA-256 of each token is kept
+    # (tokens are 256 random bits, so a fast hash is as good as a slow one, and costs microseconds).
+    """
+    CREATE TABLE IF NOT EXISTS tokens (
+        name TEXT PRIMARY KEY,
+        digest TEXT NOT NULL UNIQUE,      -- sha256 hex of the token
+        created REAL NOT NULL
+    );
+    """,
 ]

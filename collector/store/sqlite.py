@@ -33,6 +33,7 @@ from collector.store.rollups import TIERS_BY_NAME, RollupWriter
 from collector.store.schema import METRIC_TABLES, MIGRATIONS, catalog_columns
 from collector.store.seqranges import SeqRanges
 from collector.store.sqlite_errors import translate_errors, translated
+from collector.store.tokens import TokenQueries
 from collector.store.web import WebQueries
 from osmon.limits import MAX_GAPS
 
@@ -51,7 +52,7 @@ def _index_key(row: tuple[Any, ...]) -> tuple[int, float]:
 
 
 @translate_errors
-class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, BackupQueries):
+class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, BackupQueries, TokenQueries):
     """Storage in one SQLite file in WAL mode."""
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
@@ -367,6 +368,12 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
 
     def counters(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT name, value FROM counters").fetchall())
+
+    def database_size(self) -> int:
+        """Bytes the database takes in its file (pages in use and free; the WAL not counted)."""
+        return self.db.execute(
+            "SELECT page_count * page_size FROM pragma_page_count, pragma_page_size"
+        ).fetchone()[0]
 
     # -- reading ---------------------------------------------------------------
 

@@ -19,10 +19,10 @@ WRITES = frozenset(
         "ingest", "prune", "prune_rollups", "add_counters",
         "alerts_apply", "alert_notified", "silence", "unsilence", "web_silence", "web_unsilence",
         "outbox_add", "outbox_sent", "outbox_failed", "outbox_prune",
-        "certfr_add", "certfr_mark_mailed", "backup_to",
+        "certfr_add", "certfr_mark_mailed", "backup_to", "token_add", "token_revoke",
     }
 )  # fmt: skip
-SUBJECTS = {"outbox_": "the outbox in", "certfr_": "CERT-FR items in"}
+SUBJECTS = {"outbox_": "the outbox in", "certfr_": "CERT-FR items in", "token": "scraper tokens in"}
 
 
 @contextmanager

@@ -3,6 +3,8 @@
 - Browsers log in through the form and get a signed session cookie.
 - Scripts and Prometheus may send HTTP Basic credentials, for reading only:
   a browser replays Basic credentials on its own, so they must never allow a write.
+- Prometheus and scripts may send a scraper token (`osmon-collector token new`) as
+  `Authorization: Bearer`: read only, checked with one SHA-256 and one indexed read.
 - `web.anonymous_read = true` opens every read to everyone; writes always need a login.
 - Every POST carries the session's CSRF token (the login form too, against login CSRF).
 """
@@ -36,6 +38,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response as BaseResponse
 
+from collector import tokens
 from collector.web.context import config, store
 from collector.web.errors import BadRequest, LoginRequired, TooManyAttempts
 from osmon.limits import ADDRESS_FAILURES, LOGIN_FAILURES, LOGIN_LOCKOUT, LOGIN_TABLE
@@ -189,6 +192,19 @@ def _revoked(name: str) -> bool:
     return logged_out is not None and (not isinstance(since, int | float) or since <= logged_out)
 
 
+def token_reader() -> str | None:
+    """The name of the valid scraper token this request carries, if any (never a user: reads only)."""
+    if "reader" not in g:
+        g.reader = None
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            g.reader = store().token_name(tokens.digest(token.strip()))
+            if g.reader is None:
+                log.warning("unknown or revoked bearer token from %s", request.remote_addr)
+    return g.reader
+
+
 def csrf_token() -> str:
     """This session's CSRF token, created on first use."""
     token = session.get("csrf")
@@ -198,7 +214,8 @@ def csrf_token() -> str:
 
 
 def can_read() -> bool:
-    return config().web_anonymous_read or current_user() is not None
+    # A token first: Prometheus sends one on every scrape, and a user check could cost a password hash.
+    return config().web_anonymous_read or token_reader() is not None or current_user() is not None
 
 
 def _check_csrf() -> None:

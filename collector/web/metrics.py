@@ -2,108 +2,128 @@
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Iterable
-from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from collector.store import StoreError
+from collector import histogram
+from collector.liveness import is_down
+from collector.store import Alert, Silence, StoreError, WebHost
 from collector.web import fleet
 from collector.web.context import config, context, store
 from collector.web.errors import WebError
-from osmon import catalog
+from collector.web.exposition import Family, HostState, family, header, hosts_text, line
 
 bp = Blueprint("ops", __name__)
 
-# Per-host gauges: (name, help, key of the overview row), the catalog's exported metrics first.
-HOST_GAUGES = (
-    *(
-        (
-            m.export,
-            f"{m.help[0].upper()}{m.help[1:]}{f', {m.unit.name}' if m.unit.symbol else ''}, latest snapshot.",
-            m.row,
-        )
-        for m in catalog.METRICS
-        if m.export is not None and m.row is not None
-    ),
-    ("osmon_host_last_seen_seconds", "When the collector last received a snapshot, Unix time.", "last_seen"),
-)
 # Collector counters (store.counters() names) exposed as named counters; others go to a generic family.
 SNAPSHOT_COUNTERS = {
     "received": "snapshots received from agents",
     "stored": "snapshots stored (duplicates excluded)",
-    "rejected": "snapshots rejected as malformed",
     "duplicates": "snapshots received again and acked without storing",
-    "unauthorized": "snapshots refused: host name not bound to the sender's key",
 }
+# Counters of refused snapshots, by the reason label they are exported with.
+REJECTED = {"rejected": "malformed", "unauthorized": "unauthorized"}
+BATCH = Family(
+    "osmon_ingest_batch_seconds",
+    "histogram",
+    "Time to commit one batch of snapshots to the store.",
+    "seconds",
+)
 
 
-def escape(value: str) -> str:
-    """A label value: backslash, double quote and newline escaped, as the format requires."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def sample(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
-def family(
-    name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[str, str], float]]
+def collector_text(
+    statuses: dict[str, int],
+    newest: float | None,
+    counters: dict[str, int],
+    outbox: dict[str, int],
+    size: int,
+    now: float,
 ) -> list[str]:
-    """The lines of one metric family: HELP, TYPE, then one line per (labels, value)."""
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    for labels, value in samples:
-        text = ",".join(f'{k}="{escape(v)}"' for k, v in labels.items())
-        lines.append(f"{name}{{{text}}} {sample(value)}" if text else f"{name} {sample(value)}")
-    return lines
-
-
-def exposition(rows: list[dict[str, Any]], counters: dict[str, int], outbox: int, now: float) -> str:
-    """The whole /metrics text from the overview rows and the collector's self-metrics."""
+    """The collector's self-metrics: hosts by status, snapshots, batch latency, outbox, database."""
     lines = family(
-        "osmon_host_up",
-        "gauge",
-        "1 if the host sent a snapshot within alerts.down_after of its intervals, else 0.",
-        (({"host": r["name"]}, 0.0 if r["down"] else 1.0) for r in rows),
-    )
-    for name, help_text, key in HOST_GAUGES:
-        lines += family(
-            name, "gauge", help_text, (({"host": r["name"]}, r[key]) for r in rows if r[key] is not None)
-        )
-    lines += family(
-        "osmon_hosts",
-        "gauge",
-        "Hosts per dashboard status.",
-        (({"status": s}, float(n)) for s, n in fleet.counts(rows).items()),
+        Family("osmon_hosts", "gauge", "Hosts per dashboard status.", ""),
+        (({"status": s}, float(n)) for s, n in statuses.items()),
     )
     for key, what in SNAPSHOT_COUNTERS.items():
         lines += family(
-            f"osmon_snapshots_{key}_total", "counter", f"Total {what}.", [({}, float(counters.get(key, 0)))]
+            Family(f"osmon_snapshots_{key}_total", "counter", f"Total {what}.", ""),
+            [({}, float(counters.get(key, 0)))],
         )
-    others = sorted(set(counters) - set(SNAPSHOT_COUNTERS))
+    rejected = {reason: counters.get(key, 0) for key, reason in REJECTED.items()}
+    for key, value in counters.items():  # finer reasons, as `rejected.<reason>`
+        if key.startswith("rejected."):
+            rejected[key.removeprefix("rejected.")] = value
     lines += family(
-        "osmon_collector_events_total",
-        "counter",
-        "Other collector events (acks dropped, store errors, hook errors ...).",
+        Family("osmon_snapshots_rejected_total", "counter", "Total snapshots refused, by reason.", ""),
+        (({"reason": r}, float(n)) for r, n in sorted(rejected.items())),
+    )
+    cumulative, count, total = histogram.buckets(counters, "batch_seconds")
+    lines += [
+        *header(BATCH),
+        *(line(f"{BATCH.name}_bucket", {"le": le}, float(n)) for le, n in cumulative),
+        line(f"{BATCH.name}_sum", {}, total),
+        line(f"{BATCH.name}_count", {}, float(count)),
+    ]
+    known = {*SNAPSHOT_COUNTERS, *REJECTED}
+    others = sorted(
+        k for k in counters if k not in known and not k.startswith("rejected.") and not histogram.is_part(k)
+    )
+    lines += family(
+        Family(
+            "osmon_collector_events_total",
+            "counter",
+            "Other collector events (acks dropped, store errors ...).",
+            "",
+        ),
         (({"event": k}, float(counters[k])) for k in others),
     )
-    newest = max((r["last_seen"] for r in rows), default=None)
     if newest is not None:
         lines += family(
-            "osmon_ingest_lag_seconds",
-            "gauge",
-            "Seconds since the newest snapshot arrived from any host.",
+            Family(
+                "osmon_ingest_lag_seconds",
+                "gauge",
+                "Seconds since the newest snapshot arrived from any host.",
+                "seconds",
+            ),
             [({}, max(0.0, now - newest))],
         )
     lines += family(
-        "osmon_outbox_size", "gauge", "Mails waiting in the outbox to be sent.", [({}, float(outbox))]
+        Family(
+            "osmon_outbox_messages", "gauge", "Messages in the outbox, by state (queued, sent, gave_up).", ""
+        ),
+        (({"state": k}, float(v)) for k, v in outbox.items()),
     )
+    lines += family(
+        Family("osmon_database_size_bytes", "gauge", "Size of the database file.", "bytes"),
+        [({}, float(size))],
+    )
+    return lines
+
+
+def exposition(
+    hosts: list[WebHost],
+    active: list[Alert],
+    silences: list[Silence],
+    down_after: int,
+    counters: dict[str, int],
+    outbox: dict[str, int],
+    size: int,
+    now: float,
+) -> str:
+    """The whole /metrics text: every host's numbers, then the collector's own."""
+    by_host: dict[str, list[Alert]] = {}
+    for a in active:
+        by_host.setdefault(a.host, []).append(a)
+    silenced = {s.host for s in silences}
+    counts = dict.fromkeys(fleet.STATUSES, 0)
+    states = []
+    for h in hosts:
+        down = is_down(h.last_seen, h.interval, down_after, now)
+        counts[fleet.status(down, h.name in silenced, by_host.get(h.name, []))] += 1
+        states.append(HostState(h.name, not down, h.last_seen, h.snapshot))
+    newest = max((h.last_seen for h in hosts), default=None)
+    lines = hosts_text(states) + collector_text(counts, newest, counters, outbox, size, now)
     return "\n".join(lines) + "\n"
 
 
@@ -111,8 +131,16 @@ def exposition(rows: list[dict[str, Any]], counters: dict[str, int], outbox: int
 def metrics() -> Response:
     s = store()
     now = time.time()
-    rows = fleet.overview(s.web_hosts(), s.alerts_active(), s.silences(now), config().down_after, now)
-    text = exposition(rows, s.counters(), s.outbox_size(), now)
+    text = exposition(
+        s.web_hosts(),
+        s.alerts_active(),
+        s.silences(now),
+        config().down_after,
+        s.counters(),
+        s.outbox_states(),
+        s.database_size(),
+        now,
+    )
     return Response(text, content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
