@@ -108,7 +108,8 @@ def activity(
 # --- OOM victims from the kernel log -----------------------------------------------------------
 
 # "Out of memory: Killed process 4242 (stress) total-vm:..." (and "Memory cgroup out of memory: ...").
-KILLED = re.compile(r"Killed process (\d+) \((.*?)\)")
+# A command name may hold parentheses itself: it ends before " total-vm" (or the record's end).
+KILLED = re.compile(r"Killed process (\d+) \((.*?)\)(?= total-vm|,|$)")
 
 
 def oom_victims(records: list[str]) -> list[str]:
