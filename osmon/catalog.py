@@ -175,7 +175,6 @@ CHARTS: tuple[Chart, ...] = (
     Chart("diskops", "Disk operations", PER_SECOND),
     Chart("disklatency", "Disk latency", SECONDS),
     Chart("neterrors", "Network errors and drops", PER_SECOND),
-    Chart("kernel", "Kernel activity", PER_SECOND),
     Chart("limits", "Kernel tables in use", PERCENT),
 )
 
@@ -268,14 +267,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("conntrack.percent", PERCENT, "connection tracking table in use",
            path("limits", "conntrack_percent"), "conntrack", 10, chart="limits", label="conntrack",
            levels=Levels(80.0, 95.0, 60.0, 2.0)),
-    Metric("processes.threads", COUNT, "threads", path("limits", "threads"), "threads",
-           chart="processes", label="threads"),
-    Metric("cpu.context_switches_ps", PER_SECOND, "context switches", path("activity", "context_switches_ps"),
-           "ctxt", chart="kernel", label="context switches"),
-    Metric("cpu.interrupts_ps", PER_SECOND, "interrupts", path("activity", "interrupts_ps"),
-           "intr", chart="kernel", label="interrupts"),
-    Metric("processes.forks_ps", PER_SECOND, "processes and threads created", path("activity", "forks_ps"),
-           "forks", chart="kernel", label="forks"),
+    # Latest snapshot only: four more moving columns would take the host-day past 2 MB.
+    Metric("processes.threads", COUNT, "threads", path("limits", "threads")),
+    Metric("cpu.context_switches_ps", PER_SECOND, "context switches", path("activity", "context_switches_ps")),
+    Metric("cpu.interrupts_ps", PER_SECOND, "interrupts", path("activity", "interrupts_ps")),
+    Metric("processes.forks_ps", PER_SECOND, "processes and threads created", path("activity", "forks_ps")),
     # NTP's own notion: the kernel clock's STA_UNSYNC, as timedatectl's "synchronized" reads it.
     Metric("clock.unsynchronised", FLAG, "system clock not synchronised (1)", path("clock", "unsynchronised"),
            "clock_unsync", levels=Levels(1.0, None, 600.0, 0.0)),

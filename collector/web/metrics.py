@@ -74,7 +74,7 @@ def exposition(rows: list[dict[str, Any]], counters: dict[str, int], outbox: int
     )
     for name, help_text, key in HOST_GAUGES:
         lines += family(
-            name, "gauge", help_text, (({"host": r["name"]}, r[key]) for r in rows if r[key] is not None)
+            name, "gauge", help_text, (({"host": r["name"]}, r[key]) for r in rows if r.get(key) is not None)
         )
     lines += family(
         "osmon_hosts",
