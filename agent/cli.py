@@ -105,6 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run(config: agent_config.AgentConfig) -> int:
     from agent.daemon import Agent
     from agent.link import Link
+    from agent.mounts import Exclude
     from agent.sampler import Sampler
     from agent.spool import Spool
 
@@ -122,7 +123,13 @@ def _run(config: agent_config.AgentConfig) -> int:
             config.collector,
             plural(spool.pending_count(), "snapshot"),
         )
-        Agent(config, Sampler(top_n=config.top_processes), spool, link).run(shutdown)
+        sampler = Sampler(
+            top_n=config.top_processes,
+            exclude=Exclude(config.exclude_mounts, config.exclude_fstypes),
+            mount_timeout=config.mount_timeout,
+            ignore_units=config.ignore_units,
+        )
+        Agent(config, sampler, spool, link).run(shutdown)
     finally:
         if link is not None:
             link.close()

@@ -6,6 +6,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.mounts import EXCLUDE_MOUNTS, MOUNT_TIMEOUT
 from osmon import wire
 from osmon.configfile import (
     REQUIRED,
@@ -21,6 +22,7 @@ from osmon.configfile import (
     parse_duration,
     parse_size,
     string,
+    string_list,
     zmq_endpoint,
 )
 
@@ -41,6 +43,10 @@ KEYS = [
     Key("ack_timeout", at_least(0.1, parse_duration), 5.0, "resend a snapshot not acked after this"),
     Key("in_flight", at_least(1, integer), 200, "snapshots sent and not yet acked, at most"),
     Key("allow_insecure", boolean, False, "send plain TCP to a collector that is not on this machine"),
+    Key("exclude_mounts", string_list, list(EXCLUDE_MOUNTS), "mount points not reported (globs)"),
+    Key("exclude_fstypes", string_list, [], "filesystem types not reported (globs), e.g. fuse.*"),
+    Key("mount_timeout", at_least(0.05, parse_duration), MOUNT_TIMEOUT, "wait for a network filesystem"),
+    Key("ignore_units", string_list, [], "systemd units whose failure is not reported (globs)"),
     Key("curve.secret_key", string, None, "this agent's secret key file (NAME.key_secret)"),
     Key("curve.server_key", string, None, "the collector's public key file (NAME.key)"),
 ]
@@ -62,6 +68,10 @@ class AgentConfig:
     curve_secret_key: str | None
     curve_server_key: str | None
     allow_insecure: bool = False
+    exclude_mounts: tuple[str, ...] = EXCLUDE_MOUNTS
+    exclude_fstypes: tuple[str, ...] = ()
+    mount_timeout: float = MOUNT_TIMEOUT
+    ignore_units: tuple[str, ...] = ()
 
 
 def load(path: str | Path) -> AgentConfig:
@@ -98,4 +108,8 @@ def load(path: str | Path) -> AgentConfig:
         curve_secret_key=settings["curve.secret_key"],
         curve_server_key=settings["curve.server_key"],
         allow_insecure=settings["allow_insecure"],
+        exclude_mounts=tuple(settings["exclude_mounts"]),
+        exclude_fstypes=tuple(settings["exclude_fstypes"]),
+        mount_timeout=settings["mount_timeout"],
+        ignore_units=tuple(settings["ignore_units"]),
     )

@@ -23,25 +23,15 @@ from typing import Any, NamedTuple
 
 import psutil
 
+from agent import mounts
 from osmon.numbers import finite_or_none
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CMDLINE_CHARS = 200
+IMAGE_FSTYPES = mounts.IMAGE_FSTYPES
+PRIVATE_MOUNTS = mounts.PRIVATE_MOUNTS
 
-# Read-only images (snaps, ISO files) are 100 % full by design: reporting them only makes noise.
-IMAGE_FSTYPES = frozenset({"squashfs", "iso9660", "udf", "erofs", "cramfs"})
-# Container runtimes and snapd mount their own internals here; the host's disks are mounted elsewhere.
-PRIVATE_MOUNTS = (
-    "/snap/",
-    "/var/snap/",
-    "/run/snapd/",
-    "/var/lib/docker/",
-    "/run/docker/",
-    "/var/lib/containers/",
-    "/run/containerd/",
-    "/var/lib/kubelet/",
-)
 # Loop devices back snaps and image files, ram/zram are memory: none of it is disk traffic.
 NOT_DISKS = ("loop", "ram", "zram")
 # One end of every container's network pair; its traffic is already counted on the bridge.
@@ -137,43 +127,9 @@ def swap(ps: Any = psutil) -> dict[str, Any]:
 # --- filesystems -------------------------------------------------------------------------------
 
 
-def _real_partitions(ps: Any) -> list[Any]:
-    by_mount = {}
-    for part in ps.disk_partitions(all=False):
-        if part.fstype in IMAGE_FSTYPES or (part.mountpoint + "/").startswith(PRIVATE_MOUNTS):
-            continue
-        by_mount[part.mountpoint] = part  # a later mount on the same point hides the earlier one
-    by_device: dict[str, Any] = {}
-    for part in by_mount.values():
-        kept = by_device.get(part.device)
-        # Bind mounts repeat a device; its shortest mount point is the real one (/ rather than /srv/x).
-        if kept is None or len(part.mountpoint) < len(kept.mountpoint):
-            by_device[part.device] = part
-    return sorted(by_device.values(), key=lambda p: p.mountpoint)
-
-
-def filesystems(ps: Any = psutil) -> list[dict[str, Any]]:
-    """Usage of every real mounted filesystem, one entry per device."""
-    result = []
-    for part in _real_partitions(ps):
-        try:
-            usage = ps.disk_usage(part.mountpoint)
-        except OSError:  # unmounted meanwhile, or not ours to read: the others still count
-            continue
-        if usage.total == 0:
-            continue
-        result.append(
-            {
-                "mount": part.mountpoint,
-                "device": part.device,
-                "fstype": part.fstype,
-                "total": usage.total,
-                "used": usage.used,
-                "free": usage.free,
-                "percent": finite(usage.percent),
-            }
-        )
-    return result
+def filesystems(ps: Any = psutil, **options: Any) -> list[dict[str, Any]]:
+    """Usage of every mounted filesystem worth reporting: see agent.mounts.filesystems."""
+    return mounts.filesystems(ps, **options)
 
 
 # --- disk and network I/O ----------------------------------------------------------------------
@@ -189,6 +145,7 @@ def disk_io(ps: Any = psutil, sys_path: str = "/sys") -> dict[str, Any]:
     whole_disks = set(os.listdir(f"{sys_path}/block"))  # partitions are not listed there
     counters = ps.disk_io_counters(perdisk=True, nowrap=True) or {}
     devices, read, written = {}, 0, 0
+    ops, io_ms, busy_ms = 0, 0, {}
     for name, c in counters.items():
         if name not in whole_disks or name.startswith(NOT_DISKS):
             continue
@@ -197,7 +154,40 @@ def disk_io(ps: Any = psutil, sys_path: str = "/sys") -> dict[str, Any]:
         if not _virtual(sys_path, "block", name):
             read += c.read_bytes
             written += c.write_bytes
-    return {"read_bytes": read, "write_bytes": written, "devices": devices}
+            # Completed I/Os, the milliseconds they took, and the time each disk was busy
+            # (iostat's r/s + w/s, await and %util come from these).
+            ops += getattr(c, "read_count", 0) + getattr(c, "write_count", 0)
+            io_ms += getattr(c, "read_time", 0) + getattr(c, "write_time", 0)
+            busy_ms[name] = getattr(c, "busy_time", 0)
+    return {
+        "read_bytes": read,
+        "write_bytes": written,
+        "ops": ops,
+        "io_ms": io_ms,
+        "busy_ms": busy_ms,
+        "devices": devices,
+    }
+
+
+def disk_ops(result: dict[str, Any], before: dict[str, Any] | None, elapsed: float) -> dict[str, Any]:
+    """IOPS, average I/O time (seconds) and the busiest disk's busy time (%) between two disk_io results."""
+    if before is None or elapsed <= 0:
+        return {}
+    ops, io_ms = result["ops"] - before["ops"], result["io_ms"] - before["io_ms"]
+    if ops < 0 or io_ms < 0:  # a disk went away, or a counter was reset: no figure this time
+        return {}
+    busy = [
+        (ms - before["busy_ms"][name]) / elapsed / 10  # ms per second -> percent
+        for name, ms in result["busy_ms"].items()
+        if name in before["busy_ms"] and ms >= before["busy_ms"][name]
+    ]
+    found: dict[str, Any] = {
+        "iops": round(ops / elapsed, 1),
+        "await": round(io_ms / ops / 1000, 5) if ops else 0.0,
+    }
+    if busy:
+        found["busy_percent"] = round(min(100.0, max(busy)), 1)
+    return found
 
 
 def net_io(ps: Any = psutil, sys_path: str = "/sys") -> dict[str, Any]:
@@ -210,11 +200,30 @@ def net_io(ps: Any = psutil, sys_path: str = "/sys") -> dict[str, Any]:
     }
     # Bridges, bonds, VLANs and tunnels carry traffic that also crosses a physical interface.
     physical = [n for n in interfaces if not _virtual(sys_path, "net", n)] or list(interfaces)
+    stats = ps.net_if_stats() if hasattr(ps, "net_if_stats") else {}
+    for name, entry in interfaces.items():
+        c = counters[name]
+        entry["errors"] = getattr(c, "errin", 0) + getattr(c, "errout", 0)
+        entry["drops"] = getattr(c, "dropin", 0) + getattr(c, "dropout", 0)
+        if name in stats:
+            entry["up"] = bool(stats[name].isup)
+            entry["speed"] = stats[name].speed or None  # Mbit/s; 0: the driver does not say
     return {
         "rx_bytes": sum(interfaces[n]["rx_bytes"] for n in physical),
         "tx_bytes": sum(interfaces[n]["tx_bytes"] for n in physical),
+        "errors": sum(interfaces[n]["errors"] for n in physical),
+        "drops": sum(interfaces[n]["drops"] for n in physical),
         "interfaces": interfaces,
     }
+
+
+def link_changes(result: dict[str, Any], seen_up: set[str]) -> None:
+    """Mark `went_down` the interfaces down now that were up before (`seen_up`, updated)."""
+    for name, entry in result["interfaces"].items():
+        if entry.get("up"):
+            seen_up.add(name)
+        elif entry.get("up") is False and name in seen_up:
+            entry["went_down"] = True
 
 
 # --- processes ---------------------------------------------------------------------------------
@@ -395,11 +404,28 @@ def processes(
 # --- users, uptime, system ---------------------------------------------------------------------
 
 
+# What psutil puts in `host` for a session without a remote end (a console login).
+NO_REMOTE_HOST = ("", "localhost", ":0", ":0.0")
+
+
+def _alive(pid: int | None, proc: str) -> bool:
+    # utmp keeps the record of a session whose process died without logging out (a crash, a
+    # killed sshd child); `who` checks the pid too. No pid recorded: trust the record.
+    return not pid or os.path.exists(f"{proc}/{pid}")
+
+
 def users(ps: Any = psutil) -> list[dict[str, Any]]:
-    """Logged-in sessions, as `who` lists them."""
+    """Logged-in sessions, as `who` lists them: live ones only, console logins with no remote host."""
+    proc = getattr(ps, "PROCFS_PATH", "/proc")
     return [
-        {"name": u.name, "terminal": u.terminal, "host": u.host or None, "since": finite(u.started)}
+        {
+            "name": u.name,
+            "terminal": u.terminal,
+            "host": None if u.host in NO_REMOTE_HOST else u.host,
+            "since": finite(u.started),
+        }
         for u in ps.users()
+        if _alive(getattr(u, "pid", None), proc)
     ]
 
 

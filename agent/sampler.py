@@ -10,7 +10,7 @@ from typing import Any
 
 import psutil
 
-from agent import nvml, probes
+from agent import kernel, mounts, nvml, probes, systemd
 from osmon.numbers import is_finite
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,26 @@ class Sampler:
         nvml_library: str | None = "libnvidia-ml.so.1",
         os_release: str = "/etc/os-release",
         sys_path: str = "/sys",
+        exclude: mounts.Exclude = mounts.DEFAULT_EXCLUDE,
+        mount_timeout: float = mounts.MOUNT_TIMEOUT,
+        fstab: str = "/etc/fstab",
+        ignore_units: tuple[str, ...] = (),
+        systemctl: systemd.Run | None = None,
+        kernel_log: str = "/dev/kmsg",
     ) -> None:
         self._ps, self._top_n, self._clock, self._sys = ps, top_n, clock, sys_path
+        self._proc = getattr(ps, "PROCFS_PATH", "/proc")
+        self._exclude, self._mount_wait = exclude, mounts.BoundedWait(mount_timeout)
+        self._read_write = mounts.fstab_read_write(fstab)  # grows with every mount seen read-write
+        # None: no systemd here (a container, a SysV host), and no unit probe.
+        if systemctl is None and systemd.booted():
+            systemctl = systemd.systemctl
+        self._systemctl, self._ignore_units = systemctl, ignore_units
+        self._kernel_log = kernel.KernelLog(kernel_log)
+        self._counters_before = self._baseline(lambda _ps: (clock(), kernel.counters(self._proc)), ps)
+        self._disk_before: tuple[float, dict[str, Any]] | None = None
+        self._net_before: tuple[float, int, int] | None = None
+        self._links_up: set[str] = set()
         self._nvml, self._nvml_error = None, ""
         try:
             self._nvml = nvml.Nvml.load(nvml_library) if nvml_library else None
@@ -119,7 +137,7 @@ class Sampler:
             "load": functools.partial(probes.load, ps),
             "memory": self._memory,
             "swap": functools.partial(probes.swap, ps),
-            "filesystems": functools.partial(probes.filesystems, ps),
+            "filesystems": self._filesystems,
             "disk_io": self._disk_io,
             "net_io": self._net_io,
             "processes": self._processes,
@@ -128,6 +146,11 @@ class Sampler:
             "system": functools.partial(probes.system, os_release),
             "temperatures": self._temperatures,
             "gpus": self._gpus,
+            "units": self._units,
+            "pressure": functools.partial(kernel.pressure, self._proc),
+            "activity": self._activity,
+            "limits": functools.partial(kernel.limits, self._proc),
+            "clock": lambda: kernel.clock(kernel.adjtimex()),
         }
 
     @staticmethod
@@ -141,6 +164,7 @@ class Sampler:
     def close(self) -> None:
         """Close the files kept open between samples and release NVML."""
         self._stat_files.close()
+        self._kernel_log.close()
         if self._nvml is not None:
             self._nvml.close()
             self._nvml = None
@@ -191,13 +215,44 @@ class Sampler:
 
     def _disk_io(self) -> dict[str, Any]:
         result = probes.disk_io(self._ps, self._sys)
-        self._disk.add(result, self._clock())
+        now = self._clock()
+        self._disk.add(result, now)
+        before, self._disk_before = self._disk_before, (now, result)
+        if before is not None:
+            result.update(probes.disk_ops(result, before[1], now - before[0]))
         return result
 
     def _net_io(self) -> dict[str, Any]:
         result = probes.net_io(self._ps, self._sys)
-        self._net.add(result, self._clock())
+        now = self._clock()
+        self._net.add(result, now)
+        probes.link_changes(result, self._links_up)
+        before, self._net_before = self._net_before, (now, result["errors"], result["drops"])
+        if before is not None and now > before[0]:
+            for key, then in (("errors", before[1]), ("drops", before[2])):
+                if result[key] >= then:
+                    result[f"{key}_ps"] = round((result[key] - then) / (now - before[0]), 2)
         return result
+
+    def _filesystems(self) -> list[dict[str, Any]]:
+        result = probes.filesystems(
+            self._ps, exclude=self._exclude, wait=self._mount_wait, read_write=self._read_write
+        )
+        self._read_write |= mounts.seen_read_write(result)
+        return result
+
+    def _units(self) -> dict[str, Any] | None:
+        if self._systemctl is None:
+            return None
+        return systemd.failed_units(self._systemctl, self._ignore_units)
+
+    def _activity(self) -> dict[str, Any]:
+        now, counters = self._clock(), kernel.counters(self._proc)
+        before, self._counters_before = self._counters_before, (now, counters)
+        victims = kernel.oom_victims(self._kernel_log.read())
+        if before is None:
+            return {}
+        return kernel.activity(before[1], counters, now - before[0], victims)
 
     def _processes(self) -> dict[str, Any]:
         table = probes.process_table(self._ps, self._stat_files)

@@ -119,6 +119,28 @@ def shaped_probes(rng: random.Random, t: float, base: float, shape: tuple[int, i
         f"eth{i}": dict(net, rx_bps=abs(rng.gauss(1e7, 3e6)), tx_bps=abs(rng.gauss(4e6, 1e6)))
         for i in range(nics)
     }
+    # Issue 14's numbers, as a busy but healthy server sends them.
+    for fs in p["filesystems"]:
+        fs.update(inodes_percent=round(10 + 5 * day, 2), readonly=False)
+    p["disk_io"].update(iops=abs(rng.gauss(300, 100)), busy_percent=abs(rng.gauss(20, 8)), await_=0)
+    p["disk_io"]["await"] = abs(rng.gauss(0.002, 0.001))
+    p["net_io"].update(errors_ps=0.0, drops_ps=abs(rng.gauss(0, 0.1)))
+    p["pressure"] = {
+        r: {"some10": v, "some60": v, "some300": v, "full60": 0.0}
+        for r, v in (("cpu", abs(rng.gauss(3, 2))), ("memory", 0.0), ("io", abs(rng.gauss(1, 1))))
+    }
+    p["activity"] = {
+        "swap_in_bps": 0.0,
+        "swap_out_bps": 0.0,
+        "context_switches_ps": abs(rng.gauss(8000, 2000)),
+        "interrupts_ps": abs(rng.gauss(4000, 1000)),
+        "forks_ps": abs(rng.gauss(5, 3)),
+        "oom_kills": 0,
+    }
+    p["limits"] = {"fds_percent": 1.2, "pids_percent": round(2 + day, 2), "conntrack_percent": abs(rng.gauss(5, 1)),
+                   "threads": 800 + int(50 * day)}  # fmt: skip
+    p["clock"] = {"unsynchronised": 0.0, "offset": abs(rng.gauss(0, 0.0005)), "max_error": 0.05}
+    p["units"] = {"failed": []}
     return p
 
 

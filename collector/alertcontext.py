@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from collector.store import Store, StoreError
+from collector.timefmt import moment
 from collector.units import binary
 from osmon import wire
 from osmon.numbers import finite_or_none
@@ -24,6 +25,8 @@ PROCESS_RANKING = {
     "load.1": ("top_cpu", "by CPU"),
     "mem.percent": ("top_mem", "by memory"),
     "swap.percent": ("top_mem", "by memory"),
+    "oom.kills": ("top_mem", "by memory"),
+    "pressure.memory": ("top_mem", "by memory"),
 }
 
 
@@ -146,6 +149,32 @@ def disk_lines(store: Store, host: str, mount: str, probes: dict[str, Any], now:
     return lines
 
 
+def unit_lines(probes: dict[str, Any], unit: str, now: float) -> list[str]:
+    """'nginx.service: failed (exit-code) since 2026-01-01 10:00 UTC, 12 min ago.'"""
+    rows = _table(probes.get("units")).get("failed")
+    for u in rows if isinstance(rows, list) else []:
+        if isinstance(u, dict) and u.get("unit") == unit:
+            state = "/".join(str(u.get(k)) for k in ("active", "sub") if isinstance(u.get(k), str))
+            result = f" ({u['result'][:40]})" if isinstance(u.get("result"), str) else ""
+            since = finite_or_none(u.get("since"))
+            when = f" since {moment(since)}, {human_duration(now - since)} ago" if since is not None else ""
+            return [f"{unit[:120]}: {state or 'failed'}{result}{when}.", f"See: journalctl -u {unit[:120]}"]
+    return []
+
+
+def oom_lines(probes: dict[str, Any]) -> list[str]:
+    """The processes the kernel killed, when its log was readable."""
+    victims = _table(probes.get("activity")).get("oom_victims")
+    names = [v[:80] for v in victims if isinstance(v, str)] if isinstance(victims, list) else []
+    return [f"Killed by the OOM killer: {', '.join(names)}."] if names else []
+
+
+def inode_lines(probes: dict[str, Any], mount: str) -> list[str]:
+    fs = _filesystem(probes, mount)
+    inodes = finite_or_none(fs.get("inodes_percent")) if fs else None
+    return [f"{mount}: {inodes:.1f} % of its inodes used (many small files); df -i {mount}"] if inodes else []
+
+
 def evidence(
     store: Store, host: str, rule: str, now: float, probes: dict[str, Any] | None = None
 ) -> list[str]:
@@ -154,5 +183,13 @@ def evidence(
     metric, _, subject = rule.partition(":")
     if metric == "disk.percent":
         return disk_lines(store, host, subject, probes, now)
+    if metric == "unit.failed":
+        return unit_lines(probes, subject, now)
+    if metric == "disk.inodes":
+        return inode_lines(probes, subject) + disk_lines(store, host, subject, probes, now)[:1]
+    if metric == "disk.readonly":
+        return [f"{subject} is mounted read-only: writes fail. Check dmesg for I/O or filesystem errors."]
+    if metric == "oom.kills":
+        return oom_lines(probes) + top_processes(probes, metric)
     lines = load_line(probes) if metric == "load.1" else []
     return lines + top_processes(probes, metric)

@@ -40,6 +40,9 @@ class Active(NamedTuple):
 # Sample.values, alerted per core or not), then per-entity series with levels (one rule per entity).
 _ALERTED = tuple((m.name, POSITION[m.name], m.per_core) for m in catalog.STORED if m.levels is not None)
 _ALERTED_SERIES = tuple(s.name for s in catalog.SERIES if s.levels is not None)
+# Series whose entities are listed only while something is wrong (a failed unit): an entity with an
+# alert or a pending breach that a sample no longer lists reads as this value, which resolves it.
+_ABSENT = tuple((f"{s.name}:", s.name, s.absent) for s in catalog.SERIES if s.absent is not None)
 
 
 def readings(sample: Sample) -> list[tuple[str, str, float]]:
@@ -108,7 +111,7 @@ class Detector:
             if host not in busy and self._quiet(r.sample):
                 continue  # the common case: nothing pending or firing, every value below its levels
             busy.add(host)
-            for rule, metric, value in readings(r.sample):
+            for rule, metric, value in readings(r.sample) + self._absences(r.sample):
                 key = (host, rule)
                 threshold, floor = lookup(host, metric)
                 # The common case, kept cheap: nothing firing, nothing pending, value below every level.
@@ -121,6 +124,21 @@ class Detector:
                     touched[key] = (value, ts)
         self._save(events, touched)
         return events
+
+    def _absences(self, s: Sample) -> list[tuple[str, str, float]]:
+        """(rule, metric, absent value) of each watched entity of `s.host` that `s` no longer lists.
+
+        Only when the sample carries the series at all: a probe that failed says nothing.
+        """
+        found = []
+        for prefix, metric, value in _ABSENT:
+            listed = s.detail.get(metric)
+            if listed is None:
+                continue
+            for host, rule in {*self.active, *self.pending}:
+                if host == s.host and rule.startswith(prefix) and rule[len(prefix) :] not in listed:
+                    found.append((rule, metric, value))
+        return found
 
     def _quiet(self, s: Sample) -> bool:
         """Every reading of `s` below the lowest level of its rule (a series' highest entity stands for all)."""

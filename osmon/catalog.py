@@ -38,6 +38,10 @@ LOAD = Unit("load", "", 0.0, 1e6)
 COUNT = Unit("count", "", 0.0, 2.0**32)
 INSTANT = Unit("Unix UTC seconds", "", 0.0, float(MAX_TS), "seconds")  # exported as *_timestamp_seconds
 BYTES = Unit("bytes", "B", 0.0, 2.0**60, "bytes")
+PER_SECOND = Unit("per second", "/s", 0.0, 2.0**40)
+SECONDS = Unit("seconds", "s", 0.0, 1e9, "seconds")
+# A state: 1 when true (a unit failed, a filesystem read-only, a link down, a clock unsynchronised).
+FLAG = Unit("flag", "", 0.0, 1.0)
 
 
 class Levels(NamedTuple):
@@ -66,12 +70,53 @@ def path(*keys: str) -> Callable[[Probes], object]:
     return read
 
 
-def length(key: str) -> Callable[[Probes], object]:
-    """The number of items a probe listed (sessions of `users`), or None."""
+def length(*keys: str) -> Callable[[Probes], object]:
+    """The number of items a probe listed (sessions of `users`, failed units), or None."""
+    at = path(*keys)
+
+    def read(probes: Probes) -> object:
+        items = at(probes)
+        return len(items) if isinstance(items, list) else None
+
+    return read
+
+
+def listed(key: str, name: str, value: str) -> Callable[[Probes], object]:
+    """{item[name]: item[value]} of the items a probe listed (each mount's inode usage)."""
 
     def read(probes: Probes) -> object:
         items = probes.get(key)
-        return len(items) if isinstance(items, list) else None
+        if not isinstance(items, list):
+            return None
+        return {
+            item[name]: item.get(value)
+            for item in items
+            if isinstance(item, dict) and isinstance(item.get(name), str) and value in item
+        }
+
+    return read
+
+
+def flagged(at: tuple[str, ...], name: str, flag: str | None = None) -> Callable[[Probes], object]:
+    """{item[name]: 1.0} of the items listed at `at` whose `flag` is true (all with None).
+
+    For failed units, read-only mounts, links down: only the flagged ones travel, so an empty map
+    costs nothing to store, and the series' `absent` value (0) stands for every other entity.
+    A map of items ({interface: {...}}) is read as a list with the key under `name`.
+    """
+    where = path(*at)
+
+    def read(probes: Probes) -> object:
+        items = where(probes)
+        if isinstance(items, dict):
+            items = [{**v, name: k} for k, v in items.items() if isinstance(v, dict)]
+        if not isinstance(items, list):
+            return None
+        return {
+            item[name]: 1.0
+            for item in items
+            if isinstance(item, dict) and isinstance(item.get(name), str) and (flag is None or item.get(flag))
+        }
 
     return read
 
@@ -110,6 +155,12 @@ class Series(NamedTuple):
     title: str = ""
     export: str | None = None  # its /metrics gauge, labelled by host and `entity`
     entity: str = ""  # the label naming an entity in /metrics: cpu, mount, device, interface
+    # Where the agent reads a map-shaped series ({entity: number}); None: osmon.wire builds it.
+    source: Callable[[Probes], object] | None = None
+    # The value of an entity the snapshot does not list, when its absence means something: a unit
+    # no longer listed as failed is not failed (0), which resolves its alert. None: absence says nothing.
+    absent: float | None = None
+    stored: bool = True  # False: only on the wire, for detection and the latest snapshot
 
 
 class Chart(NamedTuple):
@@ -127,6 +178,12 @@ CHARTS: tuple[Chart, ...] = (
     Chart("network", "Network", RATE),
     Chart("load", "Load average", LOAD),
     Chart("processes", "Processes", COUNT),
+    Chart("pressure", "Pressure (PSI) and disk busy time", PERCENT),
+    Chart("swapio", "Swap activity", RATE),
+    Chart("diskops", "Disk operations", PER_SECOND),
+    Chart("disklatency", "Disk latency", SECONDS),
+    Chart("neterrors", "Network errors and drops", PER_SECOND),
+    Chart("limits", "Kernel tables in use", PERCENT),
 )
 
 # Storage order: a metric's column is appended to the tables when it first appears here, so
@@ -181,6 +238,56 @@ METRICS: tuple[Metric, ...] = (
            export="osmon_host_boot_timestamp_seconds"),
     Metric("processes.running", COUNT, "processes running or runnable", path("processes", "running"),
            "procs_running", chart="processes", label="running", export="osmon_host_processes_running"),
+    # Issue 14: what wakes people up. Each mostly-zero number costs ~15 kB per host-day, a moving
+    # one ~40 kB: the scales keep what charts and thresholds need, no finer.
+    Metric("units.failed", COUNT, "failed systemd units", length("units", "failed"),
+           row="failed_units", export="osmon_host_failed_units"),
+    Metric("pressure.cpu", PERCENT, "CPU pressure, some tasks stalled (PSI avg60)",
+           path("pressure", "cpu", "some60"), "psi_cpu", 10, chart="pressure", label="CPU"),
+    Metric("pressure.memory", PERCENT, "memory pressure, some tasks stalled (PSI avg60)",
+           path("pressure", "memory", "some60"), "psi_mem", 10, chart="pressure", label="memory",
+           export="osmon_host_memory_pressure_ratio", row="psi_mem",
+           # 10 % of a minute stalled on memory is reclaim hurting latency; 30 % is thrashing.
+           levels=Levels(10.0, 30.0, 120.0, 2.0)),
+    Metric("pressure.io", PERCENT, "I/O pressure, some tasks stalled (PSI avg60)",
+           path("pressure", "io", "some60"), "psi_io", 10, chart="pressure", label="I/O"),
+    Metric("disk.busy", PERCENT, "busy time of the busiest disk", path("disk_io", "busy_percent"),
+           "disk_busy", 10, chart="pressure", label="busiest disk"),
+    Metric("swap.in_bps", RATE, "swapped in", path("activity", "swap_in_bps"), "swap_in",
+           chart="swapio", label="in"),
+    Metric("swap.out_bps", RATE, "swapped out", path("activity", "swap_out_bps"), "swap_out",
+           chart="swapio", label="out"),
+    # One alert per snapshot with kills: fires at 1, resolves at the next snapshot without any.
+    Metric("oom.kills", COUNT, "processes killed by the OOM killer since the previous snapshot",
+           path("activity", "oom_kills"), "oom_kills", levels=Levels(1.0, None, 0.0, 0.0)),
+    Metric("disk.iops", PER_SECOND, "disk reads and writes per second", path("disk_io", "iops"),
+           "disk_iops", chart="diskops", label="reads + writes"),
+    Metric("disk.await", SECONDS, "average time a disk read or write took", path("disk_io", "await"),
+           "disk_await", 10_000, chart="disklatency", label="average"),
+    Metric("net.errors_ps", PER_SECOND, "network receive and send errors", path("net_io", "errors_ps"),
+           "net_errors", 10, chart="neterrors", label="errors"),
+    Metric("net.drops_ps", PER_SECOND, "network packets dropped", path("net_io", "drops_ps"),
+           "net_drops", 10, chart="neterrors", label="drops"),
+    Metric("fds.percent", PERCENT, "file descriptors in use, of the system's maximum",
+           path("limits", "fds_percent"), "fds", 10, chart="limits", label="file descriptors",
+           levels=Levels(80.0, 95.0, 60.0, 2.0)),
+    Metric("pids.percent", PERCENT, "process and thread ids in use, of pid_max",
+           path("limits", "pids_percent"), "pids", 10, chart="limits", label="PIDs",
+           levels=Levels(80.0, 95.0, 60.0, 2.0)),
+    Metric("conntrack.percent", PERCENT, "connection tracking table in use",
+           path("limits", "conntrack_percent"), "conntrack", 10, chart="limits", label="conntrack",
+           levels=Levels(80.0, 95.0, 60.0, 2.0)),
+    # Latest snapshot only: four more moving columns would take the host-day past 2 MB.
+    Metric("processes.threads", COUNT, "threads", path("limits", "threads")),
+    Metric("cpu.context_switches_ps", PER_SECOND, "context switches", path("activity", "context_switches_ps")),
+    Metric("cpu.interrupts_ps", PER_SECOND, "interrupts", path("activity", "interrupts_ps")),
+    Metric("processes.forks_ps", PER_SECOND, "processes and threads created", path("activity", "forks_ps")),
+    # NTP's own notion: the kernel clock's STA_UNSYNC, as timedatectl's "synchronized" reads it.
+    Metric("clock.unsynchronised", FLAG, "system clock not synchronised (1)", path("clock", "unsynchronised"),
+           "clock_unsync", levels=Levels(1.0, None, 600.0, 0.0)),
+    Metric("clock.offset", SECONDS, "system clock offset being corrected, absolute", path("clock", "offset"),
+           "clock_offset", 1000, export="osmon_host_clock_offset_seconds", row="clock_offset",
+           levels=Levels(0.1, 1.0, 300.0, 0.02)),
 )  # fmt: skip
 
 SERIES: tuple[Series, ...] = (
@@ -195,6 +302,18 @@ SERIES: tuple[Series, ...] = (
     Series("disk.io", RATE, "disk reads and writes per device", "pairs", "io", raw=False, pair=("read", "write")),
     Series("net.io", RATE, "network traffic per interface", "pairs", "net", raw=False,
            pair=("received", "sent")),
+    # Only the failed units travel; one that is no longer listed is not failed (absent = 0).
+    Series("unit.failed", FLAG, "systemd unit failed", "map", "uf", raw=False,
+           levels=Levels(None, 1.0, 0.0, 0.0), source=flagged(("units", "failed"), "unit"), absent=0.0),
+    # Alerts only: a mount's inode trend is rarely worth 70 kB a day.
+    Series("disk.inodes", PERCENT, "inode usage per mount", "map", "in", stored=False,
+           levels=Levels(85.0, 95.0, 0.0, 2.0), source=listed("filesystems", "mount", "inodes_percent")),
+    Series("disk.readonly", FLAG, "filesystem remounted read-only", "map", "ro", raw=False,
+           levels=Levels(None, 1.0, 0.0, 0.0), source=flagged(("filesystems",), "mount", "remounted_ro"),
+           absent=0.0),
+    # Down, but seen up by this agent: an interface that was never up is no news.
+    Series("net.down", FLAG, "network interface down that was up", "map", "nd", raw=False,
+           levels=Levels(None, 1.0, 0.0, 0.0), source=flagged(("net_io", "interfaces"), "name", "went_down"), absent=0.0),
 )  # fmt: skip
 
 ENTRIES: tuple[Metric | Series, ...] = (*METRICS, *SERIES)

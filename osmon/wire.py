@@ -59,9 +59,12 @@ PROBE_SHAPES: dict[str, str] = {
     "load": "{avg1, avg5, avg15}",
     "memory": "{total, available, used, percent}",
     "swap": "{total, used, percent}",
-    "filesystems": "[{mount, device, fstype, total, used, free, percent}]",
-    "disk_io": "{read_bytes, write_bytes, read_bps?, write_bps?, devices: {name: {...}}}",
-    "net_io": "{rx_bytes, tx_bytes, rx_bps?, tx_bps?, interfaces: {name: {...}}}",
+    "filesystems": "[{mount, device, fstype, total, used, free, percent, inodes_percent?, readonly, "
+    "remounted_ro?} | {mount, device, fstype, unavailable}]",
+    "disk_io": "{read_bytes, write_bytes, ops, io_ms, busy_ms: {name: ms}, read_bps?, write_bps?, iops?, "
+    "await?, busy_percent?, devices: {name: {...}}}",
+    "net_io": "{rx_bytes, tx_bytes, errors, drops, rx_bps?, tx_bps?, errors_ps?, drops_ps?, "
+    "interfaces: {name: {rx_bytes, tx_bytes, errors, drops, up?, speed?, went_down?, ...}}}",
     "processes": "{count, running, top_cpu: [proc], top_mem: [proc]}; proc = "
     "{pid, name, user, cpu_percent, mem_percent, rss, cmdline}",
     "users": "[{name, terminal, host, since}]",
@@ -69,6 +72,13 @@ PROBE_SHAPES: dict[str, str] = {
     "system": "{os, kernel, arch, hostname}",
     "temperatures": "{sensor: [{label, current, high, critical}]} (only where present)",
     "gpus": "[{index, name, util_percent, mem_used, mem_total, temperature}] (only where present)",
+    "units": "{failed: [{unit, active, sub, result, since, description}]} (systemd hosts)",
+    "pressure": "{cpu|memory|io: {some10, some60, some300, full10, full60, full300}} (PSI kernels)",
+    "activity": "{swap_in_bps, swap_out_bps, context_switches_ps, interrupts_ps, forks_ps, oom_kills, "
+    "oom_victims?}",
+    "limits": "{fds, fds_max, fds_percent, threads, pid_max, pids_percent, conntrack?, conntrack_max?, "
+    "conntrack_percent?}",
+    "clock": "{unsynchronised (0/1), offset, max_error}",
 }
 
 
@@ -165,17 +175,26 @@ def metrics_from_probes(probes: dict[str, Any]) -> tuple[dict[str, float], dict[
             BOUNDS["net.io"],
         ),
     }
+    series.update(_sourced_series(probes))
     return metrics, bounded_series(series)
 
 
 def bounded_series(series: dict[str, Any]) -> dict[str, Any]:
     """The series within osmon.limits, which the collector enforces: the fullest mounts, the busiest
     disks and interfaces are kept, names too long for any real entity are left out."""
-    del series["cpu.core"][MAX_CORES:]
-    series["disk.percent"] = _top(series["disk.percent"], lambda v: v)
-    for name in ("disk.io", "net.io"):
-        series[name] = _top(series[name], lambda pair: sum(v or 0.0 for v in pair))
+    for name, entities in series.items():
+        if isinstance(entities, list):
+            del entities[MAX_CORES:]
+        elif isinstance(entities, dict):
+            series[name] = _top(entities, _weight)
     return series
+
+
+def _weight(value: Any) -> float:
+    """How much an entity counts when only the first MAX_ENTITIES are kept: its number, or a pair's sum."""
+    if isinstance(value, list):
+        return sum(v for v in value if is_finite(v))
+    return value if is_finite(value) else 0.0
 
 
 def _top(entities: dict[str, Any], weight: Callable[[Any], float]) -> dict[str, Any]:
@@ -183,6 +202,19 @@ def _top(entities: dict[str, Any], weight: Callable[[Any], float]) -> dict[str, 
     if len(named) <= MAX_ENTITIES:
         return named
     return dict(sorted(named.items(), key=lambda item: weight(item[1]), reverse=True)[:MAX_ENTITIES])
+
+
+def _sourced_series(probes: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The map-shaped series the catalog says where to find; a probe that did not report leaves its out."""
+    found = {}
+    for declared in catalog.SERIES:
+        if declared.source is None:
+            continue
+        values = declared.source(probes)
+        if isinstance(values, dict):
+            bounds = BOUNDS[declared.name]
+            found[declared.name] = {k: float(v) for k, v in values.items() if _within(v, bounds)}
+    return found
 
 
 def _pairs(

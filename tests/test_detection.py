@@ -36,12 +36,14 @@ def sample(
     disks: dict | None = None,
     load1: float = 0.1,
     cores: int = 2,
+    extra: dict | None = None,
 ) -> Received:
     probes = {
         "cpu": {"percent": cpu, "per_core": [cpu] * cores},
         "memory": {"percent": mem},
         "load": {"avg1": load1},
         "filesystems": [{"mount": m, "percent": p} for m, p in (disks or {"/": 40.0}).items()],
+        **(extra or {}),
     }
     raw = wire.encode_snapshot(host, seq, ts, 10.0, "test", probes)
     return Received(extract(wire.decode_snapshot(raw)), raw, 10.0, ts)
@@ -206,3 +208,49 @@ def test_end_to_end_a_breach_and_a_stopped_agent_show_in_the_alerts_command(clus
     assert rules_active["host.down"]["severity"] == "critical"
     assert "mem.percent" in rules_active  # held while the host is down
     collector.terminate()
+
+
+# --- issue 14: failed units, inodes, read-only remounts, OOM kills ------------------------------
+
+
+def failed(*units: str) -> dict:
+    return {"units": {"failed": [{"unit": u, "active": "failed", "sub": "failed"} for u in units]}}
+
+
+def test_a_failed_unit_is_critical_at_once_and_resolves_when_no_longer_failed(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    assert h.feed(extra=failed()) == []
+    assert h.feed(extra=failed("nginx.service", "backup.timer")) == [
+        ("fired", "unit.failed:nginx.service", "critical"),
+        ("fired", "unit.failed:backup.timer", "critical"),
+    ]
+    # A snapshot without the units probe (systemctl timed out) says nothing about them.
+    assert h.feed() == []
+    assert h.feed(extra=failed("backup.timer")) == [("resolved", "unit.failed:nginx.service", "critical")]
+    assert h.feed(extra=failed()) == [("resolved", "unit.failed:backup.timer", "critical")]
+    assert h.store.alerts_active() == []
+
+
+def test_inode_usage_per_mount_warns_at_85_and_is_critical_at_95(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    fs = [{"mount": "/", "percent": 40.0, "inodes_percent": 86.0}, {"mount": "/srv", "percent": 1.0}]
+    assert h.feed(extra={"filesystems": fs}) == [("fired", "disk.inodes:/", "warning")]
+    fs[0]["inodes_percent"] = 95.5
+    assert h.feed(extra={"filesystems": fs}) == [("escalated", "disk.inodes:/", "critical")]
+
+
+def test_a_filesystem_remounted_read_only_is_critical_until_read_write_again(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    ro = [{"mount": "/", "percent": 40.0, "readonly": True, "remounted_ro": True}]
+    assert h.feed(extra={"filesystems": ro}) == [("fired", "disk.readonly:/", "critical")]
+    rw = [{"mount": "/", "percent": 40.0, "readonly": False}]
+    assert h.feed(extra={"filesystems": rw}) == [("resolved", "disk.readonly:/", "critical")]
+
+
+def test_an_oom_kill_warns_once_per_snapshot_that_saw_one(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    assert h.feed(extra={"activity": {"oom_kills": 0}}) == []
+    assert h.feed(extra={"activity": {"oom_kills": 2, "oom_victims": ["java (pid 7)"]}}) == [
+        ("fired", "oom.kills", "warning")
+    ]
+    assert h.feed(extra={"activity": {"oom_kills": 0}}) == [("resolved", "oom.kills", "warning")]

@@ -253,7 +253,8 @@ def test_the_example_rules_mirror_the_default_thresholds() -> None:
         for m in (*catalog.METRICS, *catalog.SERIES)
         if m.levels is not None and m.export is not None
     ]
-    assert len(expected) == 5  # cpu, memory, swap, load per core, filesystems
+    # cpu, memory, swap, load per core, filesystems, memory pressure, clock offset
+    assert len(expected) == 7
     for export, levels, to_base in expected:
         for severity, level in (("warning", levels.warning), ("critical", levels.critical)):
             found = [r for r in rules.values() if export in r["expr"] and r["labels"]["severity"] == severity]

@@ -21,8 +21,14 @@ from agent.probes import ProcStat
 from agent.sampler import Sampler
 
 Part = namedtuple("Part", "device mountpoint fstype opts")
+StatVfs = namedtuple("StatVfs", "f_files f_ffree")
 Usage = namedtuple("Usage", "total used free percent")
 DiskIO = namedtuple("DiskIO", "read_bytes write_bytes")
+DiskOps = namedtuple(
+    "DiskOps", "read_bytes write_bytes read_count write_count read_time write_time busy_time"
+)
+NetErr = namedtuple("NetErr", "bytes_sent bytes_recv errin errout dropin dropout")
+IfStats = namedtuple("IfStats", "isup speed")
 NetIO = namedtuple("NetIO", "bytes_sent bytes_recv")
 User = namedtuple("User", "name terminal host started pid")
 Temp = namedtuple("Temp", "label current high critical")
@@ -179,8 +185,9 @@ def test_filesystems_keep_one_entry_per_real_device():
             raise PermissionError(13, "Permission denied", path)
         return usage[path]
 
+    inodes = {"/": StatVfs(f_files=1000, f_ffree=150), "/data": StatVfs(f_files=0, f_ffree=0)}
     ps = SimpleNamespace(disk_partitions=lambda all: partitions, disk_usage=disk_usage)
-    assert probes.filesystems(ps) == [
+    assert probes.filesystems(ps, statvfs=inodes.__getitem__) == [
         {
             "mount": "/",
             "device": "/dev/sda1",
@@ -189,8 +196,10 @@ def test_filesystems_keep_one_entry_per_real_device():
             "used": 400,
             "free": 600,
             "percent": 40.0,
+            "inodes_percent": 85.0,
+            "readonly": False,
         },
-        {
+        {  # xfs counts inodes; a filesystem reporting none (btrfs, vfat) has no inode figure
             "mount": "/data",
             "device": "/dev/sde1",
             "fstype": "xfs",
@@ -198,6 +207,7 @@ def test_filesystems_keep_one_entry_per_real_device():
             "used": 1000,
             "free": 3000,
             "percent": 25.0,
+            "readonly": False,
         },
     ]
 
@@ -235,16 +245,19 @@ def fake_sys(tmp_path):
 
 def test_disk_io_lists_whole_disks_and_totals_physical_ones(fake_sys):
     counters = {
-        "sda": DiskIO(1000, 2000),
-        "sda1": DiskIO(900, 1900),  # a partition: already inside sda
-        "nvme0n1": DiskIO(10, 20),
-        "dm-0": DiskIO(500, 600),  # LVM on top of sda: already inside sda
-        "loop0": DiskIO(7, 0),
+        "sda": DiskOps(1000, 2000, 30, 70, 400, 600, 900),
+        "sda1": DiskOps(900, 1900, 30, 70, 400, 600, 900),  # a partition: already inside sda
+        "nvme0n1": DiskOps(10, 20, 5, 5, 1, 2, 3),
+        "dm-0": DiskOps(500, 600, 9, 9, 9, 9, 9),  # LVM on top of sda: already inside sda
+        "loop0": DiskOps(7, 0, 1, 0, 1, 0, 1),
     }
     ps = SimpleNamespace(disk_io_counters=lambda perdisk, nowrap: counters)
     assert probes.disk_io(ps, fake_sys) == {
         "read_bytes": 1010,
         "write_bytes": 2020,
+        "ops": 110,
+        "io_ms": 1003,
+        "busy_ms": {"sda": 900, "nvme0n1": 3},
         "devices": {
             "sda": {"read_bytes": 1000, "write_bytes": 2000},
             "nvme0n1": {"read_bytes": 10, "write_bytes": 20},
@@ -281,18 +294,21 @@ def test_disk_io_agrees_with_this_machines_diskstats():
 
 def test_net_io_skips_loopback_and_totals_what_crossed_a_nic(fake_sys):
     counters = {
-        "lo": NetIO(5000, 5000),
-        "eth0": NetIO(bytes_sent=300, bytes_recv=1000),
-        "docker0": NetIO(bytes_sent=40, bytes_recv=60),  # container traffic, also on eth0
-        "veth1a2b": NetIO(bytes_sent=60, bytes_recv=40),
+        "lo": NetErr(5000, 5000, 0, 0, 0, 0),
+        "eth0": NetErr(bytes_sent=300, bytes_recv=1000, errin=3, errout=1, dropin=7, dropout=0),
+        "docker0": NetErr(40, 60, 5, 0, 5, 0),  # container traffic, also on eth0
+        "veth1a2b": NetErr(60, 40, 0, 0, 0, 0),
     }
-    ps = SimpleNamespace(net_io_counters=lambda pernic, nowrap: counters)
+    stats = {"eth0": IfStats(True, 1000), "docker0": IfStats(False, 0)}
+    ps = SimpleNamespace(net_io_counters=lambda pernic, nowrap: counters, net_if_stats=lambda: stats)
     assert probes.net_io(ps, fake_sys) == {
         "rx_bytes": 1000,
         "tx_bytes": 300,
+        "errors": 4,
+        "drops": 7,
         "interfaces": {
-            "eth0": {"rx_bytes": 1000, "tx_bytes": 300},
-            "docker0": {"rx_bytes": 60, "tx_bytes": 40},
+            "eth0": {"rx_bytes": 1000, "tx_bytes": 300, "errors": 4, "drops": 7, "up": True, "speed": 1000},
+            "docker0": {"rx_bytes": 60, "tx_bytes": 40, "errors": 5, "drops": 5, "up": False, "speed": None},
         },
     }
 
@@ -312,18 +328,21 @@ def test_net_io_reads_proc_net_dev(fake_proc, fake_sys):
         "fifo colls carrier compressed\n"
         "    lo:    3193      29    0    0    0     0          0         0     3193      29    0    0 "
         "   0     0       0          0\n"
-        "  eth0: 55313910    1779    0    0    0     0          0         0   135867    1332    0    0 "
+        "  eth0: 55313910    1779    2    5    0     0          0         0   135867    1332    1    0 "
         "   0     0       0          0\n"
     )
     psutil.net_io_counters.cache_clear()
     try:
-        result = probes.net_io(sys_path=fake_sys)
+        # Link state comes from the interface itself (an ioctl), not /proc: left to the fake above.
+        result = probes.net_io(SimpleNamespace(net_io_counters=psutil.net_io_counters), sys_path=fake_sys)
     finally:
         psutil.net_io_counters.cache_clear()
     assert result == {
         "rx_bytes": 55313910,
         "tx_bytes": 135867,
-        "interfaces": {"eth0": {"rx_bytes": 55313910, "tx_bytes": 135867}},
+        "errors": 3,
+        "drops": 5,
+        "interfaces": {"eth0": {"rx_bytes": 55313910, "tx_bytes": 135867, "errors": 3, "drops": 5}},
     }
 
 
@@ -464,15 +483,20 @@ def test_user_names_come_from_the_password_database():
 # --- users, uptime, system ---------------------------------------------------------------------
 
 
-def test_users_as_who_lists_them():
+def test_users_as_who_lists_them(fake_proc):
+    for pid in (1234, 99, 77):
+        (fake_proc / str(pid)).mkdir()
     sessions = [
         User("alice", "pts/0", "198.51.100.7", 1_700_000_000.0, 1234),
         User("root", "tty1", "", 1.7e9, 99),
+        User("bob", "pts/1", "198.51.100.8", 1.6e9, 4321),  # stale: its process is gone
+        User("carol", ":0", "localhost", 1.7e9, 77),  # psutil's name for a local X session
     ]
-    ps = SimpleNamespace(users=lambda: sessions)
+    ps = SimpleNamespace(users=lambda: sessions, PROCFS_PATH=str(fake_proc))
     assert probes.users(ps) == [
         {"name": "alice", "terminal": "pts/0", "host": "198.51.100.7", "since": 1_700_000_000.0},
         {"name": "root", "terminal": "tty1", "host": None, "since": 1.7e9},
+        {"name": "carol", "terminal": ":0", "host": None, "since": 1.7e9},
     ]
 
 

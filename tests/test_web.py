@@ -53,8 +53,14 @@ def probes(
             {"mount": m, "device": "/dev/vda1", "fstype": "ext4", "total": 10**11, "percent": p}
             for m, p in mounts.items()
         ],
-        "disk_io": {"read_bps": 1000.0, "write_bps": 2000.0},
-        "net_io": {"rx_bps": 3000.0, "tx_bps": 4000.0},
+        "disk_io": {
+            "read_bps": 1000.0,
+            "write_bps": 2000.0,
+            "iops": 50.0,
+            "await": 0.002,
+            "busy_percent": 7.0,
+        },
+        "net_io": {"rx_bps": 3000.0, "tx_bps": 4000.0, "errors_ps": 0.1, "drops_ps": 0.2},
         "processes": {
             "count": 120,
             "running": 3,
@@ -74,6 +80,12 @@ def probes(
         "users": [{"name": user, "terminal": "pts/0", "host": "192.0.2.7", "since": 1_700_000_000.0}],
         "uptime": {"seconds": 3 * 86400.0, "boot_time": 1_700_000_000.0},
         "system": {"os": "Debian GNU/Linux 12", "kernel": "6.1.0", "arch": "x86_64", "hostname": "web-01"},
+        # Issue 14's charts: pressure, swap activity, disk operations and latency, network errors, tables.
+        "pressure": {r: {"some60": 1.5} for r in ("cpu", "memory", "io")},
+        "activity": {"swap_in_bps": 4096.0, "swap_out_bps": 0.0, "oom_kills": 0},
+        "limits": {"fds_percent": 1.0, "pids_percent": 2.0, "conntrack_percent": 3.0},
+        "units": {"failed": []},
+        "clock": {"unsynchronised": 0.0, "offset": 0.001},
     }
 
 

@@ -132,6 +132,10 @@ def test_metrics_are_extracted_exactly() -> None:
         "disk.percent": {"/": 41.0, "/var": 88.5},
         "disk.io": {"vda": [100.0, 2048.0]},
         "net.io": {"eth0": [5.0, 6.0]},
+        # Listed only when something is wrong: here nothing is (no inode figures were sent).
+        "disk.inodes": {},
+        "disk.readonly": {},
+        "net.down": {},
     }
 
 

@@ -30,7 +30,7 @@ SCALE: dict[str, int] = {m.column: m.scale for m in catalog.STORED if m.column i
 COLUMNS = catalog.COLUMNS
 
 # Stored detail key -> (wire key, factor).
-_DETAIL = {s.key: (s.name, s.scale) for s in catalog.SERIES}
+_DETAIL = {s.key: (s.name, s.scale) for s in catalog.SERIES if s.stored}
 _BY_WIRE = {wire: (short, factor) for short, (wire, factor) in _DETAIL.items()}
 # What a raw sample keeps; the rollups keep each entity's maximum of the others per minute and hour.
 RAW_DETAIL = tuple(s.key for s in catalog.SERIES if s.raw)

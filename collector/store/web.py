@@ -25,7 +25,7 @@ from osmon import catalog
 SERIES_COLUMNS = COLUMNS
 
 
-DETAIL_KEYS = tuple(s.name for s in catalog.SERIES)  # per-entity numbers, by wire name
+DETAIL_KEYS = tuple(s.name for s in catalog.SERIES if s.stored)  # per-entity numbers, by wire name
 ROLLUP_ONLY = tuple(s.name for s in catalog.SERIES if not s.raw)  # kept per minute at best
 
 

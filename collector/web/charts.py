@@ -103,6 +103,8 @@ AXIS_LABELS: dict[str, Callable[[float], str]] = {
     "%": lambda v: f"{v:g} %",
     "B/s": rate_label,
     "": lambda v: f"{v:g}",
+    "/s": lambda v: f"{v:g}/s",
+    "s": lambda v: f"{v * 1000:g} ms",  # disk latency: milliseconds are what people compare
 }
 PERCENT_TICKS: list[float] = [0, 20, 40, 60, 80, 100]
 
@@ -209,7 +211,13 @@ def time_chart(
     return chart.render(is_unicode=True)
 
 
-ROUNDING = {"%": 2, "B/s": 0, "": 3}  # decimals kept in chart_points: what the tooltip can show
+ROUNDING = {
+    "%": 2,
+    "B/s": 0,
+    "": 3,
+    "/s": 1,
+    "s": 5,
+}  # decimals kept in chart_points: what the tooltip can show
 
 
 def chart_points(series: Sequence[Serie], start: float, width: float, unit: str) -> dict[str, Any]:
