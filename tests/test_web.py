@@ -189,14 +189,19 @@ def test_overview_lists_every_host_with_its_status_and_counts(dash: Dashboard) -
         "warn-1": "warning",
         "crit-1": "critical",
         "gone-1": "down",
-        "quiet-1": "silenced",
+        "quiet-1": "critical",  # silenced: an overlay on its real status, which it keeps
     }
-    # Most urgent first.
-    assert list(rows(html)) == ["gone-1", "crit-1", "warn-1", "ok-1", "quiet-1"]
-    for status in ("ok", "warning", "critical", "down", "silenced"):
-        assert re.search(rf'data-count="{status}">1<', html), status
-    # Active alerts, with their host and rule.
-    assert 'data-count="alerts">3<' in html and "disk.percent:/var" in html
+    # Worst first.
+    assert list(rows(html)) == ["gone-1", "crit-1", "quiet-1", "warn-1", "ok-1"]
+    for status, n in (("ok", 1), ("warning", 1), ("critical", 2), ("down", 1), ("silenced", 1)):
+        assert re.search(rf'data-count="{status}">{n}<', html), status
+    [quiet] = [r for r in overview_data(html)["hosts"] if r["name"] == "quiet-1"]
+    assert quiet["silenced"] and quiet["silenced_until"] == dash.now + 3600
+    # Active alerts, in words and units, each linking to its host's page at its start.
+    listed = html[html.index('id="active-alerts"') : html.index('id="certfr"')]
+    assert 'data-count="alerts">3<' in listed and "disk.percent:/var" not in listed
+    assert f'<a class="alert-moment" href="/host/crit-1?at={dash.now - 60:.0f}"' in listed
+    assert ">Disk /var</a>" in listed and "90.0 % ≥ 80 %" in listed
 
 
 def test_overview_row_shows_the_latest_numbers(dash: Dashboard) -> None:
@@ -313,7 +318,9 @@ def test_host_page_shows_facts_processes_users_and_alert_history(dash: Dashboard
     assert '<td class="proc-name" title="postgres: checkpointer">postgres</td>' in html
     assert "<td>bob</td>" in html and "192.0.2.7" in html
     alerts = html[html.index('id="host-alerts"') :]
-    assert "mem.percent" in alerts and "(active)" in alerts
+    assert ">Memory</a>" in alerts and "(active)" in alerts and "mem.percent" not in alerts
+    # Each change of severity, with its time.
+    assert re.search(r'<li class="event-fired"><time>[\d-]+ [\d:]+</time> fired <span[^>]*>warning</span> 90.0 %', alerts)
 
 
 @pytest.mark.parametrize("range_name", list(series.RANGES))
@@ -349,7 +356,7 @@ def test_api_shapes(dash: Dashboard) -> None:
     assert hosts.headers["Content-Type"] == "application/json"
     assert hosts.headers["Cache-Control"] == "no-store"
     data = hosts.get_json()
-    assert set(data) == {"now", "refresh", "counts", "hosts", "alerts", "certfr"}
+    assert set(data) == {"now", "refresh", "counts", "silenced", "hosts", "alerts", "certfr"}
     assert data["refresh"] == 10.0
     [row] = data["hosts"]
     assert row["name"] == "web-01" and row["status"] == "warning" and row["alerts"] == 1
@@ -365,6 +372,7 @@ def test_api_shapes(dash: Dashboard) -> None:
         "last_seen_ago",
     } <= set(row)
     assert data["alerts"][0]["rule"] == "mem.percent" and data["alerts"][0]["active"] is True
+    assert (data["alerts"][0]["title"], data["alerts"][0]["text"]) == ("Memory", "90.0 % ≥ 80 %")
 
     host = client.get("/api/hosts/web-01").get_json()
     assert set(host) == {
@@ -621,7 +629,8 @@ def test_silence_and_unsilence_from_the_dashboard(dash: Dashboard) -> None:
     assert silence.until == pytest.approx(time.time() + 7200, abs=60)
     page = client.get("/alerts").get_data(as_text=True)
     assert "web-01 silenced." in page and "kernel upgrade (by alice)" in page
-    assert rows(client.get("/").get_data(as_text=True)) == {"web-01": "silenced"}
+    assert rows(client.get("/").get_data(as_text=True)) == {"web-01": "critical"}
+    assert client.get("/api/hosts").get_json()["hosts"][0]["silenced"] is True
 
     client.post("/alerts/unsilence", data={"host": "web-01", "csrf_token": token})
     assert dash.store.silences(time.time()) == []

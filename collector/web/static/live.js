@@ -89,10 +89,27 @@
     if (empty) empty.hidden = rows.length > 0;
   }
 
-  function alertValue(a) {
-    var down = a.rule === "host.down"; // its value is how long the host has been silent
-    var text = down ? "silent " + duration(a.value) : decimal(a.value, 1);
-    return a.threshold == null ? text : text + " (≥ " + (down ? duration(a.threshold) : decimal(a.threshold, 1)) + ")";
+  function alertValue(a) { return a.text; } // '96.2 % ≥ 95 %', written by the server (fleet.alert_text)
+
+  /* An alert's name, linking to its host's page at the moment it started (as _macros.html). */
+  function alertLink(a) {
+    return h("a", {
+      "class": "alert-moment", href: root + "/host/" + encodeURIComponent(a.host) + "?at=" + Math.round(a.started),
+      title: "the charts at " + clock(a.started), text: a.title,
+    });
+  }
+
+  function silenceMark(until) {
+    return h("span", { "class": "silence-mark", title: "silenced until " + clock(until) + ": no mail", text: "silenced" });
+  }
+
+  function events(a) {
+    return h("ol", { "class": "events" }, (a.events || []).map(function (e) {
+      return h("li", { "class": "event-" + e.kind }, [
+        h("time", { text: clock(e.ts) }), " " + e.kind + " ",
+        h("span", { "class": "status-" + e.severity + "-text", text: e.severity }), " " + e.text,
+      ]);
+    }));
   }
 
   function csrfToken() {
@@ -177,7 +194,7 @@
 
   // -- overview ---------------------------------------------------------------------
 
-  var URGENCY = { down: 0, critical: 1, warning: 2, ok: 3, silenced: 4 };
+  var URGENCY = { down: 0, critical: 1, warning: 2, ok: 3 };
 
   function overview() {
     var table = document.getElementById("hosts");
@@ -185,15 +202,18 @@
     var hosts = null;
     var sort = { key: "status", dir: 1 };
     var only = {}; // statuses picked with the count buttons
+    var onlySilenced = false;
 
     function hostRow(r) {
       var name = td({ "class": "c-name", "data-label": "Host" }, [hostLink(r.name)]);
       if (r.alerts) name.append(" ", h("span", { "class": "alert-count", title: "active alerts", text: String(r.alerts) }));
+      var status = td({ "class": "c-status", "data-label": "Status" }, [badge(r.status)]);
+      if (r.silenced) status.append(" ", silenceMark(r.silenced_until));
       var disk = td({ "class": "c-disk", "data-label": "Disk" }, [meter(r.disk)]);
       if (r.disk_mount != null) disk.append(" ", h("span", { "class": "mount muted", text: r.disk_mount }));
-      return h("tr", { "data-host": r.name, "data-status": r.status }, [
+      return h("tr", { "data-host": r.name, "data-status": r.status, "data-silenced": r.silenced ? "true" : null }, [
         name,
-        td({ "class": "c-status", "data-label": "Status" }, [badge(r.status)]),
+        status,
         td({ "class": "c-cpu", "data-label": "CPU" }, [meter(r.cpu)]),
         td({ "class": "c-mem", "data-label": "Memory" }, [meter(r.mem)]),
         disk,
@@ -207,7 +227,9 @@
 
     function compare(a, b) {
       var x = a[sort.key], y = b[sort.key];
-      if (sort.key === "status") { x = URGENCY[x]; y = URGENCY[y]; }
+      if (sort.key === "status") { // worst first: status, then the highest of CPU, memory and disk
+        x = URGENCY[x] * 1000 - a.worst; y = URGENCY[y] * 1000 - b.worst;
+      }
       if (x == null && y == null) return a.name < b.name ? -1 : 1;
       if (x == null) return 1; // missing values last, whatever the direction
       if (y == null) return -1;
@@ -221,7 +243,8 @@
       var anyStatus = Object.keys(only).length > 0;
       var shown = 0;
       table.querySelectorAll("tbody tr[data-host]").forEach(function (tr) {
-        var visible = (!text || tr.dataset.host.toLowerCase().indexOf(text) >= 0) && (!anyStatus || only[tr.dataset.status]);
+        var visible = (!text || tr.dataset.host.toLowerCase().indexOf(text) >= 0) && (!anyStatus || only[tr.dataset.status]) &&
+          (!onlySilenced || tr.dataset.silenced === "true");
         tr.hidden = !visible;
         if (visible) shown++;
       });
@@ -247,13 +270,16 @@
         var n = document.querySelector('[data-count="' + status + '"]');
         if (n) n.textContent = String(data.counts[status]);
       });
+      var silenced = document.querySelector('#counts [data-count="silenced"]');
+      if (silenced) silenced.textContent = String(data.silenced);
       render();
       var alertsPanel = document.getElementById("active-alerts");
       var list = alertsPanel.querySelector(".alert-list");
       list.replaceChildren.apply(list, data.alerts.map(function (a) {
         return h("li", { "class": "severity-" + a.severity, "data-alert": String(a.id) }, [
-          badge(a.severity), " ", hostLink(a.host), " ", h("span", { "class": "rule", text: a.rule }), " ",
-          h("span", { "class": "muted", text: alertValue(a) + " · for " + duration(a.duration) }),
+          badge(a.severity), " ", hostLink(a.host), " ", h("span", { "class": "rule" }, [alertLink(a)]), " ",
+          h("span", { "class": "alert-text", text: alertValue(a) }), " ",
+          h("span", { "class": "muted", text: "· for " + duration(a.duration) }),
         ]);
       }));
       alertsPanel.querySelector(".empty").hidden = data.alerts.length > 0;
@@ -285,6 +311,14 @@
         applyFilter();
       });
     });
+    var silencedButton = document.querySelector("#counts button[data-silenced]");
+    if (silencedButton) {
+      silencedButton.addEventListener("click", function () {
+        onlySilenced = !onlySilenced;
+        silencedButton.setAttribute("aria-pressed", onlySilenced ? "true" : "false");
+        applyFilter();
+      });
+    }
     filter.addEventListener("input", applyFilter);
     var tbody = table.querySelector("tbody");
     if (tbody.dataset.initial) {
@@ -312,6 +346,9 @@
     function apply(data) {
       var r = data.host;
       document.getElementById("host-status").replaceChildren(badge(r.status));
+      var mark = document.getElementById("host-silence");
+      if (r.silenced) mark.replaceChildren(silenceMark(r.silenced_until));
+      else mark.replaceChildren();
       var seen = document.getElementById("host-seen");
       seen.textContent = ago(r.last_seen_ago);
       seen.setAttribute("datetime", iso(r.last_seen));
@@ -345,10 +382,10 @@
         return h("tr", {}, [td({ text: u.name || "?" }), td({ text: u.terminal || "" }), td({ text: u.from || "" }), td({ text: clock(u.since) })]);
       });
       fillBody(document.getElementById("host-alerts"), data.alerts, function (a) {
-        return h("tr", { "class": a.active ? "active" : "ended" }, [
-          td({}, [badge(a.severity)]), td({ text: a.rule }), td({ text: clock(a.started) }),
+        return h("tr", { "class": a.active ? "active" : "ended", "data-alert": String(a.id) }, [
+          td({}, [badge(a.severity)]), td({}, [alertLink(a)]), td({ text: clock(a.started) }),
           td({ "class": "num", text: duration(a.duration) + (a.active ? " (active)" : "") }),
-          td({ "class": "num", text: decimal(a.peak, 1) }),
+          td({ "class": "num", text: a.peak_text || "" }), td({}, [events(a)]),
         ]);
       });
     }
@@ -378,8 +415,8 @@
       var active = document.getElementById("active-alerts");
       fillBody(active, data.active, function (a) {
         return h("tr", { "data-alert": String(a.id) }, [
-          td({}, [badge(a.severity)]), td({}, [hostLink(a.host)]), td({ text: a.rule }),
-          td({ "class": "num", text: alertValue(a) }), td({ "class": "num", text: decimal(a.peak, 1) }),
+          td({}, [badge(a.severity)]), td({}, [hostLink(a.host)]), td({}, [alertLink(a)]),
+          td({ "class": "num", text: alertValue(a) }), td({ "class": "num", text: a.peak_text || "" }),
           td({ text: clock(a.started) }), td({ "class": "num", text: duration(a.duration) }),
         ]);
       });
@@ -392,9 +429,9 @@
       });
       fillBody(document.getElementById("alert-history"), data.history, function (a) {
         return h("tr", { "class": a.active ? "active" : "ended" }, [
-          td({}, [badge(a.severity)]), td({}, [hostLink(a.host)]), td({ text: a.rule }),
+          td({}, [badge(a.severity)]), td({}, [hostLink(a.host)]), td({}, [alertLink(a)]),
           td({ text: clock(a.started) }), td({ text: a.ended ? clock(a.ended) : "active" }),
-          td({ "class": "num", text: duration(a.duration) }), td({ "class": "num", text: decimal(a.peak, 1) }),
+          td({ "class": "num", text: duration(a.duration) }), td({ "class": "num", text: a.peak_text || "" }),
         ]);
       });
     }
