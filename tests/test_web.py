@@ -320,7 +320,9 @@ def test_host_page_shows_facts_processes_users_and_alert_history(dash: Dashboard
     alerts = html[html.index('id="host-alerts"') :]
     assert ">Memory</a>" in alerts and "(active)" in alerts and "mem.percent" not in alerts
     # Each change of severity, with its time.
-    assert re.search(r'<li class="event-fired"><time>[\d-]+ [\d:]+</time> fired <span[^>]*>warning</span> 90.0 %', alerts)
+    assert re.search(
+        r'<li class="event-fired"><time>[\d-]+ [\d:]+</time> fired <span[^>]*>warning</span> 90.0 %', alerts
+    )
 
 
 @pytest.mark.parametrize("range_name", list(series.RANGES))

@@ -33,12 +33,15 @@ def host(name: str) -> str:
     view = views.host(name, now, at=charts["at"])
     shown = series.View(charts["range"], charts["start"], charts["end"], charts["live"], charts["at"])
     zoom = {
-        label: url_for("pages.host", name=name, **{"from": f"{start:.0f}", "to": f"{end:.0f}"})
+        label: url_for("pages.host", name=name) + f"?from={start:.0f}&to={end:.0f}"
         for label, (start, end) in (
             ("in", series.zoomed(shown, 0.5, now)),
             ("out", series.zoomed(shown, 2.0, now)),
             # Earlier and later by half the span, for a look around a moment.
-            ("earlier", (shown.start - (shown.end - shown.start) / 2, shown.end - (shown.end - shown.start) / 2)),
+            (
+                "earlier",
+                (shown.start - (shown.end - shown.start) / 2, shown.end - (shown.end - shown.start) / 2),
+            ),
         )
     }
     return render_template(

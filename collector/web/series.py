@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from collector.liveness import DEFAULT_INTERVAL
