@@ -63,8 +63,8 @@ def clock(ts: float | None) -> str:
 
 
 def local_input(ts: float | None) -> str:
-    """The value of an <input type="datetime-local">: the server's wall clock, to the minute."""
-    return "" if ts is None else time.strftime("%Y-%m-%dT%H:%M", time.localtime(ts))
+    """The value of a date and time input: the server's wall clock, to the minute, as `clock` shows it."""
+    return "" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
 def utc_offset() -> int:

@@ -61,7 +61,7 @@ def _instant(name: str, value: str) -> float:
         t = float(value)
     except ValueError:
         try:
-            t = datetime.fromisoformat(value).timestamp()
+            t = datetime.fromisoformat(value.strip()).timestamp()
         except (ValueError, OverflowError, OSError):
             raise BadRequest(f"?{name}= must be a date and time (2026-12-03T14:00) or Unix seconds") from None
     if not 0 <= t <= catalog.MAX_TS:
