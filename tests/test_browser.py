@@ -536,7 +536,7 @@ def test_alerts_on_the_charts_zoom_and_a_shared_crosshair(
     expect(page.locator('#custom-range input[name="from"]')).to_have_value(
         re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d$")
     )
-    # The same link shows the same view; − zooms out around it, "back to live" returns to now.
+    # The same link shows the same view; the minus button zooms out around it, "back to live" returns to now.
     zoomed = page.url
     page.click("#zoom-out")
     page.wait_for_url(lambda u: u != zoomed)
