@@ -204,6 +204,36 @@ def test_overview_lists_every_host_with_its_status_and_counts(dash: Dashboard) -
     assert ">Disk /var</a>" in listed and "90.0 % ≥ 80 %" in listed
 
 
+def test_the_overview_filters_sorts_and_pages_on_the_server(dash: Dashboard) -> None:
+    for i in range(25):
+        dash.store.ingest([received(f"web-{i:02}", 1, dash.now, cpu=float(i), mem=5.0, mounts={"/": 1.0})])
+    dash.store.ingest([received("db-01", 1, dash.now, cpu=50.0, mem=5.0, mounts={"/": 1.0})])
+    dash.fire("web-03", "mem.percent", "warning")
+    dash.store.silence("web-07", dash.now + 600, "upgrade", dash.now)
+    client = dash.client()
+
+    def names(query: str) -> tuple[list[str], int, int]:
+        data = client.get(f"/api/hosts?{query}").get_json()
+        return [r["name"] for r in data["hosts"]], data["matching"], data["total"]
+
+    # Worst first by default: the warning, then by the highest of CPU, memory and disk.
+    shown, matching, total = names("per=3")
+    assert shown == ["web-03", "db-01", "web-24"] and (matching, total) == (26, 26)
+    assert names("per=3&page=2")[0] == ["web-23", "web-22", "web-21"]
+    assert names("q=WEB-1&sort=name&desc=1")[0] == [f"web-{i}" for i in range(19, 9, -1)]
+    assert names("sort=cpu&per=2")[0] == ["web-00", "web-01"]
+    assert names("status=warning")[0] == ["web-03"]
+    assert names("status=silenced")[0] == ["web-07"]
+    assert names("q=nothing")[1:] == (0, 26)
+    # Counts are the whole fleet's, whatever the page shows; nonsense falls back to the defaults.
+    data = client.get("/api/hosts?per=2&sort=evil&page=x&status=<b>").get_json()
+    assert data["counts"] == {"down": 0, "critical": 0, "warning": 1, "ok": 25} and data["silenced"] == 1
+    assert data["query"] == {"q": "", "status": "", "sort": "status", "desc": False, "page": 1, "per": 2}
+    # The page itself carries the first page only.
+    html = client.get("/").get_data(as_text=True)
+    assert len(overview_data(html)["hosts"]) == 26 and 'id="pager"' in html
+
+
 def test_overview_row_shows_the_latest_numbers(dash: Dashboard) -> None:
     dash.feed("web-01", cpu=37.5, mem=61.0, mounts={"/": 12.0, "/srv": 88.5})
     html = dash.client().get("/").get_data(as_text=True)
@@ -358,7 +388,9 @@ def test_api_shapes(dash: Dashboard) -> None:
     assert hosts.headers["Content-Type"] == "application/json"
     assert hosts.headers["Cache-Control"] == "no-store"
     data = hosts.get_json()
-    assert set(data) == {"now", "refresh", "counts", "silenced", "hosts", "alerts", "certfr"}
+    assert set(data) == {
+        "now", "refresh", "counts", "silenced", "total", "matching", "query", "hosts", "alerts", "alerts_total", "certfr"
+    }  # fmt: skip
     assert data["refresh"] == 10.0
     [row] = data["hosts"]
     assert row["name"] == "web-01" and row["status"] == "warning" and row["alerts"] == 1

@@ -21,7 +21,7 @@ def no_store(response: Response) -> Response:
 
 @bp.route("/hosts")
 def hosts() -> Response:
-    return jsonify(views.overview(time.time()))
+    return jsonify(views.overview(time.time(), request.args))
 
 
 @bp.route("/hosts/<name>")

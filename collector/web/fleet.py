@@ -7,7 +7,7 @@ pages, the JSON API and /metrics agree, and tests can give exact inputs.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -162,6 +162,66 @@ def overview(
 def worst_first(row: dict[str, Any]) -> tuple[int, float, str]:
     """Sort key of the overview: status, then the highest of CPU, memory and fullest disk."""
     return (URGENCY[row["status"]], -row["worst"], row["name"])
+
+
+SORTS = ("status", "name", "cpu", "mem", "disk", "load1", "uptime", "last_seen_ago")
+PAGE = 100  # rows per page of the overview
+MAX_PAGE = 1000
+ALERTS_SHOWN = 100  # the overview's most urgent active alerts
+
+
+class Query(NamedTuple):
+    """Which rows of the overview a page shows: filtered by name and status, sorted, one page of them."""
+
+    q: str = ""  # part of the host name
+    status: str = ""  # statuses, comma-separated; "silenced" for silenced hosts
+    sort: str = "status"  # a key of SORTS; "status" is worst first
+    desc: bool = False
+    page: int = 1
+    per: int = PAGE
+
+    @classmethod
+    def parse(cls, args: Mapping[str, str]) -> Query:
+        """From ?q=&status=&sort=&desc=&page=&per=; anything unknown falls back to the default."""
+        sort = args.get("sort", "status")
+
+        def whole(name: str, default: int, top: int) -> int:
+            try:
+                return max(1, min(top, int(args.get(name, default))))
+            except ValueError:
+                return default
+
+        return cls(
+            q=str(args.get("q", ""))[:100].strip().lower(),
+            status=",".join(
+                s for s in str(args.get("status", "")).split(",") if s in (*STATUSES, "silenced")
+            ),
+            sort=sort if sort in SORTS else "status",
+            desc=args.get("desc") in ("1", "true"),
+            page=whole("page", 1, 1_000_000),
+            per=whole("per", PAGE, MAX_PAGE),
+        )
+
+    def apply(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        """(the rows of this page, how many rows match in all); `rows` come worst first."""
+        wanted = set(self.status.split(",")) if self.status else set()
+        picked = [
+            r for r in rows
+            if (not self.q or self.q in r["name"].lower())
+            and (not wanted or r["status"] in wanted or ("silenced" in wanted and r["silenced"]))
+        ]  # fmt: skip
+        if self.sort != "status" or self.desc:
+            known = [r for r in picked if r[self.sort] is not None]
+            known.sort(key=lambda r: (r[self.sort], r["name"]) if self.sort != "status" else worst_first(r),
+                       reverse=self.desc)  # fmt: skip
+            picked = known + [r for r in picked if r[self.sort] is None]  # missing values last
+        first = (self.page - 1) * self.per
+        return picked[first : first + self.per], len(picked)
+
+
+def most_urgent(alerts: list[Alert], limit: int = ALERTS_SHOWN) -> list[Alert]:
+    """Critical first, then the newest."""
+    return sorted(alerts, key=lambda a: (a.severity != "critical", -a.started))[:limit]
 
 
 def counts(rows: list[dict[str, Any]]) -> dict[str, int]:

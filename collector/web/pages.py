@@ -23,7 +23,9 @@ def hard_reload() -> bool:
 
 @bp.route("/")
 def overview() -> str:
-    return render_template("overview.html", view=views.overview(time.time()), statuses=fleet.STATUSES)
+    return render_template(
+        "overview.html", view=views.overview(time.time(), request.args), statuses=fleet.STATUSES
+    )
 
 
 @bp.route("/host/<name>")

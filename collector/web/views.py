@@ -19,19 +19,26 @@ HOST_ALERTS = 50  # the alert history of a host page
 ALERTS_ON_CHARTS = 200  # a host's latest alerts, the ones a chart can shade
 
 
-def overview(now: float) -> dict[str, Any]:
-    """Every host with its status, counts per status, active alerts, the latest CERT-FR alert."""
+def overview(now: float, args: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Hosts of the fleet one page at a time (fleet.Query: filtered and sorted here, so a browser
+    never holds 10,000 rows), counts per status of all of them, active alerts, the latest CERT-FR alert."""
     s = store()
     active = s.alerts_active()
+    query = fleet.Query.parse(args or {})
     rows = fleet.overview(s.web_hosts(), active, s.silences(now), config().down_after, now)
     seen = {r["name"]: r["last_seen"] for r in rows}
+    shown, matching = query.apply(rows)
     return {
         "now": now,
         "refresh": config().web_refresh,
         "counts": fleet.counts(rows),
         "silenced": fleet.silenced_count(rows),
-        "hosts": rows,
-        "alerts": [fleet.alert_dict(a, now, seen.get(a.host)) for a in active],
+        "total": len(rows),
+        "matching": matching,
+        "query": query._asdict(),
+        "hosts": shown,
+        "alerts": [fleet.alert_dict(a, now, seen.get(a.host)) for a in fleet.most_urgent(active)],
+        "alerts_total": len(active),
         "certfr": fleet.certfr_dict(s.certfr_latest()),
     }
 
