@@ -309,18 +309,21 @@ def check(client: Client, path: str, hosts: int, big: int) -> str:
         raise SystemExit(f"{path}: HTTP {status}: {body[:300]!r}")
     kib = f"{size // 1024} KiB gzip"
     if path == "/":
-        # The page carries its table's data (static/live.js draws the rows from it).
+        # The page carries its table's data (static/live.js draws the rows from it): one page of it.
         data = re.search(rb"<tbody data-initial='([^']*)'>", body)
-        assert data and len(json.loads(html.unescape(data.group(1).decode()))["hosts"]) == hosts
-        return f"{hosts} hosts, {kib}"
+        assert data
+        view = json.loads(html.unescape(data.group(1).decode()))
+        assert view["total"] == hosts and len(view["hosts"]) == min(hosts, view["query"]["per"])
+        return f"{hosts} hosts, {len(view['hosts'])} rows a page, {kib}"
     if path == "/api/hosts":
-        assert len(json.loads(body)["hosts"]) == hosts
-        return f"{hosts} hosts, {kib}"
+        view = json.loads(body)
+        assert view["total"] == hosts and len(view["hosts"]) == min(hosts, view["query"]["per"])
+        return f"{hosts} hosts, {len(view['hosts'])} rows a page, {kib}"
     if path == f"/api/hosts/{BIG}":
         assert json.loads(body)["host"]["name"] == BIG
         return f"one host's latest numbers, {kib}"
     if path.startswith(f"/host/{BIG}"):
-        assert body.count(b'class="pygal-chart chart"') == CHARTS and b"No data" not in body
+        assert body.count(b'class="pygal-chart chart"') == CHARTS and b"No data" not in body, path
         samples = big if "range=" in path else int(6 * 3600 / INTERVAL)
         return f"{samples} samples per series, {CHARTS} charts, {kib}"
     if "/charts" in path:

@@ -45,7 +45,7 @@ def recipients(config: CollectorConfig, host: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _label(rule: str) -> tuple[str, str]:
+def rule_label(rule: str) -> tuple[str, str]:
     """('disk /var', ' %') for 'disk.percent:/var'."""
     metric, _, subject = rule.partition(":")
     label, unit = LABELS.get(metric, (metric, ""))
@@ -62,7 +62,7 @@ def describe(e: AlertEvent | Alert, started: float, now: float) -> str:
         if resolved:
             return f"back after {human_duration(now - started)} down"
         return f"host down, no snapshot for {human_duration(now - started)}"
-    label, unit = _label(e.rule)
+    label, unit = rule_label(e.rule)
     value = "?" if e.value is None else f"{e.value:.1f}{unit}"
     if resolved:
         return f"{label} back to {value} after {human_duration(now - started)}"

@@ -132,7 +132,8 @@ def screenshot(page: Any, tmp_path: Path, name: str) -> Path:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
     width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
-    assert width == 1280 and height >= 600, (width, height)
+    viewport = page.viewport_size
+    assert width == viewport["width"] and height >= viewport["height"] * 0.7, (width, height)
     assert len(data) > 20_000, f"{path}: {len(data)} bytes, an empty-looking page"
     try:
         SCREENS.mkdir(exist_ok=True)
@@ -201,9 +202,10 @@ def test_the_overview_lists_every_host_with_its_status(
         assert link.text_content() == host and link.get_attribute("href") == f"/host/{host}"
     counts = {
         s: int(page.locator(f'#counts [data-count="{s}"]').text_content())
-        for s in ("ok", "warning", "critical", "down", "silenced")
+        for s in ("ok", "warning", "critical", "down")
     }
-    assert sum(counts.values()) == 3 and counts["down"] == counts["silenced"] == 0
+    assert sum(counts.values()) == 3 and counts["down"] == 0
+    expect(page.locator('#counts [data-count="silenced"]')).to_have_text("0")
 
     # Live: the page keeps refreshing from the JSON API, and says when it last did.
     first = refreshed_at(page)
@@ -337,7 +339,7 @@ def test_a_stopped_agent_turns_down_on_screen_without_a_reload(
     for host in ("web-01", "db-01"):
         expect(page.locator(f"{row(host)} .status-badge")).not_to_have_text("down")
     # The collector's host.down alert reaches the same page, still without a reload.
-    expect(page.locator("#active-alerts li", has_text="web-02")).to_contain_text("host.down")
+    expect(page.locator("#active-alerts li", has_text="web-02")).to_contain_text("Host down")
     assert page.evaluate("window.osmonMarker") == "not reloaded" and navigations == []
     print(f"web-02 shown down {took:.1f} s after SIGTERM (down after 3 s, refresh 1 s)")
 
@@ -390,11 +392,14 @@ def test_a_silence_made_in_the_ui_shows_up(cluster: Cluster, page: Any, watch: W
     assert 29 * 60 < silence.until - time.time() <= 30 * 60
 
     page.goto(url + "/")
-    expect(page.locator(f"{row('web-02')} .status-badge")).to_have_text("silenced")
-    expect(page.locator(f"{row('web-01')} .status-badge")).not_to_have_text("silenced")
+    # A silence marks the host; its status stays what it is (and counts as such).
+    expect(page.locator(f"{row('web-02')} .silence-mark")).to_have_text("silenced")
+    expect(page.locator(f"{row('web-02')} .status-badge")).not_to_have_text("silenced")
+    expect(page.locator(f"{row('web-01')} .silence-mark")).to_have_count(0)
     expect(page.locator('#counts [data-count="silenced"]')).to_have_text("1")
     page.goto(url + "/host/web-02")
-    expect(page.locator("#host-status .status-badge")).to_have_text("silenced")
+    expect(page.locator("#host-silence .silence-mark")).to_be_visible()
+    expect(page.locator("#host-status .status-badge")).not_to_have_text("silenced")
     expect(page.locator("#silence")).to_contain_text("kernel upgrade (by ops)")
 
     # Lifting it from the host page: gone from the store, and the overview shows the host up again.
@@ -403,5 +408,168 @@ def test_a_silence_made_in_the_ui_shows_up(cluster: Cluster, page: Any, watch: W
     expect(page.locator(".banner-ok")).to_have_text("web-02: silence lifted.")
     assert open_store(cluster.dir / "osmon.db", readonly=True).silences(time.time()) == []
     page.goto(url + "/")
-    expect(page.locator(f"{row('web-02')} .status-badge")).not_to_have_text("silenced")
+    expect(page.locator(f"{row('web-02')} .silence-mark")).to_have_count(0)
     expect(page.locator('#counts [data-count="silenced"]')).to_have_text("0")
+
+
+# -- a host with an alert in its history: thresholds, shading, zoom, the shared crosshair ---------------
+
+
+def alerted_history(database: Path, now: float) -> float:
+    """web-01 over the last 2 hours (a snapshot a minute) with memory above 80 % then 95 % between
+    70 and 40 minutes ago, and that alert's events; web-02 silenced with a critical alert.
+    Returns when web-01's alert started."""
+    from collector.store import AlertEvent
+    from tests.test_web import received
+
+    store = open_store(database)
+    started, worst, ended = now - 70 * 60, now - 60 * 60, now - 40 * 60
+
+    def mem(t: float) -> float:
+        return 97.0 if worst <= t < ended else 88.0 if started <= t < ended else 45.0
+
+    batch = [
+        received("web-01", i + 1, now - (119 - i) * 60, 60.0, mem=mem(now - (119 - i) * 60))
+        for i in range(120)
+    ]
+    batch += [received("web-02", i + 1, now - (9 - i) * 60, 60.0, mounts={"/": 97.0}) for i in range(10)]
+    store.ingest(batch)
+    store.alerts_apply(
+        [
+            AlertEvent("fired", "web-01", "mem.percent", "warning", started, 88.0, 80.0),
+            AlertEvent("escalated", "web-01", "mem.percent", "critical", worst, 97.0, 95.0),
+            AlertEvent("resolved", "web-01", "mem.percent", "critical", ended, 45.0, 95.0),
+            AlertEvent("fired", "web-02", "disk.percent:/", "critical", now - 300, 97.0, 95.0),
+        ],
+        [],
+    )
+    store.silence("web-02", now + 3600, "disk replacement", now)
+    store.close()
+    return started
+
+
+def close_up(locator: Any, tmp_path: Path, name: str) -> None:
+    """A PNG of one element at its real size (a full page of a phone is too tall to look at whole)."""
+    locator.screenshot(path=str(tmp_path / name))
+    try:
+        SCREENS.mkdir(exist_ok=True)
+        shutil.copyfile(tmp_path / name, SCREENS / name)
+    except OSError:
+        pass
+
+
+def viewport(page: Any, width: int, height: int) -> None:
+    page.set_viewport_size({"width": width, "height": height})
+
+
+def test_alerts_on_the_charts_zoom_and_a_shared_crosshair(
+    cluster: Cluster, page: Any, watch: Watch, tmp_path: Path
+) -> None:
+    now = time.time()
+    started = alerted_history(cluster.dir / "osmon.db", now)
+    _, url = cluster.web('anonymous_read = true\nrefresh = "5s"')
+    serving(url)
+
+    # The overview: the silenced host keeps its status, with a mark; its alert reads in words.
+    viewport(page, 1366, 768)
+    page.goto(url + "/")
+    expect(page.locator(ROWS)).to_have_count(2)
+    expect(page.locator(f"{row('web-02')} .status-badge")).to_have_text("critical")
+    expect(page.locator(f"{row('web-02')} .silence-mark")).to_be_visible()
+    expect(page.locator('#counts [data-count="critical"]')).to_have_text("1")
+    expect(page.locator("#active-alerts li")).to_contain_text("Disk /")
+    expect(page.locator("#active-alerts li")).to_contain_text("97.0 % ≥ 95 %")
+    screenshot(page, tmp_path, "overview-1366.png")
+
+    # The host page over 6 h: threshold lines, and the alert's period shaded on the memory chart.
+    page.goto(url + "/host/web-01?range=6h")
+    memory = page.locator("#chart-memory svg.chart")
+    expect(memory.locator(".level-warning line")).to_have_count(2)  # memory 80 %, swap 50 %
+    expect(memory.locator(".level-critical line")).to_have_count(2)
+    band = memory.locator("a.band-critical rect")
+    expect(band).to_have_count(1)
+    box, plot = band.bounding_box(), memory.locator("g.plot > rect.background").bounding_box()
+    assert box and plot and 0.05 * plot["width"] < box["width"] < 0.2 * plot["width"], (
+        box,
+        plot,
+    )  # 30 of 360 min
+    expect(page.locator("#chart-cpu svg.chart a.band-critical")).to_have_count(0)  # memory's, not CPU's
+    history = page.locator("#host-alerts tr[data-alert]")
+    expect(history.locator(".events li")).to_have_count(3)  # fired, escalated, resolved
+    expect(history.locator(".events li").nth(1)).to_contain_text("escalated critical 97.0 %")
+
+    # One crosshair for the page: pointing at one chart marks the same time on every other one.
+    line = memory.locator("g.serie-0 path.line").first.bounding_box()
+    assert line is not None
+    page.mouse.move(line["x"] + line["width"] * 0.5, line["y"] + line["height"] / 2)
+    expect(page.locator(".chart-tip")).to_be_visible()
+    expect(page.locator("#charts svg.chart .crosshair.shared")).to_have_count(CHARTS - 1)
+    xs = page.locator("#charts svg.chart .crosshair line").evaluate_all(
+        "ls => ls.map(l => l.getBoundingClientRect().x - l.closest('svg').getBoundingClientRect().x)"
+    )
+    widths = page.locator("#charts svg.chart").evaluate_all(
+        "s => s.map(x => x.getBoundingClientRect().width)"
+    )
+    # Same instant, same place on charts of the same width (the grid lays them out alike).
+    assert max(xs) - min(xs) < 0.05 * max(widths), xs
+    screenshot(page, tmp_path, "host-1366.png")
+    page.mouse.move(5, 5)
+
+    # Zoom: dragging across a chart shows that span on every chart, and the URL holds it.
+    cpu = page.locator("#chart-cpu svg.chart g.plot > rect.background").bounding_box()
+    assert cpu is not None
+    y = cpu["y"] + cpu["height"] / 2
+    page.mouse.move(cpu["x"] + cpu["width"] * 0.6, y)
+    page.mouse.down()
+    page.mouse.move(cpu["x"] + cpu["width"] * 0.8, y, steps=5)
+    page.mouse.up()
+    page.wait_for_url(re.compile(r"/host/web-01\?from=\d+&to=\d+$"))
+    query = parse_qs(urlsplit(page.url).query)
+    start, end = float(query["from"][0]), float(query["to"][0])
+    assert 0.15 * 6 * 3600 < end - start < 0.25 * 6 * 3600, end - start  # a fifth of 6 h
+    t0s = page.locator("#charts svg.chart g.plot[data-t0]").evaluate_all(
+        "gs => gs.map(g => Number(g.dataset.t0))"
+    )
+    assert len(t0s) == CHARTS and len(set(t0s)) == 1 and start - 300 <= t0s[0] <= start, (t0s, start)
+    expect(page.locator("#ranges a[aria-current]")).to_have_count(0)
+    expect(page.locator("#back-live")).to_be_visible()
+    expect(page.locator('#custom-range input[name="from"]')).to_have_value(
+        re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d$")
+    )
+    # The same link shows the same view; the minus button zooms out around it, "back to live" returns to now.
+    zoomed = page.url
+    page.click("#zoom-out")
+    page.wait_for_url(lambda u: u != zoomed)
+    query = parse_qs(urlsplit(page.url).query)
+    assert float(query["to"][0]) - float(query["from"][0]) == pytest.approx(2 * (end - start), abs=2)
+    page.click("#back-live")
+    expect(page.locator("#ranges a[aria-current]")).to_have_text("6h")
+
+    # From an alert to its moment: the host page around its start, the period shaded.
+    page.locator("#host-alerts a.alert-moment").first.click()
+    page.wait_for_url(re.compile(rf"/host/web-01\?at={started:.0f}$"))
+    expect(page.locator("#chart-memory svg.chart a.band-critical rect")).to_have_count(1)
+    t0, t1 = page.locator("#chart-memory g.plot[data-t0]").evaluate(
+        "g => [Number(g.dataset.t0), Number(g.dataset.t1)]"
+    )
+    assert t0 < started < t1 and t1 - t0 <= 1.1 * 3600, (t0, started, t1)  # an hour around it
+
+    # A phone: chart text at least 11 px, tables scroll inside their panel, the page never sideways.
+    viewport(page, 390, 844)
+    page.goto(url + "/host/web-01?range=6h")
+    sizes = page.locator("#charts svg.chart text").evaluate_all(
+        """ts => ts.filter(t => t.getClientRects().length && t.textContent.trim()).map(t => {
+            const svg = t.closest('svg');
+            return parseFloat(getComputedStyle(t).fontSize) * svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+        })"""
+    )
+    assert sizes and min(sizes) >= 11, min(sizes)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    wrap = page.locator("#host-alerts .table-wrap")
+    assert wrap.evaluate("w => w.scrollWidth > w.clientWidth && getComputedStyle(w).overflowX === 'auto'")
+    screenshot(page, tmp_path, "host-390.png")
+    close_up(page.locator("#chart-memory"), tmp_path, "host-390-memory.png")
+    page.goto(url + "/")
+    expect(page.locator(ROWS)).to_have_count(2)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(page, tmp_path, "overview-390.png")

@@ -201,14 +201,49 @@ def test_overview_lists_every_host_with_its_status_and_counts(dash: Dashboard) -
         "warn-1": "warning",
         "crit-1": "critical",
         "gone-1": "down",
-        "quiet-1": "silenced",
+        "quiet-1": "critical",  # silenced: an overlay on its real status, which it keeps
     }
-    # Most urgent first.
-    assert list(rows(html)) == ["gone-1", "crit-1", "warn-1", "ok-1", "quiet-1"]
-    for status in ("ok", "warning", "critical", "down", "silenced"):
-        assert re.search(rf'data-count="{status}">1<', html), status
-    # Active alerts, with their host and rule.
-    assert 'data-count="alerts">3<' in html and "disk.percent:/var" in html
+    # Worst first.
+    assert list(rows(html)) == ["gone-1", "crit-1", "quiet-1", "warn-1", "ok-1"]
+    for status, n in (("ok", 1), ("warning", 1), ("critical", 2), ("down", 1), ("silenced", 1)):
+        assert re.search(rf'data-count="{status}">{n}<', html), status
+    [quiet] = [r for r in overview_data(html)["hosts"] if r["name"] == "quiet-1"]
+    assert quiet["silenced"] and quiet["silenced_until"] == dash.now + 3600
+    # Active alerts, in words and units, each linking to its host's page at its start.
+    listed = html[html.index('id="active-alerts"') : html.index('id="certfr"')]
+    assert 'data-count="alerts">3<' in listed and "disk.percent:/var" not in listed
+    assert f'<a class="alert-moment" href="/host/crit-1?at={dash.now - 60:.0f}"' in listed
+    assert ">Disk /var</a>" in listed and "90.0 % ≥ 80 %" in listed
+
+
+def test_the_overview_filters_sorts_and_pages_on_the_server(dash: Dashboard) -> None:
+    for i in range(25):
+        dash.store.ingest([received(f"web-{i:02}", 1, dash.now, cpu=float(i), mem=5.0, mounts={"/": 1.0})])
+    dash.store.ingest([received("db-01", 1, dash.now, cpu=50.0, mem=5.0, mounts={"/": 1.0})])
+    dash.fire("web-03", "mem.percent", "warning")
+    dash.store.silence("web-07", dash.now + 600, "upgrade", dash.now)
+    client = dash.client()
+
+    def names(query: str) -> tuple[list[str], int, int]:
+        data = client.get(f"/api/hosts?{query}").get_json()
+        return [r["name"] for r in data["hosts"]], data["matching"], data["total"]
+
+    # Worst first by default: the warning, then by the highest of CPU, memory and disk.
+    shown, matching, total = names("per=3")
+    assert shown == ["web-03", "db-01", "web-24"] and (matching, total) == (26, 26)
+    assert names("per=3&page=2")[0] == ["web-23", "web-22", "web-21"]
+    assert names("q=WEB-1&sort=name&desc=1")[0] == [f"web-{i}" for i in range(19, 9, -1)]
+    assert names("sort=cpu&per=2")[0] == ["web-00", "web-01"]
+    assert names("status=warning")[0] == ["web-03"]
+    assert names("status=silenced")[0] == ["web-07"]
+    assert names("q=nothing")[1:] == (0, 26)
+    # Counts are the whole fleet's, whatever the page shows; nonsense falls back to the defaults.
+    data = client.get("/api/hosts?per=2&sort=evil&page=x&status=<b>").get_json()
+    assert data["counts"] == {"down": 0, "critical": 0, "warning": 1, "ok": 25} and data["silenced"] == 1
+    assert data["query"] == {"q": "", "status": "", "sort": "status", "desc": False, "page": 1, "per": 2}
+    # The page itself carries the first page only.
+    html = client.get("/").get_data(as_text=True)
+    assert len(overview_data(html)["hosts"]) == 26 and 'id="pager"' in html
 
 
 def test_overview_row_shows_the_latest_numbers(dash: Dashboard) -> None:
@@ -325,7 +360,11 @@ def test_host_page_shows_facts_processes_users_and_alert_history(dash: Dashboard
     assert '<td class="proc-name" title="postgres: checkpointer">postgres</td>' in html
     assert "<td>bob</td>" in html and "192.0.2.7" in html
     alerts = html[html.index('id="host-alerts"') :]
-    assert "mem.percent" in alerts and "(active)" in alerts
+    assert ">Memory</a>" in alerts and "(active)" in alerts and "mem.percent" not in alerts
+    # Each change of severity, with its time.
+    assert re.search(
+        r'<li class="event-fired"><time>[\d-]+ [\d:]+</time> fired <span[^>]*>warning</span> 90.0 %', alerts
+    )
 
 
 @pytest.mark.parametrize("range_name", list(series.RANGES))
@@ -361,7 +400,9 @@ def test_api_shapes(dash: Dashboard) -> None:
     assert hosts.headers["Content-Type"] == "application/json"
     assert hosts.headers["Cache-Control"] == "no-store"
     data = hosts.get_json()
-    assert set(data) == {"now", "refresh", "counts", "hosts", "alerts", "certfr"}
+    assert set(data) == {
+        "now", "refresh", "counts", "silenced", "total", "matching", "query", "hosts", "alerts", "alerts_total", "certfr"
+    }  # fmt: skip
     assert data["refresh"] == 10.0
     [row] = data["hosts"]
     assert row["name"] == "web-01" and row["status"] == "warning" and row["alerts"] == 1
@@ -377,6 +418,7 @@ def test_api_shapes(dash: Dashboard) -> None:
         "last_seen_ago",
     } <= set(row)
     assert data["alerts"][0]["rule"] == "mem.percent" and data["alerts"][0]["active"] is True
+    assert (data["alerts"][0]["title"], data["alerts"][0]["text"]) == ("Memory", "90.0 % ≥ 80 %")
 
     host = client.get("/api/hosts/web-01").get_json()
     assert set(host) == {
@@ -633,7 +675,8 @@ def test_silence_and_unsilence_from_the_dashboard(dash: Dashboard) -> None:
     assert silence.until == pytest.approx(time.time() + 7200, abs=60)
     page = client.get("/alerts").get_data(as_text=True)
     assert "web-01 silenced." in page and "kernel upgrade (by alice)" in page
-    assert rows(client.get("/").get_data(as_text=True)) == {"web-01": "silenced"}
+    assert rows(client.get("/").get_data(as_text=True)) == {"web-01": "critical"}
+    assert client.get("/api/hosts").get_json()["hosts"][0]["silenced"] is True
 
     client.post("/alerts/unsilence", data={"host": "web-01", "csrf_token": token})
     assert dash.store.silences(time.time()) == []

@@ -228,25 +228,25 @@ def alert(severity: str, host: str = "h") -> Alert:
 
 
 @pytest.mark.parametrize(
-    ("down", "silenced", "severities", "expected"),
+    ("down", "severities", "expected"),
     [
-        (False, False, [], "ok"),
-        (False, False, ["warning"], "warning"),
-        (False, False, ["warning", "critical"], "critical"),
-        (True, False, ["warning"], "down"),
-        (True, True, ["critical"], "silenced"),
-        (False, True, [], "silenced"),
+        (False, [], "ok"),
+        (False, ["warning"], "warning"),
+        (False, ["warning", "critical"], "critical"),
+        (True, ["warning"], "down"),
+        (True, ["critical"], "down"),
     ],
 )
-def test_status_precedence(down: bool, silenced: bool, severities: list[str], expected: str) -> None:
-    assert fleet.status(down, silenced, [alert(s) for s in severities]) == expected
+def test_status_precedence(down: bool, severities: list[str], expected: str) -> None:
+    assert fleet.status(down, [alert(s) for s in severities]) == expected
 
 
 def test_a_host_without_a_decodable_snapshot_still_has_a_row() -> None:
     host = WebHost("h", T0, T0, 10.0, None, b"\xc1 not msgpack")
     assert fleet.decode_latest(host) is None and fleet.read_latest(host) is None
     row = fleet.host_row(host, None, [], Silence("h", T0 + 60, "x", T0), down_after=3, now=T0 + 100)
-    assert (row["status"], row["down"], row["cpu"], row["uptime"]) == ("silenced", True, None, None)
+    assert (row["status"], row["down"], row["cpu"], row["uptime"]) == ("down", True, None, None)
+    assert row["silenced"] is True  # a mark over its status, not a status
 
 
 def test_metrics_escape_label_values() -> None:

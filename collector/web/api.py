@@ -21,7 +21,7 @@ def no_store(response: Response) -> Response:
 
 @bp.route("/hosts")
 def hosts() -> Response:
-    return jsonify(views.overview(time.time()))
+    return jsonify(views.overview(time.time(), request.args))
 
 
 @bp.route("/hosts/<name>")
@@ -45,7 +45,7 @@ def host_series(name: str) -> Response:
 
 @bp.route("/hosts/<name>/charts")
 def host_charts(name: str) -> Response:
-    return jsonify(views.charts(name, request.args.get("range"), time.time(), chart_scripts(), hard_reload()))
+    return jsonify(views.charts(name, request.args, time.time(), chart_scripts(), hard_reload()))
 
 
 @bp.route("/alerts")

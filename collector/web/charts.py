@@ -34,6 +34,34 @@ class Serie(NamedTuple):
     points: list[tuple[float, float | None]]
 
 
+class Level(NamedTuple):
+    """A threshold drawn across a chart: a dashed line at `value`, named e.g. 'memory warning 80 %'."""
+
+    value: float
+    severity: str  # 'warning' or 'critical': its colour (style.css)
+    label: str
+
+
+class Band(NamedTuple):
+    """A period shaded on a chart (an alert): from `start` to `end` (None: still going), linking to `href`."""
+
+    start: float
+    end: float | None
+    severity: str
+    title: str
+    href: str
+
+
+class Marks(NamedTuple):
+    """What a chart shows besides its lines: its thresholds and the alert periods it covers."""
+
+    levels: tuple[Level, ...] = ()
+    bands: tuple[Band, ...] = ()
+
+
+NO_MARKS = Marks()
+
+
 STYLE = Style(
     background="transparent",
     plot_background="transparent",
@@ -146,9 +174,65 @@ def time_ticks(start: float, end: float, target: int = 6) -> list[float]:
 
 
 def time_label(span: float) -> Callable[[float], str]:
-    """A formatter of instants suited to a chart spanning `span` seconds."""
-    pattern = "%H:%M" if span <= 86400 else "%d/%m %H:%M"
+    """A formatter of instants suited to a chart spanning `span` seconds: the tables' format
+    (2026-12-03 14:39, collector.web.filters.clock) without what the span makes obvious."""
+    pattern = "%H:%M" if span <= 86400 else "%m-%d %H:%M"
     return lambda t: time.strftime(pattern, time.localtime(t))
+
+
+def isolated(points: Sequence[tuple[float, float | None]]) -> bool:
+    """Whether a line has a value with no value on either side: pygal would draw it as nothing."""
+    for i, (_, v) in enumerate(points):
+        if v is None:
+            continue
+        before = i > 0 and points[i - 1][1] is not None
+        after = i + 1 < len(points) and points[i + 1][1] is not None
+        if not (before or after):
+            return True
+    return False
+
+
+def _timeline(chart: Any) -> Callable[[Any], Any]:
+    """An xml_filter telling the page's script where time runs on the plot: x = 0 at data-t0,
+    x = data-w at data-t1 (zoom by selection and the shared crosshair map pointer and time)."""
+
+    def mark(root: Any) -> Any:
+        view, plot = chart.view, chart.nodes["plot"]
+        plot.set("data-t0", f"{view.box.xmin:.3f}")
+        plot.set("data-t1", f"{view.box.xmax:.3f}")
+        plot.set("data-w", f"{view.width:.2f}")
+        return root
+
+    return mark
+
+
+def _marks(chart: Any, marks: Marks, start: float, end: float) -> Callable[[Any], Any]:
+    """An xml_filter drawing `marks` under the lines, in the plot's coordinates (pygal's view)."""
+
+    def draw(root: Any) -> Any:
+        view, plot, svg = chart.view, chart.nodes["plot"], chart.svg
+        group = svg.node(plot, "g", class_="marks")
+        plot.remove(group)
+        plot.insert(1, group)  # after the background: under the axes and the lines
+        for band in marks.bands:
+            left, right = max(band.start, start), min(band.end if band.end is not None else end, end)
+            if right <= left:
+                continue
+            link = svg.node(group, "a", href=band.href, class_=f"band band-{band.severity}")
+            x = view.x(left)
+            svg.node(link, "rect", x=f"{x:.1f}", y="0", width=f"{max(2.0, view.x(right) - x):.1f}",
+                     height=f"{view.height:.1f}")  # fmt: skip
+            svg.node(link, "title").text = band.title
+        for level in marks.levels:
+            y = view.y(level.value)
+            if y is None or not 0 <= y <= view.height:
+                continue  # above the axis: the values are far below it
+            line = svg.node(group, "g", class_=f"level level-{level.severity}")
+            svg.node(line, "line", x1="0", x2=f"{view.width:.1f}", y1=f"{y:.1f}", y2=f"{y:.1f}")
+            svg.node(line, "title").text = level.label
+        return root
+
+    return draw
 
 
 def _trim(root: Any) -> Any:
@@ -169,8 +253,12 @@ def time_chart(
     end: float,
     note: str = "",
     js: Sequence[str] = (),
+    marks: Marks = NO_MARKS,
 ) -> str:
-    """A line chart of `series` over [start, end), as an <svg class="pygal-chart chart"> string."""
+    """A line chart of `series` over [start, end), as an <svg class="pygal-chart chart"> string.
+
+    A value with no neighbour is drawn as a dot (a line needs two points), and `marks`
+    (thresholds, alert periods) under the lines."""
     values = [v for serie in series for _, v in serie.points if v is not None]
     if unit == "%":
         ticks: list[float] | None = PERCENT_TICKS
@@ -205,9 +293,15 @@ def time_chart(
         no_data_text="No data",
     )
     chart.add_xml_filter(_trim)
+    chart.add_xml_filter(_timeline(chart))
+    if values and (marks.levels or marks.bands):
+        chart.add_xml_filter(_marks(chart, marks, start, end))
     # pygal's XY chart fails on no series at all: an empty one makes it say "No data".
     for serie in series or [Serie("", [])]:
-        chart.add(serie.label, serie.points)
+        if isolated(serie.points):
+            chart.add(serie.label, serie.points, show_dots=True, dots_size=2.5)
+        else:
+            chart.add(serie.label, serie.points)
     return chart.render(is_unicode=True)
 
 

@@ -62,6 +62,11 @@ def clock(ts: float | None) -> str:
     return DASH if ts is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
+def local_input(ts: float | None) -> str:
+    """The value of a date and time input: the server's wall clock, to the minute, as `clock` shows it."""
+    return "" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
 def utc_offset() -> int:
     """The server's current offset from UTC, seconds: live.js formats instants in the same zone."""
     return time.localtime().tm_gmtoff
@@ -102,6 +107,7 @@ def register(app: Flask) -> None:
         meter=meter,
         ago=ago,
         clock=clock,
+        local_input=local_input,
         iso=lambda ts: "" if ts is None else iso(ts),
         host_url=host_url,
     )

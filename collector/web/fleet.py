@@ -7,17 +7,21 @@ pages, the JSON API and /metrics agree, and tests can give exact inputs.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from collector.detection import DOWN
 from collector.liveness import is_down
+from collector.notify import rule_label
 from collector.store import Alert, CertfrItem, Silence, WebHost
+from collector.web.filters import duration
 from osmon import catalog, wire
 from osmon.numbers import finite_or_none
 
-# Display and sort order of the overview: what needs attention first.
-STATUSES = ("down", "critical", "warning", "ok", "silenced")
+# Display and sort order of the overview: what needs attention first. A silence is no status but
+# a mark over one (a silenced host still shows, and counts, as what it is).
+STATUSES = ("down", "critical", "warning", "ok")
 URGENCY = {status: rank for rank, status in enumerate(STATUSES)}
 
 
@@ -67,11 +71,8 @@ def _table(value: object) -> dict[Any, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def status(down: bool, silenced: bool, alerts: Iterable[Alert]) -> str:
-    """One of STATUSES. A silenced host is in maintenance, whatever else is true of it;
-    a down host's numbers are stale, so its alerts on them say little."""
-    if silenced:
-        return "silenced"
+def status(down: bool, alerts: Iterable[Alert]) -> str:
+    """One of STATUSES. A down host's numbers are stale, so its alerts on them say little."""
     if down:
         return "down"
     severities = {a.severity for a in alerts}
@@ -92,13 +93,18 @@ def host_row(
     mount, fullest = fullest_disk(latest.series if latest else {})
     return {
         "name": host.name,
-        "status": status(down, silence is not None, alerts),
+        "status": status(down, alerts),
         "down": down,
+        "silenced": silence is not None,
         "silenced_until": silence.until if silence else None,
         "alerts": len(alerts),
         **{row: metrics.get(name) for row, name in _ROW},
         "disk": fullest,
         "disk_mount": mount,
+        "worst": max(
+            (v for v in (metrics.get("cpu.percent"), metrics.get("mem.percent"), fullest) if v is not None),
+            default=-1.0,
+        ),
         "uptime": uptime(latest, host.last_seen, down, now),
         "last_seen": host.last_seen,
         "last_seen_ago": max(0.0, now - host.last_seen),
@@ -141,7 +147,7 @@ def overview(
     down_after: int,
     now: float,
 ) -> list[dict[str, Any]]:
-    """The rows of every host, most urgent first, then by name."""
+    """The rows of every host, worst first (worst_first)."""
     by_host: dict[str, list[Alert]] = {}
     for a in active:
         by_host.setdefault(a.host, []).append(a)
@@ -150,31 +156,138 @@ def overview(
         host_row(h, read_latest(h), by_host.get(h.name, []), silenced.get(h.name), down_after, now)
         for h in hosts
     ]
-    return sorted(rows, key=lambda r: (URGENCY[r["status"]], r["name"]))
+    return sorted(rows, key=worst_first)
+
+
+def worst_first(row: dict[str, Any]) -> tuple[int, float, str]:
+    """Sort key of the overview: status, then the highest of CPU, memory and fullest disk."""
+    return (URGENCY[row["status"]], -row["worst"], row["name"])
+
+
+SORTS = ("status", "name", "cpu", "mem", "disk", "load1", "uptime", "last_seen_ago")
+PAGE = 100  # rows per page of the overview
+MAX_PAGE = 1000
+ALERTS_SHOWN = 100  # the overview's most urgent active alerts
+
+
+class Query(NamedTuple):
+    """Which rows of the overview a page shows: filtered by name and status, sorted, one page of them."""
+
+    q: str = ""  # part of the host name
+    status: str = ""  # statuses, comma-separated; "silenced" for silenced hosts
+    sort: str = "status"  # a key of SORTS; "status" is worst first
+    desc: bool = False
+    page: int = 1
+    per: int = PAGE
+
+    @classmethod
+    def parse(cls, args: Mapping[str, str]) -> Query:
+        """From ?q=&status=&sort=&desc=&page=&per=; anything unknown falls back to the default."""
+        sort = args.get("sort", "status")
+
+        def whole(name: str, default: int, top: int) -> int:
+            try:
+                return max(1, min(top, int(args.get(name, default))))
+            except ValueError:
+                return default
+
+        return cls(
+            q=str(args.get("q", ""))[:100].strip().lower(),
+            status=",".join(
+                s for s in str(args.get("status", "")).split(",") if s in (*STATUSES, "silenced")
+            ),
+            sort=sort if sort in SORTS else "status",
+            desc=args.get("desc") in ("1", "true"),
+            page=whole("page", 1, 1_000_000),
+            per=whole("per", PAGE, MAX_PAGE),
+        )
+
+    def apply(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        """(the rows of this page, how many rows match in all); `rows` come worst first."""
+        wanted = set(self.status.split(",")) if self.status else set()
+        picked = [
+            r for r in rows
+            if (not self.q or self.q in r["name"].lower())
+            and (not wanted or r["status"] in wanted or ("silenced" in wanted and r["silenced"]))
+        ]  # fmt: skip
+        if self.sort != "status" or self.desc:
+            known = [r for r in picked if r[self.sort] is not None]
+            known.sort(key=lambda r: (r[self.sort], r["name"]) if self.sort != "status" else worst_first(r),
+                       reverse=self.desc)  # fmt: skip
+            picked = known + [r for r in picked if r[self.sort] is None]  # missing values last
+        first = (self.page - 1) * self.per
+        return picked[first : first + self.per], len(picked)
+
+
+def most_urgent(alerts: list[Alert], limit: int = ALERTS_SHOWN) -> list[Alert]:
+    """Critical first, then the newest."""
+    return sorted(alerts, key=lambda a: (a.severity != "critical", -a.started))[:limit]
 
 
 def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Hosts per status, every status present (zeros included)."""
+    """Hosts per status, every status present (zeros included): they add up to the fleet."""
     result = dict.fromkeys(STATUSES, 0)
     for r in rows:
         result[r["status"]] += 1
     return result
 
 
-def alert_dict(a: Alert, now: float) -> dict[str, Any]:
+def silenced_count(rows: list[dict[str, Any]]) -> int:
+    """Hosts under a silence, whatever their status."""
+    return sum(1 for r in rows if r["silenced"])
+
+
+def alert_dict(a: Alert, now: float, last_seen: float | None = None) -> dict[str, Any]:
+    """One alert as the pages show it: its words ('Disk /'), and its numbers with their unit.
+
+    An active host.down alert's value is the time since the host's last snapshot (`last_seen`),
+    not the one the detector stored when it fired.
+    """
+    value = a.value
+    if a.rule == DOWN and a.ended is None and last_seen is not None:
+        value = max(0.0, now - last_seen)
     return {
         "id": a.id,
         "host": a.host,
         "rule": a.rule,
+        "title": rule_title(a.rule),
+        "text": alert_text(a.rule, value, a.threshold),
         "severity": a.severity,
         "active": a.ended is None,
         "started": a.started,
         "ended": a.ended,
         "duration": (a.ended if a.ended is not None else now) - a.started,
-        "value": a.value,
+        "value": value,
         "peak": a.peak,
+        "peak_text": None if a.rule == DOWN else alert_number(a.rule, a.peak),
         "threshold": a.threshold,
     }
+
+
+def rule_title(rule: str) -> str:
+    """'Disk /var' for 'disk.percent:/var', 'Memory', 'Host down'."""
+    if rule == DOWN:
+        return "Host down"
+    label, _ = rule_label(rule)
+    return label[:1].upper() + label[1:]
+
+
+def alert_number(rule: str, value: float | None) -> str:
+    """'96.2 %', '3.10' (a load per core): the value of an alert with its unit."""
+    if value is None:
+        return "\N{EN DASH}"
+    if rule == DOWN:
+        return f"silent {duration(value)}"
+    return f"{value:.1f}{rule_label(rule)[1]}" if rule_label(rule)[1] else f"{value:.2f}"
+
+
+def alert_text(rule: str, value: float | None, threshold: float | None) -> str:
+    """'96.2 % ≥ 95 %', 'silent 45 s ≥ 30 s'."""
+    if rule == DOWN:
+        shown = f"silent {duration(value)}"
+        return shown if threshold is None else f"{shown} ≥ {duration(threshold)}"
+    shown = alert_number(rule, value)
+    return shown if threshold is None else f"{shown} ≥ {threshold:g}{rule_label(rule)[1]}"
 
 
 def silence_dict(s: Silence) -> dict[str, Any]:

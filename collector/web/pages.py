@@ -23,14 +23,29 @@ def hard_reload() -> bool:
 
 @bp.route("/")
 def overview() -> str:
-    return render_template("overview.html", view=views.overview(time.time()), statuses=fleet.STATUSES)
+    return render_template(
+        "overview.html", view=views.overview(time.time(), request.args), statuses=fleet.STATUSES
+    )
 
 
 @bp.route("/host/<name>")
 def host(name: str) -> str:
     now = time.time()
-    view = views.host(name, now)
-    charts = views.charts(name, request.args.get("range"), now, chart_scripts(), hard_reload())
+    charts = views.charts(name, request.args, now, chart_scripts(), hard_reload())
+    view = views.host(name, now, at=charts["at"])
+    shown = series.View(charts["range"], charts["start"], charts["end"], charts["live"], charts["at"])
+    zoom = {
+        label: url_for("pages.host", name=name) + f"?from={start:.0f}&to={end:.0f}"
+        for label, (start, end) in (
+            ("in", series.zoomed(shown, 0.5, now)),
+            ("out", series.zoomed(shown, 2.0, now)),
+            # Earlier and later by half the span, for a look around a moment.
+            (
+                "earlier",
+                (shown.start - (shown.end - shown.start) / 2, shown.end - (shown.end - shown.start) / 2),
+            ),
+        )
+    }
     return render_template(
-        "host.html", view=view, charts=charts, specs=series.CHARTS, ranges=list(series.RANGES)
+        "host.html", view=view, charts=charts, specs=series.CHARTS, ranges=list(series.RANGES), zoom=zoom
     )

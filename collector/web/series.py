@@ -18,14 +18,16 @@ own peak in the bucket.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from collector.liveness import DEFAULT_INTERVAL
 from collector.store import Bucket, DetailBucket, Store
 from collector.store.web import DETAIL_KEYS
 from collector.web.chartcache import ChartCache
-from collector.web.charts import Serie, chart_points, time_chart
+from collector.web.charts import NO_MARKS, Marks, Serie, chart_points, time_chart
 from collector.web.errors import BadRequest
 from osmon import catalog
 
@@ -41,12 +43,71 @@ _HOURS = (1, 2, 3, 6, 12, 24)
 _WIDTHS = (*_SECONDS, *(m * 60 for m in _MINUTES), *(h * 3600 for h in _HOURS))
 
 
+MIN_SPAN = 300.0  # the narrowest zoom: 5 minutes
+MAX_SPAN = 400 * 86400.0
+
+
 def parse_range(name: str | None) -> tuple[str, float]:
     """(name, seconds) of a range given as ?range=; BadRequest for an unknown one."""
     name = name or DEFAULT_RANGE
     if name not in RANGES:
         raise BadRequest(f"unknown range {name[:20]!r}: one of {', '.join(RANGES)}")
     return name, RANGES[name]
+
+
+def _instant(name: str, value: str) -> float:
+    """Unix seconds, or an ISO 8601 date and time (without a zone: the server's, as the page shows)."""
+    try:
+        t = float(value)
+    except ValueError:
+        try:
+            t = datetime.fromisoformat(value.strip()).timestamp()
+        except (ValueError, OverflowError, OSError):
+            raise BadRequest(f"?{name}= must be a date and time (2026-12-03T14:00) or Unix seconds") from None
+    if not 0 <= t <= catalog.MAX_TS:
+        raise BadRequest(f"?{name}= is not a plausible instant")
+    return t
+
+
+def zoomed(view: View, factor: float, now: float) -> tuple[float, float]:
+    """(from, to) of `view` zoomed by `factor` (0.5: in, 2: out) around its middle, never past now."""
+    span = min(MAX_SPAN, max(MIN_SPAN, (view.end - view.start) * factor))
+    middle = (view.start + view.end) / 2
+    end = min(now, middle + span / 2)
+    return end - span, end
+
+
+class View(NamedTuple):
+    """What a host page shows: a live range ending now, or a fixed span (zoomed, or around an alert)."""
+
+    range: str  # '6h' ..., or 'custom'
+    start: float
+    end: float
+    live: bool
+    at: float | None  # the moment asked for (?at=), e.g. an alert's start
+
+    def window(self, points: int = POINTS) -> Window:
+        return Window.between(self.start, self.end, points)
+
+
+def parse_view(args: dict[str, str], now: float) -> View:
+    """The time a page or API call asks for: ?range=, or ?from=&to= (a zoom), or ?at= (a moment,
+    shown in the middle of ?range=, 1h by default); BadRequest for anything else."""
+    given = {k: args[k] for k in ("from", "to", "at") if args.get(k)}
+    if "at" in given:
+        at = _instant("at", given["at"])
+        _, span = parse_range(args.get("range") or "1h")
+        start = min(at - span / 2, now - span)  # around the moment, never into the future
+        return View("custom", start, start + span, False, at)
+    if given:
+        if set(given) != {"from", "to"}:
+            raise BadRequest("?from= and ?to= go together")
+        start, end = _instant("from", given["from"]), _instant("to", given["to"])
+        if not MIN_SPAN <= end - start <= MAX_SPAN:
+            raise BadRequest("?to= must be 5 minutes to 400 days after ?from=")
+        return View("custom", start, end, False, None)
+    name, span = parse_range(args.get("range"))
+    return View(name, now - span, now, True, None)
 
 
 def bucket_width(span: float, points: int = POINTS) -> float:
@@ -82,8 +143,13 @@ class Window(NamedTuple):
         Aligned on whole buckets, so that a chart redrawn within the same
         bucket covers the same time and groups the same samples.
         """
-        width = bucket_width(span, points)
-        return cls(math.floor((now - span) / width) * width, (math.floor(now / width) + 1) * width, width)
+        return cls.between(now - span, now, points)
+
+    @classmethod
+    def between(cls, start: float, end: float, points: int = POINTS) -> Window:
+        """The aligned buckets that hold [start, end]: at most `points` of them."""
+        width = bucket_width(end - start, points)
+        return cls(math.floor(start / width) * width, (math.floor(end / width) + 1) * width, width)
 
 
 class ChartSpec(NamedTuple):
@@ -203,7 +269,19 @@ class Chart(NamedTuple):
     points: dict[str, Any]
 
 
-def draw_chart(spec: ChartSpec, lines: Sequence[Serie], window: Window, js: Sequence[str]) -> Chart:
+def note(lines: Sequence[Serie], window: Window) -> str:
+    """Under a chart: the time zone of its axis, and since when there is data if not from the start."""
+    zone = time.strftime("%Z")
+    first = min((t for line in lines for t, v in line.points if v is not None), default=None)
+    if first is None or first - window.start < 0.1 * (window.end - window.start):
+        return f"times {zone}"
+    shown = time.strftime("%H:%M" if window.end - first < 86400 else "%Y-%m-%d %H:%M", time.localtime(first))
+    return f"data since {shown} {zone}"
+
+
+def draw_chart(
+    spec: ChartSpec, lines: Sequence[Serie], window: Window, js: Sequence[str], marks: Marks = NO_MARKS
+) -> Chart:
     """One chart of the host page, drawn from its lines."""
     svg = time_chart(
         spec.title,
@@ -211,8 +289,9 @@ def draw_chart(spec: ChartSpec, lines: Sequence[Serie], window: Window, js: Sequ
         unit=spec.unit,
         start=window.start,
         end=window.end,
-        note=f"max per {describe(window.width)}",
+        note=note(lines, window),
         js=js,
+        marks=marks,
     )
     return Chart(svg, chart_points(lines, window.start, window.width, spec.unit))
 
@@ -225,6 +304,7 @@ def host_charts(
     js: Sequence[str],
     cache: ChartCache | None = None,
     fresh: bool = False,
+    marks: dict[str, Marks] | None = None,
 ) -> dict[str, Chart]:
     """{chart id: Chart} of every chart of the host page: the lines read from the store, drawn
     unless `cache` holds a drawing of these very lines (collector.web.chartcache)."""
@@ -232,15 +312,19 @@ def host_charts(
     every_line = all_chart_series(store, host, CHARTS, window, interval)
     for spec in CHARTS:
         lines = every_line[spec.id]
+        chart_marks = (marks or {}).get(spec.id, NO_MARKS)
 
-        def draw(spec: ChartSpec = spec, lines: list[Serie] = lines) -> Chart:
-            return draw_chart(spec, lines, window, js)
+        def draw(
+            spec: ChartSpec = spec, lines: list[Serie] = lines, chart_marks: Marks = chart_marks
+        ) -> Chart:
+            return draw_chart(spec, lines, window, js, chart_marks)
 
         if cache is None:
             charts[spec.id] = draw()
         else:
             drawn_from = tuple((line.label, tuple(line.points)) for line in lines)
-            charts[spec.id] = cache.get((host, spec.id, window, tuple(js), drawn_from), draw, fresh)
+            key = (host, spec.id, window, tuple(js), drawn_from, chart_marks, time.strftime("%Z"))
+            charts[spec.id] = cache.get(key, draw, fresh)
     return charts
 
 

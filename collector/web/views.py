@@ -3,33 +3,49 @@ so what a person sees and what a script reads never differ."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from flask import url_for
+
+from collector.store import Alert, Store
 from collector.web import fleet, hostinfo, series
 from collector.web.context import chart_cache, config, store
 from collector.web.errors import NotFound
+from collector.web.marks import chart_marks
 
 HISTORY_LIMIT = 200
+HOST_ALERTS = 50  # the alert history of a host page
+ALERTS_ON_CHARTS = 200  # a host's latest alerts, the ones a chart can shade
 
 
-def overview(now: float) -> dict[str, Any]:
-    """Every host with its status, counts per status, active alerts, the latest CERT-FR alert."""
+def overview(now: float, args: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Hosts of the fleet one page at a time (fleet.Query: filtered and sorted here, so a browser
+    never holds 10,000 rows), counts per status of all of them, active alerts, the latest CERT-FR alert."""
     s = store()
     active = s.alerts_active()
+    query = fleet.Query.parse(args or {})
     rows = fleet.overview(s.web_hosts(), active, s.silences(now), config().down_after, now)
+    seen = {r["name"]: r["last_seen"] for r in rows}
+    shown, matching = query.apply(rows)
     return {
         "now": now,
         "refresh": config().web_refresh,
         "counts": fleet.counts(rows),
-        "hosts": rows,
-        "alerts": [fleet.alert_dict(a, now) for a in active],
+        "silenced": fleet.silenced_count(rows),
+        "total": len(rows),
+        "matching": matching,
+        "query": query._asdict(),
+        "hosts": shown,
+        "alerts": [fleet.alert_dict(a, now, seen.get(a.host)) for a in fleet.most_urgent(active)],
+        "alerts_total": len(active),
         "certfr": fleet.certfr_dict(s.certfr_latest()),
     }
 
 
-def host(name: str, now: float) -> dict[str, Any]:
-    """One host: its overview row, facts, filesystems, processes, users, alerts, silence."""
+def host(name: str, now: float, at: float | None = None) -> dict[str, Any]:
+    """One host: its overview row, facts, filesystems, processes, users, alerts with each change of
+    their severity, silence."""
     s = store()
     found = s.web_host(name)
     if found is None:
@@ -43,14 +59,18 @@ def host(name: str, now: float) -> dict[str, Any]:
         "host": fleet.host_row(found, latest, active, silence, config().down_after, now),
         **hostinfo.detail(latest),
         "silence": fleet.silence_dict(silence) if silence else None,
-        "alerts": [fleet.alert_dict(a, now) for a in s.alerts_history(name, limit=50)],
+        "alerts": [
+            {**fleet.alert_dict(a, now, found.last_seen), "events": alert_events(s, a)}
+            for a in s.alerts_history(name, limit=HOST_ALERTS)
+        ],
     }
 
 
 def charts(
-    name: str, range_name: str | None, now: float, js: Sequence[str], fresh: bool = False
+    name: str, args: Mapping[str, str], now: float, js: Sequence[str], fresh: bool = False
 ) -> dict[str, Any]:
-    """Every chart of a host's page over a range: SVG strings, and the numbers their tooltips show.
+    """Every chart of a host's page over the time `args` ask for (series.parse_view): SVG strings,
+    the numbers their tooltips show, the host's thresholds and its alert periods on them.
 
     A chart whose numbers were drawn already is not drawn again, unless `fresh`
     (collector.web.chartcache)."""
@@ -58,12 +78,23 @@ def charts(
     found = s.web_host(name)
     if found is None:
         raise NotFound(f"no host named {name[:100]!r} has reported to this collector")
-    range_name, span = series.parse_range(range_name)
-    window = series.Window.of(span, now)
-    drawn = series.host_charts(s, name, window, found.interval, js, chart_cache(), fresh)
+    view = series.parse_view(dict(args), now)
+    window = view.window()
+    latest = fleet.read_latest(found)
+    cpus = latest.metrics.get("cpu.count") if latest else None
+    shown = [
+        a for a in s.alerts_history(name, limit=ALERTS_ON_CHARTS)
+        if a.started < window.end and (a.ended is None or a.ended > window.start)
+    ]  # fmt: skip
+    marks = chart_marks(config().thresholds, name, cpus, shown, alert_href)
+    drawn = series.host_charts(s, name, window, found.interval, js, chart_cache(), fresh, marks)
     return {
         "now": now,
-        "range": range_name,
+        "range": view.range,
+        "live": view.live,
+        "start": view.start,
+        "end": view.end,
+        "at": view.at,
         "bucket": window.width,
         "bucket_name": series.describe(window.width),  # '15 s', '3 h'
         # Redrawing more often than a bucket fills would redraw the same picture.
@@ -71,6 +102,19 @@ def charts(
         "charts": {chart_id: chart.svg for chart_id, chart in drawn.items()},
         "points": {chart_id: chart.points for chart_id, chart in drawn.items()},
     }
+
+
+def alert_events(s: Store, a: Alert) -> list[dict[str, Any]]:
+    """When `a` fired, escalated, de-escalated and resolved, with its value then."""
+    return [
+        {"ts": ts, "kind": kind, "severity": severity, "text": fleet.alert_number(a.rule, value)}
+        for ts, kind, severity, value in s.alert_events(a.id)
+    ]
+
+
+def alert_href(a: Alert) -> str:
+    """The host page at the moment `a` started."""
+    return url_for("pages.host", name=a.host, at=f"{a.started:.0f}")
 
 
 def metric_series(name: str, metric: str, range_name: str | None, points: int, now: float) -> dict[str, Any]:
@@ -94,13 +138,17 @@ def metric_series(name: str, metric: str, range_name: str | None, points: int, n
 def alerts(now: float) -> dict[str, Any]:
     """Active alerts, recent history, silences in force."""
     s = store()
+    hosts = s.web_hosts()
+    seen = {h.name: h.last_seen for h in hosts}
     return {
         "now": now,
         "refresh": config().web_refresh,
-        "active": [fleet.alert_dict(a, now) for a in s.alerts_active()],
-        "history": [fleet.alert_dict(a, now) for a in s.alerts_history(limit=HISTORY_LIMIT)],
+        "active": [fleet.alert_dict(a, now, seen.get(a.host)) for a in s.alerts_active()],
+        "history": [
+            fleet.alert_dict(a, now, seen.get(a.host)) for a in s.alerts_history(limit=HISTORY_LIMIT)
+        ],
         "silences": [fleet.silence_dict(x) for x in s.silences(now)],
-        "hosts": [h.name for h in s.web_hosts()],
+        "hosts": [h.name for h in hosts],
     }
 
 

@@ -89,10 +89,27 @@
     if (empty) empty.hidden = rows.length > 0;
   }
 
-  function alertValue(a) {
-    var down = a.rule === "host.down"; // its value is how long the host has been silent
-    var text = down ? "silent " + duration(a.value) : decimal(a.value, 1);
-    return a.threshold == null ? text : text + " (≥ " + (down ? duration(a.threshold) : decimal(a.threshold, 1)) + ")";
+  function alertValue(a) { return a.text; } // '96.2 % ≥ 95 %', written by the server (fleet.alert_text)
+
+  /* An alert's name, linking to its host's page at the moment it started (as _macros.html). */
+  function alertLink(a) {
+    return h("a", {
+      "class": "alert-moment", href: root + "/host/" + encodeURIComponent(a.host) + "?at=" + Math.round(a.started),
+      title: "the charts at " + clock(a.started), text: a.title,
+    });
+  }
+
+  function silenceMark(until) {
+    return h("span", { "class": "silence-mark", title: "silenced until " + clock(until) + ": no mail", text: "silenced" });
+  }
+
+  function events(a) {
+    return h("ol", { "class": "events" }, (a.events || []).map(function (e) {
+      return h("li", { "class": "event-" + e.kind }, [
+        h("time", { text: clock(e.ts) }), " " + e.kind + " ",
+        h("span", { "class": "status-" + e.severity + "-text", text: e.severity }), " " + e.text,
+      ]);
+    }));
   }
 
   function csrfToken() {
@@ -177,23 +194,26 @@
 
   // -- overview ---------------------------------------------------------------------
 
-  var URGENCY = { down: 0, critical: 1, warning: 2, ok: 3, silenced: 4 };
 
+  /* The overview shows one page of the fleet: the server filters, sorts and cuts it
+   * (collector/web/fleet.py Query), so 10,000 hosts cost the browser no more than 100. */
   function overview() {
     var table = document.getElementById("hosts");
     var filter = document.getElementById("filter");
-    var hosts = null;
-    var sort = { key: "status", dir: 1 };
-    var only = {}; // statuses picked with the count buttons
+    var query = { q: "", status: {}, sort: "status", desc: false, page: 1 };
+    var refresh = null; // refreshes at once (poll)
+    var typing = null;
 
     function hostRow(r) {
       var name = td({ "class": "c-name", "data-label": "Host" }, [hostLink(r.name)]);
       if (r.alerts) name.append(" ", h("span", { "class": "alert-count", title: "active alerts", text: String(r.alerts) }));
+      var status = td({ "class": "c-status", "data-label": "Status" }, [badge(r.status)]);
+      if (r.silenced) status.append(" ", silenceMark(r.silenced_until));
       var disk = td({ "class": "c-disk", "data-label": "Disk" }, [meter(r.disk)]);
       if (r.disk_mount != null) disk.append(" ", h("span", { "class": "mount muted", text: r.disk_mount }));
-      return h("tr", { "data-host": r.name, "data-status": r.status }, [
+      return h("tr", { "data-host": r.name, "data-status": r.status, "data-silenced": r.silenced ? "true" : null }, [
         name,
-        td({ "class": "c-status", "data-label": "Status" }, [badge(r.status)]),
+        status,
         td({ "class": "c-cpu", "data-label": "CPU" }, [meter(r.cpu)]),
         td({ "class": "c-mem", "data-label": "Memory" }, [meter(r.mem)]),
         disk,
@@ -205,59 +225,59 @@
       ]);
     }
 
-    function compare(a, b) {
-      var x = a[sort.key], y = b[sort.key];
-      if (sort.key === "status") { x = URGENCY[x]; y = URGENCY[y]; }
-      if (x == null && y == null) return a.name < b.name ? -1 : 1;
-      if (x == null) return 1; // missing values last, whatever the direction
-      if (y == null) return -1;
-      if (x < y) return -sort.dir;
-      if (x > y) return sort.dir;
-      return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+    function url() {
+      var params = new URLSearchParams();
+      if (query.q) params.set("q", query.q);
+      var statuses = Object.keys(query.status);
+      if (statuses.length) params.set("status", statuses.join(","));
+      if (query.sort !== "status") params.set("sort", query.sort);
+      if (query.desc) params.set("desc", "1");
+      if (query.page > 1) params.set("page", String(query.page));
+      var text = params.toString();
+      return body.dataset.api + (text ? "?" + text : "");
     }
 
-    function applyFilter() {
-      var text = (filter.value || "").trim().toLowerCase();
-      var anyStatus = Object.keys(only).length > 0;
-      var shown = 0;
-      table.querySelectorAll("tbody tr[data-host]").forEach(function (tr) {
-        var visible = (!text || tr.dataset.host.toLowerCase().indexOf(text) >= 0) && (!anyStatus || only[tr.dataset.status]);
-        tr.hidden = !visible;
-        if (visible) shown++;
-      });
-      var rows = table.querySelectorAll("tbody tr[data-host]").length;
-      document.getElementById("no-match").hidden = !(rows > 0 && shown === 0);
-      document.getElementById("no-hosts").hidden = rows > 0;
-    }
-
-    function render() {
-      if (!hosts) return;
-      var tbody = table.querySelector("tbody");
-      tbody.replaceChildren.apply(tbody, hosts.slice().sort(compare).map(hostRow));
-      table.querySelectorAll("th[data-sort]").forEach(function (th) {
-        if (th.dataset.sort === sort.key) th.setAttribute("aria-sort", sort.dir > 0 ? "ascending" : "descending");
-        else th.removeAttribute("aria-sort");
-      });
-      applyFilter();
+    function pager(data) {
+      var per = data.query.per, first = (data.query.page - 1) * per;
+      var info = document.getElementById("page-info");
+      info.textContent = data.matching ? (first + 1) + "–" + Math.min(first + per, data.matching) + " of " + data.matching +
+        (data.matching < data.total ? " (of " + data.total + " hosts)" : " hosts") : "";
+      document.getElementById("page-prev").disabled = data.query.page <= 1;
+      document.getElementById("page-next").disabled = first + per >= data.matching;
+      document.getElementById("pager").hidden = data.matching <= per && data.query.page <= 1;
     }
 
     function apply(data) {
-      hosts = data.hosts;
+      var asked = data.query;
+      if (asked && (asked.q !== query.q || asked.page !== query.page || asked.sort !== query.sort || asked.desc !== query.desc)) {
+        return; // the answer to an earlier question, overtaken by a click
+      }
+      var tbody = table.querySelector("tbody");
+      tbody.replaceChildren.apply(tbody, data.hosts.map(hostRow));
+      table.querySelectorAll("th[data-sort]").forEach(function (th) {
+        if (th.dataset.sort === query.sort) th.setAttribute("aria-sort", query.desc ? "descending" : "ascending");
+        else th.removeAttribute("aria-sort");
+      });
+      document.getElementById("no-match").hidden = !(data.total > 0 && data.matching === 0);
+      document.getElementById("no-hosts").hidden = data.total > 0;
+      pager(data);
       Object.keys(data.counts).forEach(function (status) {
         var n = document.querySelector('[data-count="' + status + '"]');
         if (n) n.textContent = String(data.counts[status]);
       });
-      render();
+      var silenced = document.querySelector('#counts [data-count="silenced"]');
+      if (silenced) silenced.textContent = String(data.silenced);
       var alertsPanel = document.getElementById("active-alerts");
       var list = alertsPanel.querySelector(".alert-list");
       list.replaceChildren.apply(list, data.alerts.map(function (a) {
         return h("li", { "class": "severity-" + a.severity, "data-alert": String(a.id) }, [
-          badge(a.severity), " ", hostLink(a.host), " ", h("span", { "class": "rule", text: a.rule }), " ",
-          h("span", { "class": "muted", text: alertValue(a) + " · for " + duration(a.duration) }),
+          badge(a.severity), " ", hostLink(a.host), " ", h("span", { "class": "rule" }, [alertLink(a)]), " ",
+          h("span", { "class": "alert-text", text: alertValue(a) }), " ",
+          h("span", { "class": "muted", text: "· for " + duration(a.duration) }),
         ]);
       }));
       alertsPanel.querySelector(".empty").hidden = data.alerts.length > 0;
-      alertsPanel.querySelector('[data-count="alerts"]').textContent = String(data.alerts.length);
+      alertsPanel.querySelector('[data-count="alerts"]').textContent = String(data.alerts_total);
       var item = document.querySelector("#certfr .certfr-item");
       var c = data.certfr;
       if (c) {
@@ -266,33 +286,43 @@
       }
     }
 
+    function changed() { // a new question: its first page, at once
+      query.page = 1;
+      if (refresh) refresh();
+    }
+
     table.querySelectorAll("th[data-sort]").forEach(function (th) {
       th.tabIndex = 0;
       function click() {
         var key = th.dataset.sort;
-        sort = { key: key, dir: sort.key === key ? -sort.dir : th.dataset.type === "number" ? -1 : 1 };
-        render();
+        if (query.sort === key) query.desc = !query.desc;
+        else { query.sort = key; query.desc = th.dataset.type === "number"; }
+        changed();
       }
       th.addEventListener("click", click);
       th.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); click(); } });
     });
-    document.querySelectorAll("#counts button[data-status]").forEach(function (button) {
+    document.querySelectorAll("#counts button[data-status], #counts button[data-silenced]").forEach(function (button) {
       button.addEventListener("click", function () {
-        var status = button.dataset.status;
-        if (only[status]) delete only[status];
-        else only[status] = true;
-        button.setAttribute("aria-pressed", only[status] ? "true" : "false");
-        applyFilter();
+        var status = button.dataset.status || "silenced";
+        if (query.status[status]) delete query.status[status];
+        else query.status[status] = true;
+        button.setAttribute("aria-pressed", query.status[status] ? "true" : "false");
+        changed();
       });
     });
-    filter.addEventListener("input", applyFilter);
+    filter.addEventListener("input", function () {
+      clearTimeout(typing);
+      typing = setTimeout(function () { query.q = (filter.value || "").trim().toLowerCase(); changed(); }, 150);
+    });
+    document.getElementById("page-prev").addEventListener("click", function () { query.page--; if (refresh) refresh(); });
+    document.getElementById("page-next").addEventListener("click", function () { query.page++; if (refresh) refresh(); });
     var tbody = table.querySelector("tbody");
     if (tbody.dataset.initial) {
       apply(JSON.parse(tbody.dataset.initial)); // what the server read for this page
       delete tbody.dataset.initial;
     }
-    applyFilter();
-    poll(body.dataset.api, Number(body.dataset.refresh) || 10, apply);
+    refresh = poll(url, Number(body.dataset.refresh) || 10, apply);
   }
 
   // -- host page ---------------------------------------------------------------------
@@ -312,6 +342,9 @@
     function apply(data) {
       var r = data.host;
       document.getElementById("host-status").replaceChildren(badge(r.status));
+      var mark = document.getElementById("host-silence");
+      if (r.silenced) mark.replaceChildren(silenceMark(r.silenced_until));
+      else mark.replaceChildren();
       var seen = document.getElementById("host-seen");
       seen.textContent = ago(r.last_seen_ago);
       seen.setAttribute("datetime", iso(r.last_seen));
@@ -345,10 +378,10 @@
         return h("tr", {}, [td({ text: u.name || "?" }), td({ text: u.terminal || "" }), td({ text: u.from || "" }), td({ text: clock(u.since) })]);
       });
       fillBody(document.getElementById("host-alerts"), data.alerts, function (a) {
-        return h("tr", { "class": a.active ? "active" : "ended" }, [
-          td({}, [badge(a.severity)]), td({ text: a.rule }), td({ text: clock(a.started) }),
+        return h("tr", { "class": a.active ? "active" : "ended", "data-alert": String(a.id) }, [
+          td({}, [badge(a.severity)]), td({}, [alertLink(a)]), td({ text: clock(a.started) }),
           td({ "class": "num", text: duration(a.duration) + (a.active ? " (active)" : "") }),
-          td({ "class": "num", text: decimal(a.peak, 1) }),
+          td({ "class": "num", text: a.peak_text || "" }), td({}, [events(a)]),
         ]);
       });
     }
@@ -378,8 +411,8 @@
       var active = document.getElementById("active-alerts");
       fillBody(active, data.active, function (a) {
         return h("tr", { "data-alert": String(a.id) }, [
-          td({}, [badge(a.severity)]), td({}, [hostLink(a.host)]), td({ text: a.rule }),
-          td({ "class": "num", text: alertValue(a) }), td({ "class": "num", text: decimal(a.peak, 1) }),
+          td({}, [badge(a.severity)]), td({}, [hostLink(a.host)]), td({}, [alertLink(a)]),
+          td({ "class": "num", text: alertValue(a) }), td({ "class": "num", text: a.peak_text || "" }),
           td({ text: clock(a.started) }), td({ "class": "num", text: duration(a.duration) }),
         ]);
       });
@@ -392,9 +425,9 @@
       });
       fillBody(document.getElementById("alert-history"), data.history, function (a) {
         return h("tr", { "class": a.active ? "active" : "ended" }, [
-          td({}, [badge(a.severity)]), td({}, [hostLink(a.host)]), td({ text: a.rule }),
+          td({}, [badge(a.severity)]), td({}, [hostLink(a.host)]), td({}, [alertLink(a)]),
           td({ text: clock(a.started) }), td({ text: a.ended ? clock(a.ended) : "active" }),
-          td({ "class": "num", text: duration(a.duration) }), td({ "class": "num", text: decimal(a.peak, 1) }),
+          td({ "class": "num", text: duration(a.duration) }), td({ "class": "num", text: a.peak_text || "" }),
         ]);
       });
     }

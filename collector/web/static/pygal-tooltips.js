@@ -112,9 +112,48 @@
   }
 
   function clear() {
-    if (current) current.querySelectorAll(".crosshair").forEach(function (el) { el.remove(); });
+    if (current) document.querySelectorAll("svg.chart .crosshair").forEach(function (el) { el.remove(); });
     current = null;
     if (tip) tip.hidden = true;
+  }
+
+  // -- time on a plot: x = 0 at data-t0, x = data-w at data-t1 (collector/web/charts.py _timeline) --
+
+  function timeline(svg) {
+    var plot = svg.querySelector("g.plot[data-t0]");
+    if (!plot) return null;
+    var t0 = Number(plot.dataset.t0), t1 = Number(plot.dataset.t1), w = Number(plot.dataset.w);
+    if (!(t1 > t0) || !(w > 0)) return null;
+    return {
+      plot: plot, w: w,
+      x: function (t) { return w * (t - t0) / (t1 - t0); },
+      t: function (x) { return t0 + (t1 - t0) * x / w; },
+    };
+  }
+
+  function plotX(svg, plot, event) {
+    var ctm = plot.getScreenCTM();
+    if (!ctm) return null;
+    var point = svg.createSVGPoint();
+    point.x = event.clientX;
+    point.y = event.clientY;
+    return point.matrixTransform(ctm.inverse()).x;
+  }
+
+  /* The same instant marked on every other chart of the page: one crosshair for the page. */
+  function shareCrosshair(svg, t) {
+    document.querySelectorAll("figure[data-points] svg.chart").forEach(function (other) {
+      if (other === svg) return;
+      var line = timeline(other);
+      if (!line) return;
+      var x = line.x(t);
+      if (x < 0 || x > line.w) return;
+      var background = line.plot.querySelector("rect.background");
+      var height = background ? Number(background.getAttribute("height")) : 0;
+      var marks = svgNode("g", { "class": "crosshair shared" });
+      marks.appendChild(svgNode("line", { x1: x, x2: x, y1: 0, y2: height }));
+      line.plot.appendChild(marks);
+    });
   }
 
   function svgNode(tag, attrs) {
@@ -143,9 +182,8 @@
       if (!best || distance < best.distance) best = { distance: distance, x: line.xs[k], index: line.indexes[k] };
     });
 
-    if (current !== svg) clear();
+    clear();
     current = svg;
-    svg.querySelectorAll(".crosshair").forEach(function (el) { el.remove(); });
     var background = m.plot.querySelector("rect.background");
     var height = background ? Number(background.getAttribute("height")) : 0;
     var marks = svgNode("g", { "class": "crosshair" });
@@ -181,6 +219,7 @@
     });
     box.appendChild(rows);
     m.plot.appendChild(marks);
+    shareCrosshair(svg, m.data.start + best.index * m.data.width);
     box.hidden = false;
     place(event);
   }
@@ -208,6 +247,47 @@
     if (svg && !(event.target.closest(".legend") || event.target.closest(".activate-serie"))) show(svg, event);
     else if (current) clear();
   }
+
+  // -- zoom: drag across a chart with a mouse to show that span (a link: the URL holds it) ----------
+
+  var drag = null; // {svg, line, x0, rect}
+
+  document.addEventListener("pointerdown", function (event) {
+    if (event.pointerType !== "mouse" || event.button !== 0) return;
+    var svg = event.target.closest && event.target.closest("figure[data-points] svg.chart");
+    if (!svg || event.target.closest(".legend") || event.target.closest(".activate-serie") || event.target.closest("a")) return;
+    var line = timeline(svg);
+    var x = line && plotX(svg, line.plot, event);
+    if (x == null || x < 0 || x > line.w) return;
+    var background = line.plot.querySelector("rect.background");
+    var rect = svgNode("rect", { "class": "selection", x: x, y: 0, width: 0, height: background ? background.getAttribute("height") : 0 });
+    line.plot.appendChild(rect);
+    drag = { svg: svg, line: line, x0: x, rect: rect };
+    event.preventDefault(); // no text selection
+  });
+
+  document.addEventListener("pointermove", function (event) {
+    if (!drag) return;
+    var x = Math.max(0, Math.min(drag.line.w, plotX(drag.svg, drag.line.plot, event)));
+    drag.rect.setAttribute("x", Math.min(x, drag.x0));
+    drag.rect.setAttribute("width", Math.abs(x - drag.x0));
+  });
+
+  document.addEventListener("pointerup", function (event) {
+    if (!drag) return;
+    var done = drag;
+    drag = null;
+    var x = Math.max(0, Math.min(done.line.w, plotX(done.svg, done.line.plot, event)));
+    done.rect.remove();
+    if (Math.abs(x - done.x0) < 6) return; // a click, not a span
+    var from = Math.round(done.line.t(Math.min(x, done.x0))), to = Math.round(done.line.t(Math.max(x, done.x0)));
+    if (to - from < 300) { var middle = (from + to) / 2; from = Math.round(middle - 150); to = from + 300; } // 5 min at least
+    var query = new URLSearchParams(location.search);
+    ["range", "at", "from", "to"].forEach(function (k) { query.delete(k); });
+    query.set("from", String(from));
+    query.set("to", String(to));
+    location.assign(location.pathname + "?" + query.toString());
+  });
 
   // Mouse moves, and a finger's tap or drag on a phone.
   document.addEventListener("pointermove", pointed);
