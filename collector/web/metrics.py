@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify
 
 from collector import histogram
 from collector.liveness import is_down
-from collector.store import Alert, Silence, StoreError, WebHost
+from collector.store import Alert, StoreError, WebHost
 from collector.web import fleet
 from collector.web.context import config, context, store
 from collector.web.errors import WebError
@@ -104,7 +104,6 @@ def collector_text(
 def exposition(
     hosts: list[WebHost],
     active: list[Alert],
-    silences: list[Silence],
     down_after: int,
     counters: dict[str, int],
     outbox: dict[str, int],
@@ -115,12 +114,11 @@ def exposition(
     by_host: dict[str, list[Alert]] = {}
     for a in active:
         by_host.setdefault(a.host, []).append(a)
-    silenced = {s.host for s in silences}
     counts = dict.fromkeys(fleet.STATUSES, 0)
     states = []
     for h in hosts:
         down = is_down(h.last_seen, h.interval, down_after, now)
-        counts[fleet.status(down, h.name in silenced, by_host.get(h.name, []))] += 1
+        counts[fleet.status(down, by_host.get(h.name, []))] += 1  # a silence is a mark, not a status
         states.append(HostState(h.name, not down, h.last_seen, h.snapshot))
     newest = max((h.last_seen for h in hosts), default=None)
     lines = hosts_text(states) + collector_text(counts, newest, counters, outbox, size, now)
@@ -134,7 +132,6 @@ def metrics() -> Response:
     text = exposition(
         s.web_hosts(),
         s.alerts_active(),
-        s.silences(now),
         config().down_after,
         s.counters(),
         s.outbox_states(),
