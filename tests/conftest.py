@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from agent.spool import Spool
+from tests import pg
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,6 +188,24 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop_all()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[pg.PostgresServer]:
+    """A real PostgreSQL server for the whole session, in a temporary directory; stopped at the end."""
+    if not pg.available():
+        pytest.skip(pg.SKIP_REASON)
+    server = pg.PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: pg.PostgresServer) -> str:
+    """The URL of a new, empty PostgreSQL database of the test's own."""
+    return pg_server.database()
 
 
 @pytest.hookimpl(hookwrapper=True)

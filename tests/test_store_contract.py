@@ -25,13 +25,22 @@ def sqlite_factory(tmp_path: Path) -> Iterator[Factory]:
     yield lambda: open_store(tmp_path / "osmon.db")
 
 
-BACKENDS: dict[str, Callable[[Path], Iterator[Factory]]] = {"sqlite": sqlite_factory}
+def postgresql_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Factory]:
+    # A real server (tests/pg.py), started once per session; a new database per test.
+    url = request.getfixturevalue("pg_url")
+    yield lambda: open_store(url)
+
+
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Iterator[Factory]]] = {
+    "sqlite": lambda tmp_path, request: sqlite_factory(tmp_path),
+    "postgresql": postgresql_factory,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     """Opens the test's store (again: a writer restart sees only what was committed)."""
-    yield from BACKENDS[request.param](tmp_path)
+    yield from BACKENDS[request.param](tmp_path, request)
 
 
 @pytest.fixture

@@ -129,8 +129,30 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(database: str | Path, readonly: bool = False) -> Store:
-    """The store for `database` (a SQLite file path)."""
+def open_store(
+    database: str | Path,
+    readonly: bool = False,
+    password_file: str | Path | None = None,
+    application_name: str = "osmon-collector",
+) -> Store:
+    """The store for `database`: a postgresql:// URL (psycopg 3, the `postgresql` extra) or a SQLite file path.
+
+    `password_file` and `application_name` concern PostgreSQL only (without a password
+    file, libpq's own means apply: PGPASSFILE, ~/.pgpass, the URL).
+    """
+    from collector.store.pg_url import is_postgresql
+
+    if is_postgresql(str(database)):
+        try:
+            from collector.store.postgres import open_postgres
+        except ImportError as e:
+            raise StoreError(
+                f"{e.name or 'psycopg'} is not installed: a PostgreSQL database needs the `postgresql` extra "
+                "(pip install 'osmonitoring[collector,postgresql]')"
+            ) from None
+        return open_postgres(
+            str(database), readonly=readonly, password_file=password_file, application_name=application_name
+        )
     from collector.store.sqlite import SQLiteStore
 
     return SQLiteStore(database, readonly=readonly)

@@ -37,7 +37,7 @@ class AlertQueries:
         ).fetchall()
 
     def alerts_apply(
-        self, events: list[AlertEvent], updates: list[tuple[str, str, float, float, float]]
+        self, events: list[AlertEvent], updates: list[tuple[str, str, float, float | None, float]]
     ) -> None:
         """Record events and (host, rule, value, peak, updated) refreshes of active alerts, in one transaction."""
         self.db.execute("BEGIN IMMEDIATE")
