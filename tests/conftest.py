@@ -79,6 +79,7 @@ class Cluster:
         self.port = free_port()
         self.processes: list[Process] = []
         self.agent_extra: dict[str, str] = {}
+        self.database = str(tmp_path / "osmon.db")  # or a postgresql:// URL (tests/pg.py)
         self.collector_config = tmp_path / "collector.toml"
         self.write_collector_config()
 
@@ -86,7 +87,7 @@ class Cluster:
         # Tests never reach outside hosts: the CERT-FR feed is off unless a test points it at its own server.
         certfr = "" if "[certfr]" in extra else "[certfr]\nenabled = false\n"
         self.collector_config.write_text(
-            f'listen = "tcp://127.0.0.1:{self.port}"\ndatabase = "{self.dir / "osmon.db"}"\n{extra}\n{certfr}'
+            f'listen = "tcp://127.0.0.1:{self.port}"\ndatabase = "{self.database}"\n{extra}\n{certfr}'
         )
         return self.collector_config
 

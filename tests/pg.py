@@ -53,23 +53,22 @@ class PostgresServer:
             self._run(
                 [str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user, "-E", "UTF8"]
             )
-            options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off -c full_page_writes=off"
-            self._run(
-                [
-                    str(PG_BIN / "pg_ctl"),
-                    "-D",
-                    str(self.data),
-                    "-l",
-                    str(self.dir / "server.log"),
-                    "-w",
-                    "-o",
-                    options,
-                    "start",
-                ]
-            )
+            self.resume()
         except BaseException:
             self.stop()
             raise
+
+    def resume(self) -> None:
+        """Start the server (again), on the same port."""
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off -c full_page_writes=off"
+        )
+        log = str(self.dir / "server.log")
+        self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", log, "-w", "-o", options, "start"])
+
+    def pause(self) -> None:
+        """Stop the server, its data kept: a database that went away."""
+        self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"])
 
     def _run(self, args: list[str]) -> None:
         done = subprocess.run(_as_postgres(args), capture_output=True, text=True)

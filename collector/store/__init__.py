@@ -28,6 +28,7 @@ from collector.store.records import (
     Received,
     Silence,
     StoreError,
+    StoreUnreachable,
     WebHost,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "Silence",
     "Store",
     "StoreError",
+    "StoreUnreachable",
     "WebHost",
     "open_store",
 ]
@@ -156,3 +158,21 @@ def open_store(
     from collector.store.sqlite import SQLiteStore
 
     return SQLiteStore(database, readonly=readonly)
+
+
+def check_connection(database: str | Path, password_file: str | Path | None = None) -> str:
+    """Whether the database answers, in a few words; StoreError (StoreUnreachable) when it does not."""
+    from collector.store.pg_url import is_postgresql
+
+    if is_postgresql(str(database)):
+        try:
+            from collector.store.postgres import ping
+        except ImportError as e:
+            raise StoreError(
+                f"{e.name or 'psycopg'} is not installed: a PostgreSQL database needs the `postgresql` extra"
+            ) from None
+        return f"PostgreSQL {ping(str(database), password_file)} answers"
+    if not Path(database).exists():
+        return "SQLite file not created yet (`run` creates it)"
+    open_store(database, readonly=True).close()
+    return "SQLite file opens"

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from collector.store.pg_url import host
-from collector.store.records import StoreError
+from collector.store.records import StoreError, StoreUnreachable
 from collector.store.sqlite_errors import action
 
 T = TypeVar("T", bound=type)
@@ -28,8 +28,16 @@ def translated(url: str, doing: str) -> Iterator[None]:
     """psycopg errors (server gone, refused, permission, read-only transaction ...) as StoreError."""
     try:
         yield
-    except (psycopg.Error, OSError) as e:
-        raise StoreError(message(url, doing, e)) from None
+    except (psycopg.OperationalError, OSError) as e:
+        raise StoreUnreachable(message(url, doing, e)) from None
+    except psycopg.Error as e:
+        raise error(url, doing, e) from None
+
+
+def error(url: str, doing: str, e: psycopg.Error) -> StoreError:
+    """The StoreError for a psycopg error: StoreUnreachable when the server is gone or refuses us."""
+    kind = StoreUnreachable if isinstance(e, psycopg.OperationalError) else StoreError
+    return kind(message(url, doing, e))
 
 
 def translate_errors(cls: T) -> T:

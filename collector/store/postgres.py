@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from collector.samples import Sample
 from collector.store import pg_schema
@@ -40,13 +40,13 @@ from collector.store.compact import (
 )
 from collector.store.pg_alerts import PgAlertQueries
 from collector.store.pg_certfr import PgCertfrQueries
-from collector.store.pg_errors import message, translate_errors, translated
+from collector.store.pg_errors import error, message, translate_errors, translated
 from collector.store.pg_outbox import PgOutboxQueries
 from collector.store.pg_rollups import PgRollupWriter
 from collector.store.pg_schema import DAY, MIGRATIONS, day_of, partition_ddl, partition_name
 from collector.store.pg_url import mask
 from collector.store.pg_web import PgWebQueries
-from collector.store.records import HostInfo, IngestResult, Received, StoreError
+from collector.store.records import HostInfo, IngestResult, Received, StoreError, StoreUnreachable
 from collector.store.seqranges import SeqRanges
 
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server is reported, not waited for
@@ -126,8 +126,8 @@ class PostgresStore(PgAlertQueries, PgOutboxQueries, PgCertfrQueries, PgWebQueri
             return method(self, *args, **kwargs)
         try:
             conn = self._checkout()
-        except (psycopg.Error, OSError) as e:
-            raise StoreError(message(self.url, "connect to database", e)) from None
+        except (psycopg.Error, PoolTimeout, OSError) as e:
+            raise StoreUnreachable(message(self.url, "connect to database", e)) from None
         local.conn = conn
         try:
             conn.read_only = getattr(local, "read_only", False)
@@ -136,7 +136,7 @@ class PostgresStore(PgAlertQueries, PgOutboxQueries, PgCertfrQueries, PgWebQueri
             return result
         except psycopg.Error as e:
             self._failed(conn)
-            raise StoreError(message(self.url, doing, e)) from None
+            raise error(self.url, doing, e) from None
         except BaseException:
             self._failed(conn)
             raise
@@ -161,6 +161,7 @@ class PostgresStore(PgAlertQueries, PgOutboxQueries, PgCertfrQueries, PgWebQueri
         self._name_ids.clear()
         self._days.clear()
         if conn.broken or conn.closed:
+            conn.close()
             if self._pool is None:
                 self._local.own = None  # opened again at the next call: the server may be back by then
             return
@@ -632,3 +633,15 @@ def open_postgres(
         return PostgresStore(
             url, readonly=readonly, password_file=password_file, application_name=application_name
         )
+
+
+def ping(url: str, password_file: str | Path | None = None) -> str:
+    """Connect once and return the server's version: whether the database answers (check-config --connect)."""
+    args: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT,
+        "application_name": "osmon-collector check-config",
+    }
+    if (password := read_password(password_file)) is not None:
+        args["password"] = password
+    with translated(url, "connect to database"), psycopg.connect(url, **args) as conn:
+        return str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]

@@ -38,7 +38,9 @@ def create_app(config: CollectorConfig, store: Any = None, secret_key: str | Non
         MAX_CONTENT_LENGTH=64 * 1024,  # the only bodies are small forms
     )
     app.json.sort_keys = False  # keys in the order the views build them (name first): and cheaper
-    app.extensions["osmon"] = Context(config, Storage(config.database, store), ChartCache())
+    app.extensions["osmon"] = Context(
+        config, Storage(config.database, store, config.database_password_file), ChartCache()
+    )
     errors.register(app)
     filters.register(app)
     auth.init_app(app)
