@@ -350,9 +350,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate_store(args: argparse.Namespace) -> int:
-    from collector import migration
+    from collector.store import migrate, pg_url
 
-    migration.run(args.source, args.target, args.password_file, out=sys.stdout)
+    if not pg_url.is_postgresql(args.target):
+        raise UsageError(f"--to {pg_url.mask(args.target)}: expected postgresql://USER@HOST:PORT/DATABASE")
+    try:
+        pg_url.check(args.target)
+    except pg_url.DatabaseUrlError as e:
+        raise UsageError(f"--to: {e}") from None
+    migrate.run(args.source, args.target, args.password_file, out=sys.stdout)
     return 0
 
 

@@ -163,3 +163,53 @@ def test_the_dashboard_reader_refuses_writes_and_sees_the_writer(pg_url: str) ->
     finally:
         reader.close()
         writer.close()
+
+
+def migrate(source: Path, url: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "osmon-collector"), "migrate-store", "--from", str(source), "--to", url],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_migrate_store_moves_a_sqlite_history_and_verifies_it(
+    tmp_path: Path, pg_server: pg.PostgresServer
+) -> None:
+    from collector.mail import Mail
+    from collector.store import AlertEvent, FeedItem
+    from tests.test_store_contract import T0, received
+
+    source = tmp_path / "osmon.db"
+    old = open_store(source)
+    old.ingest([received(h, s) for h in ("a", "b") for s in range(1, 400) if s != 17])
+    old.alerts_apply(
+        [AlertEvent("fired", "a", "cpu.percent", "warning", T0 + 60, 85.0, 80.0, started=T0)], []
+    )
+    old.outbox_add(Mail(["ops@example.org"], "one", "text", ""), "<1@x>", T0)
+    old.certfr_add([FeedItem("g1", "alert 1", "https://example.org/1", T0, "text")], mail=False, now=T0)
+    old.silence("b", T0 + 3600, "upgrade", T0)
+    old.add_counters({"received": 798})
+    before = (old.hosts(), old.samples("a", T0, T0 + 4000), old.alerts_active(), old.counters())
+    old.close()
+
+    url = pg_server.database()
+    done = migrate(source, url)
+    assert done.returncode == 0, done.stderr
+    assert "samples: host 2/2 b: 398 rows" in done.stdout and "copied and verified" in done.stdout
+    new = open_store(url)
+    assert (new.hosts(), new.samples("a", T0, T0 + 4000), new.alerts_active(), new.counters()) == before
+    assert [s.host for s in new.silences(T0)] == ["b"] and new.outbox_size() == 1
+    again = migrate(source, url)
+    assert again.returncode == 0 and "already holds a completed copy" in again.stdout
+    assert "verified" in again.stdout
+    # The moved history goes on: a gap is filled once, a resend is known.
+    assert new.ingest([received("a", 17)]).fresh and not new.ingest([received("a", 16)]).fresh
+    new.close()
+
+    other = pg_server.database()
+    busy = open_store(other)
+    busy.ingest([received("z", 1)])
+    busy.close()
+    refused = migrate(source, other)
+    assert refused.returncode == 2 and "already holds data" in refused.stderr
