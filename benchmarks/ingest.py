@@ -43,9 +43,12 @@ def real_probes() -> dict:
     return probes
 
 
-def start_collector(workdir: Path, port: int, curve: bool, agents: int) -> tuple[subprocess.Popen, dict]:
+def start_collector(
+    workdir: Path, port: int, curve: bool, agents: int, database: str | None = None
+) -> tuple[subprocess.Popen, dict]:
     config = workdir / "collector.toml"
-    text = f'listen = "tcp://127.0.0.1:{port}"\ndatabase = "{workdir / "osmon.db"}"\ncertfr.enabled = false\n'
+    database = database or str(workdir / "osmon.db")
+    text = f'listen = "tcp://127.0.0.1:{port}"\ndatabase = "{database}"\ncertfr.enabled = false\n'
     client_keys: dict = {}
     if curve:
         text, client_keys = make_keys(workdir, text, agents)
@@ -144,20 +147,44 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--curve", action="store_true", help="CurveZMQ encryption and authentication")
+    parser.add_argument(
+        "--database",
+        help="postgresql://... (an empty database), or 'postgresql' for a throw-away local server "
+        "(the tests' tests/pg.py); default: SQLite in a temporary directory",
+    )
     args = parser.parse_args()
+    server = None
+    if args.database == "postgresql":
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for tests/pg.py
+        from tests.pg import PostgresServer
+
+        server = PostgresServer()
+        args.database = server.database()
+    try:
+        return bench(args, server.postmaster_pid() if server else None)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def bench(args: argparse.Namespace, postmaster: int | None) -> int:
 
     probes = real_probes()
     size = len(wire.encode_snapshot("bench-0000", 1, time.time(), 10.0, "bench", probes))
     with tempfile.TemporaryDirectory(prefix="osmon-bench-") as tmp:
         workdir, port = Path(tmp), free_port()
-        collector, client_keys = start_collector(workdir, port, args.curve, args.agents)
+        collector, client_keys = start_collector(workdir, port, args.curve, args.agents, args.database)
+        if args.database and postmaster is None:
+            postmaster = find_postmaster(args.database)
         context = zmq.Context()
         try:
             agents = SimulatedAgents(context, port, args.agents, args.window, probes, client_keys)
             agents.run(args.warmup)
             before, cpu_before = agents.acked, collector_cpu(collector.pid)
+            server_before = server_cpu(postmaster)
             agents.run(args.seconds)
             acked, cpu = agents.acked - before, collector_cpu(collector.pid) - cpu_before
+            server = server_cpu(postmaster) - server_before
         finally:
             context.destroy(linger=0)
             os.kill(collector.pid, signal.SIGTERM)
@@ -165,15 +192,25 @@ def main() -> int:
         db_size = sum(p.stat().st_size for p in workdir.glob("osmon.db*"))
     mode = "CurveZMQ" if args.curve else "plain TCP"
     rate = acked / args.seconds
+    engine = "PostgreSQL" if args.database else "SQLite"
     print(
-        f"ingest: {rate:.0f} snapshots/s ({args.agents} agents, {mode}, SQLite, "
+        f"ingest: {rate:.0f} snapshots/s ({args.agents} agents, {mode}, {engine}, "
         f"{size} B snapshots, acked after commit)"
     )
     print(
         f"ingest collector cpu: {cpu / args.seconds * 100:.0f} % of one core, "
         f"{cpu / max(acked, 1) * 1e6:.1f} us per snapshot"
     )
-    print(f"ingest database: {db_size / max(agents.acked, 1):.0f} bytes per snapshot stored")
+    if args.database:
+        if postmaster is None:
+            print("ingest database server cpu: unknown (the server's processes are not on this machine)")
+        else:
+            print(
+                f"ingest database server cpu: {server / args.seconds * 100:.0f} % of one core, "
+                f"{server / max(acked, 1) * 1e6:.1f} us per snapshot"
+            )
+    else:
+        print(f"ingest database: {db_size / max(agents.acked, 1):.0f} bytes per snapshot stored")
     return 0
 
 
@@ -181,6 +218,39 @@ def collector_cpu(pid: int) -> float:
     """CPU seconds (user + system) used so far by process `pid`."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(postmaster: int | None) -> float:
+    """CPU seconds of a PostgreSQL server: the postmaster, its live children, and its children that ended."""
+    if postmaster is None:
+        return 0.0
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if pid == postmaster:  # with the children it has reaped (backends that ended)
+            total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        elif ppid == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def find_postmaster(url: str) -> int | None:
+    """The postmaster of a local server listening on the URL's port, if this machine runs it."""
+    from urllib.parse import urlsplit
+
+    port = str(urlsplit(url).port or 5432)
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"postgres") and port.encode() in b" ".join(args):
+            return int(cmdline.parent.name)
+    return None
 
 
 if __name__ == "__main__":

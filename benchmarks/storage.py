@@ -144,9 +144,9 @@ def shaped_probes(rng: random.Random, t: float, base: float, shape: tuple[int, i
     return p
 
 
-def host_day(workdir: Path, hosts: int, shape: tuple[int, int, int, int]) -> dict[str, float]:
+def host_day(workdir: Path, hosts: int, shape: tuple[int, int, int, int], server=None) -> dict[str, float]:
     """Bytes per host-day by table, after a day of `hosts` hosts every INTERVAL seconds."""
-    database = workdir / f"hostday-{shape}.db"
+    database = server.database() if server is not None else workdir / f"hostday-{shape}.db"
     store = open_store(database)
     per_host = int(86400 / INTERVAL)
     start = time.time() - 86400
@@ -164,6 +164,8 @@ def host_day(workdir: Path, hosts: int, shape: tuple[int, int, int, int]) -> dic
                 batch.append(Received(extract(wire.decode_snapshot(raw)), raw, INTERVAL, ts))
         store.ingest(batch)
     store.close()
+    if server is not None:
+        return pg_sizes(str(database), hosts)
     db = sqlite3.connect(database)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     tables = {
@@ -173,9 +175,40 @@ def host_day(workdir: Path, hosts: int, shape: tuple[int, int, int, int]) -> dic
     return tables
 
 
-def report_host_day(workdir: Path, hosts: int) -> None:
+def pg_sizes(url: str, hosts: int) -> dict[str, float]:
+    """Bytes per host of each table on PostgreSQL (partitions summed), after a plain VACUUM as autovacuum runs."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        sizes: dict[str, float] = {}
+        for label, sql in (
+            (
+                "samples",
+                "SELECT sum(pg_table_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'samples'::regclass",
+            ),
+            (
+                "samples_host_ts",
+                "SELECT sum(pg_indexes_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'samples'::regclass",
+            ),
+            (
+                "rollup_minute",
+                "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'rollup_minute'::regclass",
+            ),
+            ("rollup_hour", "SELECT pg_total_relation_size('rollup_hour')"),
+            (
+                "other",
+                "SELECT sum(pg_total_relation_size(oid)) FROM pg_class WHERE relname IN ('hosts', 'latest', 'gaps', 'names') AND relkind = 'r'",
+            ),
+        ):
+            row = conn.execute(sql).fetchone()
+            sizes[label] = float(row[0] or 0) / hosts
+    return sizes
+
+
+def report_host_day(workdir: Path, hosts: int, server=None) -> None:
     for name, shape in SHAPES.items():
-        tables = host_day(workdir, hosts, shape)
+        tables = host_day(workdir, hosts, shape, server)
         total = sum(tables.values())
         parts = ", ".join(
             f"{label} {tables.get(table, 0) / 1e6:.2f}"
@@ -189,7 +222,8 @@ def report_host_day(workdir: Path, hosts: int) -> None:
         verdict = "meets" if total <= 2e6 else "MISSES"
         print(
             f"storage: {total / 1e6:.2f} MB per host-day at a {INTERVAL:.0f} s interval, all tiers "
-            f"({parts}; {name} per snapshot, {hosts} hosts; {verdict} target <= 2 MB)"
+            f"({parts}; {name} per snapshot, {hosts} hosts, {'PostgreSQL' if server else 'SQLite'}; "
+            f"{verdict} target <= 2 MB)"
         )
 
 
@@ -319,8 +353,24 @@ def main() -> int:
     parser.add_argument(
         "--database", type=Path, help="build here (or reuse if big enough); default: a temp dir"
     )
+    parser.add_argument(
+        "--postgresql",
+        action="store_true",
+        help="host-day figure on a throw-away local PostgreSQL server (the tests' tests/pg.py)",
+    )
     args = parser.parse_args()
     size = parse_size(args.size)
+
+    if args.postgresql:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for tests/pg.py
+        from tests.pg import PostgresServer
+
+        server = PostgresServer()
+        try:
+            report_host_day(Path(tempfile.gettempdir()), args.hostday_hosts, server)
+        finally:
+            server.stop()
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="osmon-bench-storage-") as tmp:
         workdir = Path(tmp)

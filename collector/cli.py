@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import zmq
 
@@ -22,7 +25,7 @@ from collector import testmail as test_message
 from collector.ingest import Ingest, bind_socket
 from collector.mail import MailError
 from collector.service import Services
-from collector.store import StoreError, open_store
+from collector.store import Store, StoreError, StoreUnreachable, check_connection, open_store
 from collector.timefmt import iso
 from collector.units import binary
 from osmon import __version__, keys, wire
@@ -34,6 +37,7 @@ from osmon.shutdown import Shutdown
 from osmon.words import plural
 
 log = logging.getLogger("osmon.collector")
+T = TypeVar("T")
 
 # Shown by --help (the module docstring is for developers).
 DESCRIPTION = (
@@ -58,6 +62,14 @@ def main(argv: list[str] | None = None) -> int:
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
+    check.add_argument("--connect", action="store_true", help="also check that the database answers")
+
+    migrate = commands.add_parser(
+        "migrate-store", help="copy a SQLite database into an empty PostgreSQL database, and verify it"
+    )
+    migrate.add_argument("--from", dest="source", required=True, help="the SQLite database file")
+    migrate.add_argument("--to", dest="target", required=True, help="postgresql://USER@HOST:PORT/DATABASE")
+    migrate.add_argument("--password-file", help="file holding the target database's password")
 
     alerts = commands.add_parser("alerts", help="list active alerts")
     alerts.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
@@ -173,14 +185,47 @@ def quiet_pipe() -> int:
     return 0
 
 
+def store_of(config: collector_config.CollectorConfig, readonly: bool = True, role: str = "cli") -> Store:
+    """The config's store (`readonly`: never migrates; `role` names PostgreSQL sessions)."""
+    return open_store(
+        config.database,
+        readonly=readonly,
+        password_file=config.database_password_file,
+        application_name=f"osmon-collector {role}",
+    )
+
+
+RETRY_MAX = 60.0  # seconds between two attempts to reach the database at start, at most
+
+
+def until_reachable(open_: Callable[[], T], what: str) -> T:
+    """open_(), tried again with backoff while the database server cannot be reached (logged once)."""
+    delay = 1.0
+    told = False
+    while True:
+        try:
+            result = open_()
+        except StoreUnreachable as e:
+            if not told:
+                log.error("%s; trying again until it answers", e)
+                told = True
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+            continue
+        if told:
+            log.info("%s: the database answers", what)
+        return result
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = collector_config.load(args.config)
-    with lock.hold_run(config.database):
+    hold = functools.partial(lock.hold_run, config.database, config.database_password_file)
+    with until_reachable(hold, "run") if config.postgresql else hold():
         return _run(config)
 
 
 def _run(config: collector_config.CollectorConfig) -> int:
-    store = open_store(config.database)
+    store = until_reachable(lambda: store_of(config, readonly=False, role="run"), "run")
     context = zmq.Context()
     shutdown = Shutdown(reload=True)
     authenticator = access = None
@@ -202,7 +247,7 @@ def _run(config: collector_config.CollectorConfig) -> int:
                 "listen",
                 f"cannot listen on {config.listen}: {zmq.strerror(e.errno or 0) if e.errno else e}",
             ) from None
-        log.info("listening on %s, storing in %s", config.listen, config.database)
+        log.info("listening on %s, storing in %s", config.listen, config.database_shown)
         services = Services(config, store)
         services.start()
         try:
@@ -223,7 +268,7 @@ def _run(config: collector_config.CollectorConfig) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     config = collector_config.load(args.config)
-    store = open_store(config.database, readonly=True)
+    store = store_of(config)
     now = time.time()
     rows = host_status.rows(store.hosts(), config.down_after, now)
     silences = {s.host: s for s in store.silences(now)}
@@ -237,7 +282,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_alerts(args: argparse.Namespace) -> int:
     config = collector_config.load(args.config)
-    active = open_store(config.database, readonly=True).alerts_active()
+    active = store_of(config).alerts_active()
     rows = [
         {
             "host": a.host,
@@ -291,7 +336,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f"--for: {e}") from None
     now = time.time()
-    store = open_store(config.database, readonly=True)
+    store = store_of(config)
     if args.host not in {h.name for h in store.hosts()}:
         # Allowed (a host not yet installed, or a typo): said, so a typo does not go unnoticed.
         print(f"osmon-collector: warning: no host {args.host!r} has reported yet", file=sys.stderr)
@@ -302,7 +347,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
 
 def cmd_unsilence(args: argparse.Namespace) -> int:
     config = collector_config.load(args.config)
-    lifted = open_store(config.database, readonly=True).unsilence(args.host)
+    lifted = store_of(config).unsilence(args.host)
     print(f"{args.host}: silence lifted" if lifted else f"{args.host} was not silenced")
     return 0
 
@@ -339,7 +384,24 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
     for warning in collector_config.warnings(config):
         print(f"osmon-collector: warning: {warning}", file=sys.stderr)
+    if args.connect:
+        answer = check_connection(config.database, config.database_password_file)
+        print(f"{args.config}: ok; database {config.database_shown}: {answer}")
+        return 0
     print(f"{args.config}: ok")
+    return 0
+
+
+def cmd_migrate_store(args: argparse.Namespace) -> int:
+    from collector.store import migrate, pg_url
+
+    if not pg_url.is_postgresql(args.target):
+        raise UsageError(f"--to {pg_url.mask(args.target)}: expected postgresql://USER@HOST:PORT/DATABASE")
+    try:
+        pg_url.check(args.target)
+    except pg_url.DatabaseUrlError as e:
+        raise UsageError(f"--to: {e}") from None
+    migrate.run(args.source, args.target, args.password_file, out=sys.stdout)
     return 0
 
 
@@ -354,7 +416,9 @@ def cmd_web(args: argparse.Namespace) -> int:
     from collector.web.server import serve  # Flask and waitress: only this command needs them
 
     config = collector_config.load(args.config)
-    with lock.hold_web(config.database):  # so that `restore` knows a dashboard has the database open
+    with lock.hold_web(
+        config.database, config.database_password_file
+    ):  # so that `restore` knows a dashboard has the database open
         serve(config)
     return 0
 
@@ -455,6 +519,7 @@ COMMANDS = {
     "restore": cmd_restore,
     "test-mail": cmd_test_mail,
     "token": cmd_token,
+    "migrate-store": cmd_migrate_store,
 }
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from collector import rules
+from collector.store import pg_url
 from osmon.configfile import (
     ConfigError,
     Key,
@@ -58,9 +59,33 @@ def routes(value: object) -> list[Route]:
     return parsed
 
 
+def database(value: object) -> str:
+    """A SQLite file path, or a postgresql:// URL; any other URL is refused (it is not a file name)."""
+    text = string(value)
+    if not text.strip():
+        raise ValueError("is empty")
+    if pg_url.is_url(text):
+        try:
+            return pg_url.check(text)
+        except pg_url.DatabaseUrlError as e:
+            raise ValueError(str(e)) from None
+    return text
+
+
 KEYS = [
     Key("listen", zmq_endpoint, "tcp://0.0.0.0:5555", "ZeroMQ endpoint the agents connect to"),
-    Key("database", string, "/var/lib/osmonitoring/osmon.db", "SQLite database file"),
+    Key(
+        "database",
+        database,
+        "/var/lib/osmonitoring/osmon.db",
+        "SQLite database file, or postgresql://USER@HOST:PORT/DATABASE",
+    ),
+    Key(
+        "database_password_file",
+        string,
+        None,
+        "PostgreSQL: file holding the database password (keep it 0400); unset: PGPASSFILE or ~/.pgpass",
+    ),
     Key(
         "max_message_size",
         at_least(4096, parse_size),
@@ -129,6 +154,7 @@ class CollectorConfig:
     path: str
     listen: str
     database: str
+    database_password_file: str | None
     max_message_size: int
     batch_size: int
     peer_rate: int
@@ -167,6 +193,15 @@ class CollectorConfig:
     def curve(self) -> bool:
         return self.curve_secret_key is not None
 
+    @property
+    def postgresql(self) -> bool:
+        return pg_url.is_postgresql(self.database)
+
+    @property
+    def database_shown(self) -> str:
+        """The database as logs and messages show it: a URL's password masked."""
+        return pg_url.mask(self.database) if self.postgresql else self.database
+
 
 def load(path: str | Path) -> CollectorConfig:
     """Read and check a collector config, or raise ConfigError (ConfigErrors: all problems of the file)."""
@@ -202,6 +237,7 @@ def load(path: str | Path) -> CollectorConfig:
         path=str(path),
         listen=s["listen"],
         database=s["database"],
+        database_password_file=s["database_password_file"],
         max_message_size=s["max_message_size"],
         batch_size=s["batch_size"],
         peer_rate=s["peer_rate"],
@@ -212,7 +248,7 @@ def load(path: str | Path) -> CollectorConfig:
         web_anonymous_read=s["web.anonymous_read"],
         web_users=users,
         web_refresh=s["web.refresh"],
-        web_secret_key_file=s["web.secret_key_file"] or str(Path(s["database"]).parent / "web-secret"),
+        web_secret_key_file=s["web.secret_key_file"] or default_secret_key_file(s["database"]),
         down_after=s["alerts.down_after"],
         retention_raw=s["retention.raw"],
         retention_minute=s["retention.minute"],
@@ -238,12 +274,29 @@ def load(path: str | Path) -> CollectorConfig:
     )
 
 
+# Where the session key lives when the database is no file on this machine.
+PG_SECRET_KEY_FILE = "/var/lib/osmonitoring/web-secret"
+
+
+def default_secret_key_file(database: str) -> str:
+    """`web-secret` beside a SQLite file; for PostgreSQL, in the collector's data directory."""
+    if pg_url.is_url(database):
+        return PG_SECRET_KEY_FILE
+    return str(Path(database).parent / "web-secret")
+
+
 def _check_files(s: dict, problems: Problems) -> None:
     """The files and directories the config names exist (a typo is found now, not at 3 a.m.)."""
     if s["curve.secret_key"] is not None and not Path(s["curve.secret_key"]).is_file():
         problems.add("curve.secret_key", f"file {s['curve.secret_key']!r} does not exist")
     if s["curve.agents"] is not None and not Path(s["curve.agents"]).is_dir():
         problems.add("curve.agents", f"directory {s['curve.agents']!r} does not exist")
+    password = s["database_password_file"]
+    if password is not None:
+        if not problems.bad("database") and not pg_url.is_url(s["database"]):
+            problems.add("database_password_file", "is only for a postgresql:// database")
+        elif not Path(password).is_file():
+            problems.add("database_password_file", f"file {password!r} does not exist")
 
 
 def _check_mail(s: dict, problems: Problems) -> None:
@@ -266,6 +319,8 @@ _LOCAL_DOMAINS = ("localhost", "localdomain", "local", "lan", "internal", "home.
 
 def machine_errors(config: CollectorConfig) -> list[ConfigError]:
     """What only this machine can tell (check-config): `run` would fail on it here."""
+    if config.postgresql:
+        return []
     directory = Path(config.database).parent
     if not directory.is_dir():
         return [ConfigError(config.path, "database", f"directory {str(directory)!r} does not exist")]
@@ -275,6 +330,15 @@ def machine_errors(config: CollectorConfig) -> list[ConfigError]:
 def warnings(config: CollectorConfig) -> list[str]:
     """What is allowed but probably wrong: said by check-config and at start."""
     found = []
+    password = config.database_password_file
+    if password is not None and Path(password).is_file() and Path(password).stat().st_mode & 0o077:
+        found.append(
+            f"{config.path}: key 'database_password_file': {password} is readable by other users (chmod 0400)"
+        )
+    if config.postgresql and urlsplit(config.database).password is not None:
+        found.append(
+            f"{config.path}: key 'database': the URL holds a password; prefer database_password_file (0400)"
+        )
     recipients = config.alert_recipients or config.alert_routes or config.certfr_recipients
     domain = parseaddr(config.smtp_from)[1].rpartition("@")[2].lower()
     if recipients and ("." not in domain or domain.endswith(tuple(f".{d}" for d in _LOCAL_DOMAINS))):

@@ -299,10 +299,18 @@ class Ingest:
     def prune(self, now: float) -> None:
         """Delete what is past its tier's retention, in small transactions, within PRUNE_BUDGET."""
         deadline = time.monotonic() + PRUNE_BUDGET
-        while time.monotonic() < deadline and self.store.prune(now - self.config.retention_raw, 1000) == 1000:
+        # PostgreSQL drops whole day partitions: limits rounded down to one, never a mass DELETE.
+        step = getattr(self.store, "prune_granularity", 0.0)
+
+        def limit(keep: float) -> float:
+            return now - keep - ((now - keep) % step if step else 0.0)
+
+        while (
+            time.monotonic() < deadline and self.store.prune(limit(self.config.retention_raw), 1000) == 1000
+        ):
             pass
         for tier, keep in (("minute", self.config.retention_minute), ("hour", self.config.retention_hour)):
-            while time.monotonic() < deadline and self.store.prune_rollups(tier, now - keep, 1000) == 1000:
+            while time.monotonic() < deadline and self.store.prune_rollups(tier, limit(keep), 1000) == 1000:
                 pass
 
     def flush_counters(self) -> None:

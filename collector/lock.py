@@ -78,27 +78,67 @@ def ensure_free(database: str | Path) -> None:
             os.close(fd)
 
 
-def hold_run(database: str | Path) -> DatabaseLock:
+class ServerLock:
+    """The same roles on a PostgreSQL database: advisory locks (collector.store.pg_locks), no files."""
+
+    def __init__(
+        self, url: str, password_file: str | None, role: str, command: str, shared: bool = False
+    ) -> None:
+        from collector.store import pg_locks, pg_schema, pg_url
+
+        key = pg_schema.RUN_LOCK if role == RUN else pg_schema.WEB_LOCK
+        self.lock = pg_locks.AdvisoryLock(url, password_file, key, shared, command)
+        if not self.lock.held:
+            holder = self.lock.holder or ("osmon-collector restore" if shared else f"osmon-collector {role}")
+            raise LockError(f"{holder} is using {pg_url.mask(url)}: stop it first")
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> ServerLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _is_server(database: str | Path) -> bool:
+    from collector.store.pg_url import is_postgresql
+
+    return is_postgresql(str(database))
+
+
+def hold_run(database: str | Path, password_file: str | None = None) -> DatabaseLock | ServerLock:
     """For `run`: the only writer of `database`."""
+    if _is_server(database):
+        return ServerLock(str(database), password_file, RUN, "osmon-collector run")
     return DatabaseLock(database, RUN, "osmon-collector run")
 
 
-def hold_web(database: str | Path) -> DatabaseLock:
+def hold_web(database: str | Path, password_file: str | None = None) -> DatabaseLock | ServerLock:
     """For `web`: a reader that may share the database with `run` and other dashboards."""
+    if _is_server(database):
+        return ServerLock(str(database), password_file, WEB, "osmon-collector web", shared=True)
     return DatabaseLock(database, WEB, "osmon-collector web", shared=True)
 
 
 class Exclusive:
     """For `restore`: nobody else may have the database open; refuses at once if someone does."""
 
-    def __init__(self, database: str | Path) -> None:
-        self.database = database
-        self.locks: list[DatabaseLock] = []
+    def __init__(self, database: str | Path, password_file: str | None = None) -> None:
+        self.database, self.password_file = database, password_file
+        self.locks: list[DatabaseLock | ServerLock] = []
 
     def __enter__(self) -> Exclusive:
         try:
             for role in (RUN, WEB):
-                self.locks.append(DatabaseLock(self.database, role, "osmon-collector restore"))
+                if _is_server(self.database):
+                    lock: DatabaseLock | ServerLock = ServerLock(
+                        str(self.database), self.password_file, role, "osmon-collector restore"
+                    )
+                else:
+                    lock = DatabaseLock(self.database, role, "osmon-collector restore")
+                self.locks.append(lock)
         except LockError:
             self.__exit__()
             raise

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from agent.spool import Spool
+from tests import pg
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +79,7 @@ class Cluster:
         self.port = free_port()
         self.processes: list[Process] = []
         self.agent_extra: dict[str, str] = {}
+        self.database = str(tmp_path / "osmon.db")  # or a postgresql:// URL (tests/pg.py)
         self.collector_config = tmp_path / "collector.toml"
         self.write_collector_config()
 
@@ -85,7 +87,7 @@ class Cluster:
         # Tests never reach outside hosts: the CERT-FR feed is off unless a test points it at its own server.
         certfr = "" if "[certfr]" in extra else "[certfr]\nenabled = false\n"
         self.collector_config.write_text(
-            f'listen = "tcp://127.0.0.1:{self.port}"\ndatabase = "{self.dir / "osmon.db"}"\n{extra}\n{certfr}'
+            f'listen = "tcp://127.0.0.1:{self.port}"\ndatabase = "{self.database}"\n{extra}\n{certfr}'
         )
         return self.collector_config
 
@@ -187,6 +189,24 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop_all()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[pg.PostgresServer]:
+    """A real PostgreSQL server for the whole session, in a temporary directory; stopped at the end."""
+    if not pg.available():
+        pytest.skip(pg.SKIP_REASON)
+    server = pg.PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: pg.PostgresServer) -> str:
+    """The URL of a new, empty PostgreSQL database of the test's own."""
+    return pg_server.database()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -25,13 +25,22 @@ def sqlite_factory(tmp_path: Path) -> Iterator[Factory]:
     yield lambda: open_store(tmp_path / "osmon.db")
 
 
-BACKENDS: dict[str, Callable[[Path], Iterator[Factory]]] = {"sqlite": sqlite_factory}
+def postgresql_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Factory]:
+    # A real server (tests/pg.py), started once per session; a new database per test.
+    url = request.getfixturevalue("pg_url")
+    yield lambda: open_store(url)
+
+
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Iterator[Factory]]] = {
+    "sqlite": lambda tmp_path, request: sqlite_factory(tmp_path),
+    "postgresql": postgresql_factory,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     """Opens the test's store (again: a writer restart sees only what was committed)."""
-    yield from BACKENDS[request.param](tmp_path)
+    yield from BACKENDS[request.param](tmp_path, request)
 
 
 @pytest.fixture
@@ -258,3 +267,51 @@ def test_web_reads_list_hosts_and_refuse_writes_outside_silences(store: Store) -
     assert [s.host for s in store.silences(T0)] == ["a"]
     with pytest.raises(StoreError):  # any other write from a dashboard connection is refused
         store.silence("b", T0 + 60, "not from a view", T0)
+
+
+# -- what came with hostile input and integrations: epochs, logouts, tokens, sizes -----------------------
+
+
+def test_a_new_agent_spool_restarts_the_hosts_numbering_and_nothing_is_dropped(reopen: Factory) -> None:
+    store = reopen()
+    store.ingest([received("a", s)._replace(epoch=7) for s in (1, 2, 3)])
+    store.close()
+    store = reopen()  # the epoch in force is read back by a new writer
+    reset = [received("a", s, ts=T0 + 1000 + s)._replace(epoch=8) for s in (1, 2)]
+    result = store.ingest(reset)
+    assert [r.sample.seq for r in result.fresh] == [1, 2] and result.duplicates == 0
+    assert store.latest("a") == reset[-1].raw  # the newest by time, whatever its seq
+    [host] = store.hosts()
+    assert (host.first_seq, host.last_seq) == (1, 2)
+    assert len(store.samples("a", 0, T0 + 10_000)) == 5  # the old spool's snapshots are kept
+    again = store.ingest([received("a", 2, ts=T0 + 1002)._replace(epoch=8)])
+    assert again.fresh == [] and again.duplicates == 1
+    store.close()
+
+
+def test_a_logout_revokes_the_sessions_issued_before_it(store: Store) -> None:
+    assert store.web_logged_out("alice") is None
+    store.web_logout("alice", T0)
+    store.web_logout("alice", T0 - 10)  # an older logout never moves it back
+    assert store.web_logged_out("alice") == T0 and store.web_logged_out("bob") is None
+
+
+def test_scraper_tokens_are_kept_by_digest_and_revoked(store: Store) -> None:
+    store.token_add("prometheus", "d" * 64, T0)
+    with pytest.raises(StoreError, match="exists already"):
+        store.token_add("prometheus", "e" * 64, T0)
+    assert store.token_name("d" * 64) == "prometheus" and store.token_name("f" * 64) is None
+    assert [(t.name, t.created) for t in store.tokens()] == [("prometheus", T0)]
+    assert store.token_revoke("prometheus") and not store.token_revoke("prometheus")
+    assert store.tokens() == []
+
+
+def test_outbox_states_and_database_size_are_reported(store: Store) -> None:
+    assert store.outbox_states() == {"queued": 0, "sent": 0, "gave_up": 0}
+    first = store.outbox_add(Mail(["a@example.org"], "one", "t", ""), "<1@x>", T0)
+    second = store.outbox_add(Mail(["a@example.org"], "two", "t", ""), "<2@x>", T0)
+    store.outbox_add(Mail(["a@example.org"], "three", "t", ""), "<3@x>", T0)
+    store.outbox_sent(first, T0 + 1)
+    store.outbox_failed(second, "550", None)
+    assert store.outbox_states() == {"queued": 1, "sent": 1, "gave_up": 1}
+    assert store.database_size() > 0

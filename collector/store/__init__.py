@@ -29,6 +29,7 @@ from collector.store.records import (
     Received,
     Silence,
     StoreError,
+    StoreUnreachable,
     Token,
     WebHost,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "Silence",
     "Store",
     "StoreError",
+    "StoreUnreachable",
     "Token",
     "WebHost",
     "open_store",
@@ -141,8 +143,48 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(database: str | Path, readonly: bool = False) -> Store:
-    """The store for `database` (a SQLite file path)."""
+def open_store(
+    database: str | Path,
+    readonly: bool = False,
+    password_file: str | Path | None = None,
+    application_name: str = "osmon-collector",
+) -> Store:
+    """The store for `database`: a postgresql:// URL (psycopg 3, the `postgresql` extra) or a SQLite file path.
+
+    `password_file` and `application_name` concern PostgreSQL only (without a password
+    file, libpq's own means apply: PGPASSFILE, ~/.pgpass, the URL).
+    """
+    from collector.store.pg_url import is_postgresql
+
+    if is_postgresql(str(database)):
+        try:
+            from collector.store.postgres import open_postgres
+        except ImportError as e:
+            raise StoreError(
+                f"{e.name or 'psycopg'} is not installed: a PostgreSQL database needs the `postgresql` extra "
+                "(pip install 'osmonitoring[collector,postgresql]')"
+            ) from None
+        return open_postgres(
+            str(database), readonly=readonly, password_file=password_file, application_name=application_name
+        )
     from collector.store.sqlite import SQLiteStore
 
     return SQLiteStore(database, readonly=readonly)
+
+
+def check_connection(database: str | Path, password_file: str | Path | None = None) -> str:
+    """Whether the database answers, in a few words; StoreError (StoreUnreachable) when it does not."""
+    from collector.store.pg_url import is_postgresql
+
+    if is_postgresql(str(database)):
+        try:
+            from collector.store.postgres import ping
+        except ImportError as e:
+            raise StoreError(
+                f"{e.name or 'psycopg'} is not installed: a PostgreSQL database needs the `postgresql` extra"
+            ) from None
+        return f"PostgreSQL {ping(str(database), password_file)} answers"
+    if not Path(database).exists():
+        return "SQLite file not created yet (`run` creates it)"
+    open_store(database, readonly=True).close()
+    return "SQLite file opens"

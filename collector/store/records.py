@@ -23,6 +23,10 @@ class StoreError(Exception):
     """The database cannot be used (missing, unreadable, newer schema, disk full ...)."""
 
 
+class StoreUnreachable(StoreError):
+    """The database server cannot be reached (down, refused, network): worth trying again later."""
+
+
 class Received(NamedTuple):
     """A validated snapshot as it reaches storage."""
 

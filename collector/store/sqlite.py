@@ -31,11 +31,10 @@ from collector.store.outbox import OutboxQueries
 from collector.store.records import HostInfo, IngestResult, Received, StoreError
 from collector.store.rollups import TIERS_BY_NAME, RollupWriter
 from collector.store.schema import METRIC_TABLES, MIGRATIONS, catalog_columns
-from collector.store.seqranges import SeqRanges
+from collector.store.sequences import SequenceBook
 from collector.store.sqlite_errors import translate_errors, translated
 from collector.store.tokens import TokenQueries
 from collector.store.web import WebQueries
-from osmon.limits import MAX_GAPS
 
 log = logging.getLogger("osmon.store")
 
@@ -52,21 +51,18 @@ def _index_key(row: tuple[Any, ...]) -> tuple[int, float]:
 
 
 @translate_errors
-class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, BackupQueries, TokenQueries):
+class SQLiteStore(
+    SequenceBook, AlertQueries, OutboxQueries, CertfrQueries, WebQueries, BackupQueries, TokenQueries
+):
     """Storage in one SQLite file in WAL mode."""
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = str(path)
         self._local = threading.local()
-        self._host_ids: dict[str, int] = {}
-        self._ranges: dict[int, SeqRanges] = {}  # writer's cache of hosts.first_seq/last_seq + gaps
+        self._init_book()
         self._rollups = RollupWriter()
         self._name_ids: dict[tuple[str, ...], int] = {}  # lists of entity names (compact.pack_detail) -> id
         self._names_by_id: dict[int, list[str]] = {}  # and back; rows of `names` never change
-        self._epochs: dict[int, int | None] = {}  # writer's cache of hosts.epoch, loaded with _ranges
-        self._latest_ts: dict[int, float | None] = {}  # and of hosts.latest_ts
-        self._reset_logged: set[str] = set()  # hosts whose epoch-less sequence reset was logged
-        self._trimmed: set[str] = set()  # hosts whose oldest gaps were forgotten (logged once)
         if not readonly:
             try:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -165,123 +161,11 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
             if db.in_transaction:
                 db.execute("ROLLBACK")
             # In-memory state may describe the rolled-back transaction: reload it.
-            self._host_ids.clear()
-            self._ranges.clear()
-            self._epochs.clear()
-            self._latest_ts.clear()
+            self._forget_book()
             self._rollups.forget()
             self._name_ids.clear()
             raise
         return IngestResult(fresh=fresh, duplicates=len(batch) - len(fresh))
-
-    def _host_id(self, name: str, now: float) -> int:
-        host_id = self._host_ids.get(name)
-        if host_id is None:
-            row = self.db.execute(
-                "INSERT INTO hosts (name, first_seen, last_seen) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET name = name RETURNING id",
-                (name, now, now),
-            ).fetchone()
-            host_id = self._host_ids[name] = row[0]
-        return host_id
-
-    def _seq_ranges(self, host_id: int) -> SeqRanges:
-        ranges = self._ranges.get(host_id)
-        if ranges is None:
-            first, last, self._epochs[host_id], self._latest_ts[host_id] = self.db.execute(
-                "SELECT first_seq, last_seq, epoch, latest_ts FROM hosts WHERE id = ?", (host_id,)
-            ).fetchone()
-            gaps = self.db.execute("SELECT first, last FROM gaps WHERE host_id = ?", (host_id,)).fetchall()
-            ranges = self._ranges[host_id] = SeqRanges(first, last, gaps)
-        return ranges
-
-    def _without_duplicates(self, batch: list[Received]) -> tuple[list[Received], dict[int, list]]:
-        """The snapshots not stored yet, and {host_id: [gaps before, count added]} of hosts touched."""
-        fresh = []
-        touched: dict[int, list] = {}
-        for r in batch:
-            host_id = self._host_id(r.sample.host, r.received)
-            ranges = self._seq_ranges(host_id)
-            if r.epoch is not None and r.epoch != self._epochs[host_id]:
-                ranges = self._new_epoch(host_id, r)
-                if host_id in touched:
-                    touched[host_id][0] = []  # _new_epoch deleted the gap rows
-            if r.sample.seq in ranges:
-                self._check_silent_reset(host_id, r)
-                continue
-            state = touched.get(host_id)
-            if state is None:
-                state = touched[host_id] = [[g[:] for g in ranges.gaps], 0]
-            ranges.add(r.sample.seq)
-            if ranges.trim(MAX_GAPS) and r.sample.host not in self._trimmed:
-                self._trimmed.add(r.sample.host)
-                log.warning(
-                    "host %s: more than %d ranges of missing sequence numbers, the oldest are forgotten",
-                    r.sample.host,
-                    MAX_GAPS,
-                )
-            state[1] += 1
-            fresh.append(r)
-        return fresh, touched
-
-    def _check_silent_reset(self, host_id: int, r: Received) -> None:
-        """Log (once per host) a stored seq arriving with a time after the host's latest snapshot: not a
-        resend but an agent without an epoch (older than this version) whose spool was lost."""
-        latest = self._latest_ts[host_id]
-        if (
-            r.epoch is None
-            and latest is not None
-            and r.sample.ts > latest
-            and r.sample.host not in self._reset_logged
-        ):
-            self._reset_logged.add(r.sample.host)
-            log.warning(
-                "host %s: seq %d is already stored but is newer than the host's latest snapshot: its agent "
-                "probably lost its spool and restarted its sequence; these snapshots are taken for "
-                "duplicates until it passes seq %s (agents of this version send an epoch and are stored)",
-                r.sample.host,
-                r.sample.seq,
-                self._ranges[host_id].last,
-            )
-
-    def _new_epoch(self, host_id: int, r: Received) -> SeqRanges:
-        """A snapshot from a new agent spool: recorded, and, after another epoch, the sequence restarts.
-
-        The agent lost its spool (reinstall, re-image) and numbers from 1 again: without this, its
-        snapshots were acked and dropped as duplicates until the count passed the old maximum.
-        """
-        previous, ranges = self._epochs[host_id], self._ranges[host_id]
-        self.db.execute(
-            "INSERT INTO epochs (host_id, epoch, since, first_seq, previous_last_seq) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (host_id, epoch) DO UPDATE SET since = excluded.since",
-            (host_id, r.epoch, r.received, r.sample.seq, ranges.last),
-        )
-        self.db.execute("UPDATE hosts SET epoch = ? WHERE id = ?", (r.epoch, host_id))
-        self._epochs[host_id] = r.epoch
-        if previous is None:  # the first epoch heard of (a new host, an upgraded agent): numbering goes on
-            return ranges
-        log.warning(
-            "host %s: sequence reset, its agent has a new spool (epoch %d); seq restarts at %d after %s; "
-            "its snapshots are stored",
-            r.sample.host,
-            r.epoch,
-            r.sample.seq,
-            ranges.last,
-        )
-        self.db.execute("DELETE FROM gaps WHERE host_id = ?", (host_id,))
-        ranges = self._ranges[host_id] = SeqRanges()
-        return ranges
-
-    def _save_gaps(self, host_id: int, ranges: SeqRanges, before: list[list[int]]) -> None:
-        """Write only the gap rows that changed since `before`: a batch usually touches one or two."""
-        old, new = {tuple(g) for g in before}, {tuple(g) for g in ranges.gaps}
-        self.db.executemany(
-            "DELETE FROM gaps WHERE host_id = ? AND first = ?", [(host_id, a) for a, _ in old - new]
-        )
-        self.db.executemany(
-            "INSERT INTO gaps (host_id, first, last) VALUES (?, ?, ?)",
-            [(host_id, a, b) for a, b in new - old],
-        )
 
     def _sample_row(self, r: Received) -> tuple[tuple, dict]:
         """The row of `samples` for a snapshot, and its stored detail for the rollups."""
@@ -310,48 +194,13 @@ class SQLiteStore(AlertQueries, OutboxQueries, CertfrQueries, WebQueries, Backup
 
     def _update_hosts(self, batch: list[Received], fresh: list[Received], touched: dict[int, list]) -> None:
         """One UPDATE per host of the batch (last seen, sequence bookkeeping), then the latest snapshots."""
-        seen: dict[int, Received] = {}
-        for r in batch:
-            host_id = self._host_ids[r.sample.host]
-            if host_id not in seen or r.received >= seen[host_id].received:
-                seen[host_id] = r
-        newest: dict[int, Received] = {}
-        for r in fresh:
-            host_id = self._host_ids[r.sample.host]
-            # By time, not seq: a resend of old data is never "latest", and neither a seq of 2**63-1
-            # nor a sequence reset can freeze it (ingest keeps ts within reach of the collector's clock).
-            best = newest.get(host_id)
-            if (best is None or r.sample.ts >= best.sample.ts) and r.sample.ts >= (
-                self._latest_ts[host_id] or 0.0
-            ):
-                newest[host_id] = r
-        for host_id, r in newest.items():
-            self._latest_ts[host_id] = r.sample.ts
-        rows = []
-        for host_id, r in seen.items():
-            ranges, added = self._ranges[host_id], touched.get(host_id, (None, 0))[1]
-            latest = newest.get(host_id)
-            rows.append(
-                (
-                    r.received,
-                    ranges.first,
-                    ranges.last,
-                    added,
-                    r.interval,
-                    latest and latest.sample.seq,
-                    latest and latest.sample.ts,
-                    host_id,
-                )
-            )
+        rows, newest = self._host_updates(batch, fresh, touched)
         self.db.executemany(
             "UPDATE hosts SET last_seen = MAX(last_seen, ?), first_seq = ?, last_seq = ?, "
             "stored = stored + ?, interval = COALESCE(?, interval), "
             "latest_seq = COALESCE(?, latest_seq), latest_ts = COALESCE(?, latest_ts) WHERE id = ?",
             rows,
         )
-        for host_id, (gaps_before, _) in touched.items():
-            if self._ranges[host_id].gaps != gaps_before:
-                self._save_gaps(host_id, self._ranges[host_id], gaps_before)
         self.db.executemany(
             "INSERT INTO latest (host_id, snapshot) VALUES (?, ?) "
             "ON CONFLICT(host_id) DO UPDATE SET snapshot = excluded.snapshot",

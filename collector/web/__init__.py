@@ -42,7 +42,9 @@ def create_app(config: CollectorConfig, store: Store | None = None, secret_key: 
     )
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False  # keys in the order the views build them (name first): and cheaper
-    app.extensions["osmon"] = Context(config, Storage(config.database, store), ChartCache())
+    app.extensions["osmon"] = Context(
+        config, Storage(config.database, store, config.database_password_file), ChartCache()
+    )
     errors.register(app)
     filters.register(app)
     auth.init_app(app)

@@ -43,7 +43,7 @@ def serve(config: CollectorConfig) -> None:
             "no [web.users] and anonymous_read is off: nobody can use the dashboard (see hash-password)"
         )
     previous = signal.signal(signal.SIGTERM, _stop)
-    log.info("dashboard on http://%s (database %s)", config.web_bind, config.database)
+    log.info("dashboard on http://%s (database %s)", config.web_bind, config.database_shown)
     try:
         server.run()
     finally:

@@ -11,8 +11,8 @@ from collector.web.errors import Unavailable
 class Storage:
     """Opens the store lazily: the dashboard may start before the collector has created the database."""
 
-    def __init__(self, database: str, store: Store | None = None) -> None:
-        self.database = database
+    def __init__(self, database: str, store: Store | None = None, password_file: str | None = None) -> None:
+        self.database, self.password_file = database, password_file
         self._store = store
         self._lock = threading.Lock()
 
@@ -24,7 +24,12 @@ class Storage:
                 if self._store is None:
                     try:
                         # readonly: never migrate; the `run` process owns the schema.
-                        self._store = open_store(self.database, readonly=True)
+                        self._store = open_store(
+                            self.database,
+                            readonly=True,
+                            password_file=self.password_file,
+                            application_name="osmon-collector web",
+                        )
                     except StoreError as e:
                         raise Unavailable(str(e)) from None
                 store = self._store

@@ -1,0 +1,118 @@
+"""The SQL of alerts on PostgreSQL: their rows, their history of severity changes, and silences."""
+
+from __future__ import annotations
+
+from collector.store.pg_base import PgBase, one
+from collector.store.records import Alert, AlertEvent, Silence
+
+_ALERT_COLUMNS = "id, host, rule, severity, started, ended, value, peak, threshold, updated"
+
+
+class PgAlertQueries(PgBase):
+    """Mixin of PostgresStore: every statement about alerts and silences."""
+
+    def alerts_active(self) -> list[Alert]:
+        """Alerts that have not ended, by host then rule."""
+        rows = self.db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE ended IS NULL ORDER BY host, rule"
+        ).fetchall()
+        return [Alert(*row) for row in rows]
+
+    def alerts_history(self, host: str | None = None, limit: int = 100) -> list[Alert]:
+        """The most recent alerts, active or not, newest first."""
+        where, args = ("WHERE host = %s", (host, limit)) if host else ("", (limit,))
+        rows = self.db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts {where} ORDER BY started DESC, id DESC LIMIT %s", args
+        ).fetchall()
+        return [Alert(*row) for row in rows]
+
+    def alert_events(self, alert_id: int) -> list[tuple[float, str, str, float | None]]:
+        """(ts, kind, severity, value) of one alert, oldest first."""
+        return self.db.execute(
+            "SELECT ts, kind, severity, value FROM alert_events WHERE alert_id = %s ORDER BY ts, id",
+            (alert_id,),
+        ).fetchall()
+
+    def alerts_apply(
+        self, events: list[AlertEvent], updates: list[tuple[str, str, float, float | None, float]]
+    ) -> None:
+        """Record events and (host, rule, value, peak, updated) refreshes of active alerts, in one transaction."""
+        # One transaction: the call's own (PostgresStore._call).
+        for e in events:
+            self._apply(e)
+        with self.db.cursor() as cur:
+            cur.executemany(
+                "UPDATE alerts SET value = %s, peak = %s, updated = %s WHERE host = %s AND rule = %s AND ended IS NULL",
+                [(value, peak, updated, host, rule) for host, rule, value, peak, updated in updates],
+            )
+
+    def _apply(self, e: AlertEvent) -> None:
+        if e.kind == "fired":
+            row = self.db.execute(
+                "INSERT INTO alerts (host, rule, severity, started, value, peak, threshold, updated) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (e.host, e.rule, e.severity, e.started or e.ts, e.value, e.value, e.threshold, e.ts),
+            ).fetchone()
+            alert_id = one(row)
+        else:
+            row = self.db.execute(
+                "SELECT id FROM alerts WHERE host = %s AND rule = %s AND ended IS NULL", (e.host, e.rule)
+            ).fetchone()
+            if row is None:
+                return  # nothing active to change (e.g. resolved by another path)
+            alert_id = row[0]
+            if e.kind == "resolved":
+                self.db.execute(
+                    "UPDATE alerts SET ended = %s, updated = %s WHERE id = %s", (e.ts, e.ts, alert_id)
+                )
+            elif e.kind in ("escalated", "deescalated"):
+                self.db.execute(
+                    "UPDATE alerts SET severity = %s, threshold = %s, updated = %s WHERE id = %s",
+                    (e.severity, e.threshold, e.ts, alert_id),
+                )
+        self.db.execute(
+            "INSERT INTO alert_events (alert_id, ts, kind, severity, value) VALUES (%s, %s, %s, %s, %s)",
+            (alert_id, e.ts, e.kind, e.severity, e.value),
+        )
+
+    def alert_notified(self, host: str, rule: str, when: float) -> None:
+        """Record that the active alert (host, rule) was just mailed."""
+        self.db.execute(
+            "UPDATE alerts SET notified = %s WHERE host = %s AND rule = %s AND ended IS NULL",
+            (when, host, rule),
+        )
+
+    def alert_was_notified(self, host: str, rule: str) -> bool:
+        """Whether the latest alert (host, rule) was ever mailed."""
+        row = self.db.execute(
+            "SELECT notified FROM alerts WHERE host = %s AND rule = %s ORDER BY id DESC LIMIT 1", (host, rule)
+        ).fetchone()
+        return bool(row and row[0] is not None)
+
+    def alerts_due_reminder(self, now: float, repeat: float) -> list[Alert]:
+        """Active, already mailed alerts whose last mail is older than `repeat`."""
+        rows = self.db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE ended IS NULL AND notified IS NOT NULL "
+            "AND notified <= %s ORDER BY host, rule",
+            (now - repeat,),
+        ).fetchall()
+        return [Alert(*row) for row in rows]
+
+    def silence(self, host: str, until: float, reason: str, now: float) -> None:
+        """Silence `host`'s mail until `until` (alerts are still recorded)."""
+        self.db.execute(
+            "INSERT INTO silences (host, until, reason, created) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT(host) DO UPDATE SET until = excluded.until, reason = excluded.reason, created = excluded.created",
+            (host, until, reason, now),
+        )
+
+    def unsilence(self, host: str) -> bool:
+        """Lift a silence; False if there was none."""
+        return self.db.execute("DELETE FROM silences WHERE host = %s", (host,)).rowcount > 0
+
+    def silences(self, now: float) -> list[Silence]:
+        """Silences still in force."""
+        rows = self.db.execute(
+            "SELECT host, until, reason, created FROM silences WHERE until > %s ORDER BY host", (now,)
+        ).fetchall()
+        return [Silence(*row) for row in rows]

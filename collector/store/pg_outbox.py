@@ -1,0 +1,98 @@
+"""The SQL of the mail outbox on PostgreSQL: mail waits here until an SMTP server has accepted it."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from collector.store.pg_base import PgBase, one
+from collector.store.records import GAVE_UP, OutboxMessage
+
+if TYPE_CHECKING:
+    from collector.mail import Mail
+
+
+_COLUMNS = (
+    "id, created, message_id, recipients, subject, text, html, attempts, next_attempt, last_error, sent"
+)
+
+
+def _message(row: tuple) -> OutboxMessage:
+    return OutboxMessage._make((*row[:3], json.loads(row[3]), *row[4:]))
+
+
+class PgOutboxQueries(PgBase):
+    """Mixin of PostgresStore: every statement about the outbox."""
+
+    path: str
+
+    def outbox_add(self, mail: Mail, message_id: str, now: float) -> int:
+        """Store a mail to send, due at once; returns its id."""
+        row = self.db.execute(
+            "INSERT INTO outbox (created, message_id, recipients, subject, text, html, next_attempt) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (now, message_id, json.dumps(list(mail.recipients)), mail.subject, mail.text, mail.html, now),
+        ).fetchone()
+        return one(row)
+
+    def outbox_get(self, message: int) -> OutboxMessage | None:
+        """One mail by id, sent or not."""
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = %s", (message,)).fetchone()
+        return None if row is None else _message(row)
+
+    def outbox_due(self, now: float, limit: int = 100) -> list[OutboxMessage]:
+        """Unsent mail whose next attempt is due, longest waiting first."""
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE sent IS NULL AND next_attempt <= %s "
+            "ORDER BY next_attempt, id LIMIT %s",
+            (now, limit),
+        ).fetchall()
+        return [_message(row) for row in rows]
+
+    def outbox_sent(self, message: int, now: float, note: str | None = None) -> None:
+        """Record that a server accepted the mail (`note`: recipients it refused, if any)."""
+        self.db.execute(
+            "UPDATE outbox SET sent = %s, attempts = attempts + 1, last_error = coalesce(%s, last_error) "
+            "WHERE id = %s",
+            (now, note, message),
+        )
+
+    def outbox_failed(self, message: int, error: str, next_attempt: float | None) -> None:
+        """Record a failed attempt; `next_attempt` None gives the mail up."""
+        self.db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = %s, next_attempt = %s WHERE id = %s",
+            (error, GAVE_UP if next_attempt is None else next_attempt, message),
+        )
+
+    def outbox_recent(self, limit: int = 50) -> list[OutboxMessage]:
+        """The latest mail, sent, waiting or given up on, newest first (the dashboard's outbox)."""
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM outbox ORDER BY id DESC LIMIT %s", (limit,)
+        ).fetchall()
+        return [_message(row) for row in rows]
+
+    def outbox_size(self) -> int:
+        """Mail still waiting to be sent (not counting mail given up on)."""
+        return one(
+            self.db.execute(
+                "SELECT count(*) FROM outbox WHERE sent IS NULL AND next_attempt < %s", (GAVE_UP,)
+            ).fetchone()
+        )
+
+    def outbox_states(self) -> dict[str, int]:
+        """Messages per state: queued (waiting or retrying), sent, gave_up (every state present)."""
+        row = self.db.execute(
+            "SELECT count(*) FILTER (WHERE sent IS NULL AND next_attempt < %(gave_up)s), "
+            "count(*) FILTER (WHERE sent IS NOT NULL), "
+            "count(*) FILTER (WHERE sent IS NULL AND next_attempt = %(gave_up)s) FROM outbox",
+            {"gave_up": GAVE_UP},
+        ).fetchone()
+        assert row is not None
+        return {"queued": row[0], "sent": row[1], "gave_up": row[2]}
+
+    def outbox_prune(self, before: float) -> int:
+        """Forget mail sent, or given up on, before `before`; returns how many rows went."""
+        return self.db.execute(
+            "DELETE FROM outbox WHERE sent < %s OR (sent IS NULL AND next_attempt = %s AND created < %s)",
+            (before, GAVE_UP, before),
+        ).rowcount

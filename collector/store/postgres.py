@@ -1,0 +1,579 @@
+"""The PostgreSQL backend: the same contract as collector.store.sqlite, built for a database server.
+
+Every public method is one transaction on a connection of its thread (`_call`):
+the writer (`run`) keeps one connection per thread, and a broken one is
+dropped and opened again at the next call, so a database that went away and
+came back is used again without a restart; readers opened with
+`readonly=True` (the dashboard, `status`) borrow connections from a small
+psycopg_pool pool. Under MVCC a reader never blocks the writer.
+
+Ingest sends a batch's raw rows by binary COPY into a temporary table, then
+`INSERT ... ON CONFLICT DO NOTHING RETURNING`: only the rows the database
+actually inserted are folded into the rollup tiers (collector.store.pg_rollups)
+and reported fresh, so a resend never counts twice; the batch commits once,
+and `ingest` returns (so the collector acks) only after that commit.
+"""
+
+from __future__ import annotations
+
+import calendar
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from collector.samples import Sample
+from collector.store import pg_schema
+from collector.store.compact import (
+    COLUMNS,
+    pack_detail,
+    pack_names,
+    pack_row,
+    stored_detail,
+    unpack_detail,
+    unpack_names,
+    unpack_value,
+)
+from collector.store.pg_alerts import PgAlertQueries
+from collector.store.pg_base import one
+from collector.store.pg_certfr import PgCertfrQueries
+from collector.store.pg_errors import error, message, translate_errors, translated
+from collector.store.pg_outbox import PgOutboxQueries
+from collector.store.pg_rollups import PgRollupWriter
+from collector.store.pg_schema import DAY, MIGRATIONS, day_of, partition_ddl, partition_name
+from collector.store.pg_tokens import PgTokenQueries
+from collector.store.pg_url import mask
+from collector.store.pg_web import PgWebQueries
+from collector.store.records import HostInfo, IngestResult, Received, StoreError, StoreUnreachable
+from collector.store.seqranges import SeqRanges
+from collector.store.sequences import SequenceBook
+
+CONNECT_TIMEOUT = 5  # seconds: an unreachable server is reported, not waited for
+POOL_SIZE = 4  # the dashboard's connections at most (waitress serves with 4 threads)
+STATEMENT_TIMEOUT = "30s"  # for readers: no dashboard query may run away
+AHEAD = 2  # days of partitions created ahead of today
+
+_RAW = ("host_id", "seq", "ts", *COLUMNS, "detail")
+
+
+def read_password(password_file: str | Path | None) -> str | None:
+    """The password in `password_file` (first line), or None to let libpq find one (PGPASSFILE, ~/.pgpass)."""
+    if password_file is None:
+        return None
+    try:
+        lines = Path(password_file).read_text().splitlines()
+    except OSError as e:
+        raise StoreError(f"cannot read the database password file {password_file}: {e.strerror}") from None
+    return lines[0].strip() if lines else ""
+
+
+@translate_errors
+class PostgresStore(
+    SequenceBook, PgAlertQueries, PgOutboxQueries, PgCertfrQueries, PgWebQueries, PgTokenQueries
+):
+    """Storage in a PostgreSQL database."""
+
+    prune_granularity = float(DAY)  # retention drops whole day partitions
+    PARAM = "%s"  # psycopg's placeholder, for the shared sequence bookkeeping
+
+    def __init__(
+        self,
+        url: str,
+        readonly: bool = False,
+        password_file: str | Path | None = None,
+        application_name: str = "osmon-collector",
+    ) -> None:
+        self.url = url
+        self.path = mask(url)  # what messages name
+        self._connect_args: dict[str, Any] = {
+            "connect_timeout": CONNECT_TIMEOUT,
+            "application_name": application_name,
+        }
+        if (password := read_password(password_file)) is not None:
+            self._connect_args["password"] = password
+        self._local = threading.local()
+        self._pool: ConnectionPool | None = None
+        self._init_book()
+        self._rollups = PgRollupWriter()
+        self._name_ids: dict[tuple[str, ...], int] = {}
+        self._names_by_id: dict[int, list[str]] = {}
+        self._days: set[int] = set()  # days whose partitions exist
+        self._ahead_done = 0
+        with self._connect() as conn:
+            if readonly:
+                self._check_schema(conn)
+            else:
+                self._migrate(conn)
+        if readonly:
+            self._pool = ConnectionPool(
+                url,
+                min_size=1,
+                max_size=POOL_SIZE,
+                kwargs={**self._connect_args, "options": f"-c statement_timeout={STATEMENT_TIMEOUT}"},
+                open=True,
+                name="osmon-web",
+            )
+
+    # -- connections and transactions ----------------------------------------------
+
+    def _connect(self, autocommit: bool = False) -> psycopg.Connection:
+        """A new connection to the database (the caller closes it)."""
+        return psycopg.connect(self.url, autocommit=autocommit, **self._connect_args)
+
+    def _call(self, doing: str, method: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """Run a public method in one transaction of this thread's connection; errors become StoreError."""
+        local = self._local
+        if getattr(local, "conn", None) is not None:  # a method calling another: same transaction
+            return method(self, *args, **kwargs)
+        try:
+            conn = self._checkout()
+        except (psycopg.Error, PoolTimeout, OSError) as e:
+            raise StoreUnreachable(message(self.url, "connect to database", e)) from None
+        local.conn = conn
+        try:
+            conn.read_only = getattr(local, "read_only", False)
+            result = method(self, *args, **kwargs)
+            conn.commit()
+            return result
+        except psycopg.Error as e:
+            self._failed(conn)
+            raise error(self.url, doing, e) from None
+        except BaseException:
+            self._failed(conn)
+            raise
+        finally:
+            local.conn = None
+            if self._pool is not None:
+                self._pool.putconn(conn)
+
+    def _checkout(self) -> psycopg.Connection:
+        if self._pool is not None:
+            return self._pool.getconn(timeout=CONNECT_TIMEOUT)
+        conn = getattr(self._local, "own", None)
+        if conn is None or conn.closed:
+            conn = self._local.own = self._connect()
+        return conn
+
+    def _failed(self, conn: psycopg.Connection) -> None:
+        """After an error: roll back, and forget what memory says about the rolled-back transaction."""
+        self._forget_book()
+        self._rollups.forget()
+        self._name_ids.clear()
+        self._days.clear()
+        if conn.broken or conn.closed:
+            conn.close()
+            if self._pool is None:
+                self._local.own = None  # opened again at the next call: the server may be back by then
+            return
+        try:
+            conn.rollback()
+        except psycopg.Error:
+            conn.close()
+
+    def close(self) -> None:
+        """Close this thread's connection (and the readers' pool)."""
+        conn = getattr(self._local, "own", None)
+        if conn is not None:
+            conn.close()
+            self._local.own = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    # -- schema ----------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        return self._version(self.db)
+
+    @staticmethod
+    def _version(conn: psycopg.Connection) -> int:
+        exists = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (pg_schema.SCHEMA_VERSION_TABLE,)
+        ).fetchone()
+        if not exists or not exists[0]:
+            return 0
+        row = conn.execute(f"SELECT max(version) FROM {pg_schema.SCHEMA_VERSION_TABLE}").fetchone()
+        return row[0] or 0 if row else 0
+
+    def _migrate(self, conn: psycopg.Connection) -> None:
+        """Apply the missing migrations and catalog columns, once, whoever else starts now."""
+        conn.execute("SELECT pg_advisory_lock(%s)", (pg_schema.MIGRATION_LOCK,))
+        try:
+            conn.commit()
+            version = self._version(conn)
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"database {self.path} has schema {version}, newer than this version's {len(MIGRATIONS)}"
+                )
+            if version == 0:
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {pg_schema.SCHEMA_VERSION_TABLE} (version integer NOT NULL)"
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                conn.execute(script)
+                conn.execute(f"INSERT INTO {pg_schema.SCHEMA_VERSION_TABLE} VALUES (%s)", (number,))
+                conn.commit()
+            for statement in pg_schema.catalog_columns(self._table_columns(conn)):
+                conn.execute(statement)
+            conn.commit()
+            today = day_of(time.time())
+            for day in range(today - DAY, today + (AHEAD + 1) * DAY, DAY):
+                self._create_partitions(conn, day)
+            conn.commit()
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (pg_schema.MIGRATION_LOCK,))
+            conn.commit()
+
+    @staticmethod
+    def _table_columns(conn: psycopg.Connection) -> dict[str, set[str]]:
+        rows = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ANY(%s)",
+            (list(pg_schema.METRIC_TABLES),),
+        ).fetchall()
+        columns: dict[str, set[str]] = {}
+        for table, column in rows:
+            columns.setdefault(table, set()).add(column)
+        return columns
+
+    def _check_schema(self, conn: psycopg.Connection) -> None:
+        """A reader's checks: the writer has created, upgraded and completed the schema."""
+        version = self._version(conn)
+        conn.rollback()
+        if version > len(MIGRATIONS):
+            raise StoreError(f"database {self.path} has a newer schema than this version understands")
+        if version == 0:
+            raise StoreError(f"database {self.path} holds no osMonitoring data (has the collector run yet?)")
+        if version < len(MIGRATIONS):
+            raise StoreError(
+                f"database {self.path} has schema {version}, older than this version's {len(MIGRATIONS)}: "
+                "start `osmon-collector run` once to upgrade it"
+            )
+        if pg_schema.catalog_columns(self._table_columns(conn)):
+            raise StoreError(
+                f"database {self.path} lacks the columns of metrics this version stores: "
+                "start `osmon-collector run` once to add them"
+            )
+        conn.rollback()
+
+    def _create_partitions(self, conn: psycopg.Connection, day: int) -> None:
+        if day in self._days:
+            return
+        for table in pg_schema.PARTITIONED:
+            conn.execute(partition_ddl(table, day))
+        self._days.add(day)
+
+    # -- ingest ------------------------------------------------------------------------
+
+    def ingest(self, batch: list[Received]) -> IngestResult:
+        """Store a batch in one transaction; (host, seq) already stored are skipped."""
+        db = self.db
+        fresh, touched = self._without_duplicates(batch)
+        for day in {day_of(r.sample.ts) for r in fresh}:
+            self._create_partitions(db, day)
+        rows = [self._sample_row(r) for r in fresh]
+        inserted = self._insert_samples([row for row, _ in rows])
+        if len(inserted) < len(fresh):
+            # Stored meanwhile by another writer of this database: not ours to fold or report.
+            kept = [
+                (r, row) for r, row in zip(fresh, rows, strict=True) if (row[0][0], r.sample.seq) in inserted
+            ]
+            fresh, rows = [r for r, _ in kept], [row for _, row in kept]
+        self._rollups.fold(db, ((row[0], row[2], row[3:-1], detail) for row, detail in rows))
+        self._update_hosts(batch, fresh, touched)
+        return IngestResult(fresh=fresh, duplicates=len(batch) - len(fresh))
+
+    def _insert_samples(self, rows: list[tuple]) -> set[tuple[int, int]]:
+        """Binary COPY into a temporary table, then the rows not stored yet; returns (host_id, seq) inserted."""
+        if not rows:
+            return set()
+        db = self.db
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_samples (LIKE samples) ON COMMIT DELETE ROWS")
+        with db.cursor() as cur:
+            with cur.copy(f"COPY incoming_samples ({', '.join(_RAW)}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_raw_types())
+                # By the index key alone (rows may share it; comparing the rest compares None with numbers).
+                for row in sorted(rows, key=lambda row: (row[0], row[2])):
+                    copy.write_row(row)
+            cur.execute(
+                f"INSERT INTO samples ({', '.join(_RAW)}) SELECT {', '.join(_RAW)} FROM incoming_samples "
+                "ON CONFLICT (host_id, ts, seq) DO NOTHING RETURNING host_id, seq"
+            )
+            return {(host_id, seq) for host_id, seq in cur.fetchall()}
+
+    def _sample_row(self, r: Received) -> tuple[tuple, dict]:
+        s = r.sample
+        detail = stored_detail(s.detail)
+        blob = pack_detail(detail, self._names_id)
+        return (self._host_ids[s.host], s.seq, s.ts, *pack_row(s), blob), detail
+
+    def _names_id(self, names: tuple[str, ...]) -> int:
+        name_id = self._name_ids.get(names)
+        if name_id is None:
+            blob = pack_names(names)
+            self.db.execute("INSERT INTO names (names) VALUES (%s) ON CONFLICT (names) DO NOTHING", (blob,))
+            row = self.db.execute("SELECT id FROM names WHERE names = %s", (blob,)).fetchone()
+            assert row is not None
+            name_id = self._name_ids[names] = row[0]
+        return name_id
+
+    def _names(self, name_id: int) -> list[str]:
+        names = self._names_by_id.get(name_id)
+        if names is None:
+            row = self.db.execute("SELECT names FROM names WHERE id = %s", (name_id,)).fetchone()
+            names = self._names_by_id[name_id] = unpack_names(row[0]) if row else []
+        return names
+
+    def _update_hosts(self, batch: list[Received], fresh: list[Received], touched: dict[int, list]) -> None:
+        """One UPDATE per host of the batch (last seen, sequence bookkeeping), then the latest snapshots."""
+        rows, newest = self._host_updates(batch, fresh, touched)
+        with self.db.cursor() as cur:
+            cur.executemany(
+                "UPDATE hosts SET last_seen = GREATEST(last_seen, %s), first_seq = %s, last_seq = %s, "
+                "stored = stored + %s, interval = COALESCE(%s, interval), "
+                "latest_seq = COALESCE(%s, latest_seq), latest_ts = COALESCE(%s, latest_ts) WHERE id = %s",
+                rows,
+            )
+            if newest:
+                cur.executemany(
+                    "INSERT INTO latest (host_id, snapshot) VALUES (%s, %s) "
+                    "ON CONFLICT (host_id) DO UPDATE SET snapshot = EXCLUDED.snapshot",
+                    [(host_id, r.raw) for host_id, r in newest.items()],
+                )
+
+    def database_size(self) -> int:
+        """Bytes the database takes on the server (tables, indexes, partitions)."""
+        return one(self.db.execute("SELECT pg_database_size(current_database())").fetchone())
+
+    def add_counters(self, increments: dict[str, int]) -> None:
+        """Add to the collector's persistent self-metrics."""
+        rows = [(k, v) for k, v in increments.items() if v]
+        if rows:
+            with self.db.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO counters (name, value) VALUES (%s, %s) "
+                    "ON CONFLICT (name) DO UPDATE SET value = counters.value + EXCLUDED.value",
+                    rows,
+                )
+
+    def counters(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT name, value FROM counters").fetchall())
+
+    # -- reading -------------------------------------------------------------------------
+
+    def hosts(self) -> list[HostInfo]:
+        """Every host with its sequence bookkeeping, by name."""
+        rows = self.db.execute(
+            "SELECT id, name, first_seen, last_seen, interval, latest_ts, stored, first_seq, last_seq "
+            "FROM hosts ORDER BY name"
+        ).fetchall()
+        gaps: dict[int, list[tuple[int, int]]] = {}
+        for host_id, first, last in self.db.execute(
+            "SELECT host_id, first, last FROM gaps ORDER BY host_id, first"
+        ):
+            gaps.setdefault(host_id, []).append((first, last))
+        return [
+            HostInfo(
+                name, first_seen, last_seen, interval, latest_ts, stored, first, last, gaps.get(host_id, [])
+            )
+            for host_id, name, first_seen, last_seen, interval, latest_ts, stored, first, last in rows
+        ]
+
+    def latest(self, host: str) -> bytes | None:
+        row = self.db.execute(
+            "SELECT snapshot FROM latest JOIN hosts ON hosts.id = host_id WHERE name = %s", (host,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def seqs(self, host: str) -> list[int]:
+        return [
+            seq
+            for (seq,) in self.db.execute(
+                "SELECT seq FROM samples JOIN hosts ON hosts.id = host_id WHERE name = %s ORDER BY seq",
+                (host,),
+            )
+        ]
+
+    def samples(self, host: str, start: float, end: float) -> list[Sample]:
+        """Stored samples of `host` with start <= ts < end, oldest first."""
+        rows = self.db.execute(
+            f"SELECT seq, ts, {', '.join(COLUMNS)}, detail FROM samples "
+            "WHERE host_id = (SELECT id FROM hosts WHERE name = %s) AND ts >= %s AND ts < %s ORDER BY ts",
+            (host, start, end),
+        ).fetchall()
+        return [
+            Sample(
+                host,
+                row[0],
+                row[1],
+                tuple(unpack_value(c, v) for c, v in zip(COLUMNS, row[2:-1], strict=True)),
+                unpack_detail(row[-1], self._names),
+            )
+            for row in rows
+        ]
+
+    # -- backup ----------------------------------------------------------------------------
+
+    def backup_to(self, target: str | Path, step_pages: int, progress: Callable[[int, int], None]) -> None:
+        """Not on PostgreSQL: `backup` runs pg_dump (collector.store.pg_dump) instead of a paged copy."""
+        raise StoreError(
+            f"{self.path}: a PostgreSQL database is backed up with pg_dump, not copied page by page"
+        )
+
+    # -- retention -------------------------------------------------------------------------
+
+    def prune(self, before: float, limit: int = 2000) -> int:
+        """Forget samples older than `before`: whole days by dropping their partition, then up to `limit` rows."""
+        self._create_ahead()
+        deleted = 0
+        for day in self._partitions("samples"):
+            if day + DAY <= before:
+                deleted += self._drop_samples(day)
+                self.db.commit()
+        for host_id in self._hosts_with_older("samples", "ts", before):
+            if deleted >= limit:
+                break
+            seqs = [
+                seq
+                for (seq,) in self.db.execute(
+                    "DELETE FROM samples WHERE (host_id, ts, seq) IN (SELECT host_id, ts, seq FROM samples "
+                    "WHERE host_id = %s AND ts < %s ORDER BY ts LIMIT %s) RETURNING seq",
+                    (host_id, before, limit - deleted),
+                ).fetchall()
+            ]
+            if seqs:
+                ranges = self._seq_ranges(host_id)
+                before_gaps = [g[:] for g in ranges.gaps]
+                ranges.discard(seqs)
+                self._save_ranges(host_id, ranges, before_gaps, len(seqs))
+            self.db.commit()  # small transactions
+            deleted += len(seqs)
+        return deleted
+
+    def _drop_samples(self, day: int) -> int:
+        """Drop a day's partition of raw samples, with the hosts' sequence bookkeeping; returns its rows."""
+        table = partition_name("samples", day)
+        total = 0
+        for host_id, low, high, count in self.db.execute(
+            f"SELECT host_id, min(seq), max(seq), count(*) FROM {table} GROUP BY host_id"
+        ).fetchall():
+            ranges = self._seq_ranges(host_id)
+            before_gaps = [g[:] for g in ranges.gaps]
+            if low == ranges.first and count == _stored_between(ranges, low, high):
+                ranges.drop_below(high + 1)  # the usual case: the oldest numbers, all of them
+            else:  # an agent's clock stepped back: numbers from the middle go too
+                seqs = self.db.execute(f"SELECT seq FROM {table} WHERE host_id = %s", (host_id,)).fetchall()
+                ranges.discard([s for (s,) in seqs])
+            self._save_ranges(host_id, ranges, before_gaps, count)
+            total += count
+        self.db.execute(f"DROP TABLE {table}")
+        self._days.discard(day)
+        return total
+
+    def _save_ranges(self, host_id: int, ranges: SeqRanges, before: list[list[int]], removed: int) -> None:
+        self.db.execute(
+            "UPDATE hosts SET first_seq = %s, last_seq = %s, stored = GREATEST(0, stored - %s) WHERE id = %s",
+            (ranges.first, ranges.last, removed, host_id),
+        )
+        self._save_gaps(host_id, ranges, before)
+
+    def prune_rollups(self, tier: str, before: float, limit: int = 2000) -> int:
+        """Forget rows of tier `tier` ("minute", "hour") for periods starting before `before`."""
+        table = {"minute": "rollup_minute", "hour": "rollup_hour"}[tier]
+        deleted = 0
+        if table in pg_schema.PARTITIONED:
+            for day in self._partitions(table):
+                if day + DAY <= before:
+                    part = partition_name(table, day)
+                    row = self.db.execute(f"SELECT count(*) FROM {part}").fetchone()
+                    self.db.execute(f"DROP TABLE {part}")
+                    self._days.discard(day)
+                    self.db.commit()
+                    deleted += row[0] if row else 0
+        for host_id in self._hosts_with_older(table, "t", before):
+            if deleted >= limit:
+                break
+            cur = self.db.execute(
+                f"DELETE FROM {table} WHERE host_id = %s AND t IN "
+                f"(SELECT t FROM {table} WHERE host_id = %s AND t < %s ORDER BY t LIMIT %s)",
+                (host_id, host_id, before, limit - deleted),
+            )
+            deleted += cur.rowcount
+            self.db.commit()
+        return deleted
+
+    def _partitions(self, table: str) -> list[int]:
+        """The days of `table`'s partitions, oldest first."""
+        rows = self.db.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = to_regclass(%s)",
+            (table,),
+        ).fetchall()
+        days = []
+        for (name,) in rows:
+            stamp = name.rpartition("_")[2]
+            try:
+                days.append(calendar.timegm(time.strptime(stamp, "%Y%m%d")))
+            except ValueError:
+                continue  # not one of ours
+        return sorted(days)
+
+    def _create_ahead(self) -> None:
+        """Today's partitions and the next days', created before data needs them (once a day or so)."""
+        today = day_of(time.time())
+        if self._ahead_done != today:
+            for day in range(today, today + (AHEAD + 1) * DAY, DAY):
+                self._create_partitions(self.db, day)
+            self.db.commit()
+            self._ahead_done = today
+
+    def _hosts_with_older(self, table: str, column: str, before: float) -> list[int]:
+        return [
+            host_id
+            for (host_id,) in self.db.execute(
+                f"SELECT id FROM hosts WHERE (SELECT min({column}) FROM {table} WHERE host_id = hosts.id) < %s",
+                (before,),
+            )
+        ]
+
+
+def _stored_between(ranges: SeqRanges, low: int, high: int) -> int:
+    """How many numbers from low to high (inclusive) `ranges` holds."""
+    missing = sum(max(0, min(b, high) - max(a, low) + 1) for a, b in ranges.gaps)
+    return high - low + 1 - missing
+
+
+def _raw_types() -> list[str]:
+    types = {name: kind for name, kind, _ in pg_schema.wanted_columns()["samples"]}
+    return ["int4", "int8", "float8", *(_PG_BINARY[types[c]] for c in COLUMNS), "bytea"]
+
+
+_PG_BINARY = {"smallint": "int2", "integer": "int4", "bigint": "int8"}
+
+
+def open_postgres(
+    url: str,
+    readonly: bool = False,
+    password_file: str | Path | None = None,
+    application_name: str = "osmon-collector",
+) -> PostgresStore:
+    with translated(url, "open database"):
+        return PostgresStore(
+            url, readonly=readonly, password_file=password_file, application_name=application_name
+        )
+
+
+def ping(url: str, password_file: str | Path | None = None) -> str:
+    """Connect once and return the server's version: whether the database answers (check-config --connect)."""
+    args: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT,
+        "application_name": "osmon-collector check-config",
+    }
+    if (password := read_password(password_file)) is not None:
+        args["password"] = password
+    with translated(url, "connect to database"), psycopg.connect(url, **args) as conn:
+        return str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
