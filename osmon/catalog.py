@@ -304,7 +304,8 @@ SERIES: tuple[Series, ...] = (
            pair=("received", "sent")),
     # Only the failed units travel; one that is no longer listed is not failed (absent = 0).
     Series("unit.failed", FLAG, "systemd unit failed", "map", "uf", raw=False,
-           levels=Levels(None, 1.0, 0.0, 0.0), source=flagged(("units", "failed"), "unit"), absent=0.0),
+           levels=Levels(None, 1.0, 0.0, 0.0), source=flagged(("units", "failed"), "unit"), absent=0.0,
+           title="unit"),
     # Alerts only: a mount's inode trend is rarely worth 70 kB a day.
     Series("disk.inodes", PERCENT, "inode usage per mount", "map", "in", stored=False,
            levels=Levels(85.0, 95.0, 0.0, 2.0), source=listed("filesystems", "mount", "inodes_percent")),

@@ -363,6 +363,37 @@ def test_alert_is_mailed_through_smtp_auth(deployment: Deployment) -> None:
     assert deployment.inbox.logins, "the collector did not log in with the vaulted password"
 
 
+def test_a_failed_unit_is_mailed_shown_and_cleared(deployment: Deployment) -> None:
+    """A unit that fails on a real systemd host: a critical alert naming it, the count on the dashboard,
+    and a resolution once it has been started again and succeeded."""
+    host, unit = "web-01", "osmon-e2e-broken.service"
+    path = f"/etc/systemd/system/{unit}"
+    deployment.fleet.ssh(
+        host,
+        f"printf '[Service]\\nType=oneshot\\nExecStart=/bin/false\\n' > {path} && systemctl daemon-reload"
+        f" && (systemctl start {unit} || true)",
+    )
+
+    def failed_units() -> float | None:
+        return next(
+            (h.get("failed_units") for h in deployment.api("/api/hosts")["hosts"] if h["name"] == host), None
+        )
+
+    wait_for(lambda: failed_units() == 1, timeout=90, what=f"{unit} counted as failed on the dashboard")
+    _, message = wait_for(
+        lambda: deployment.inbox.find(host, unit), timeout=90, what=f"the mail naming {unit}"
+    )
+    assert "exit-code" in message.get_body(("plain",)).get_content()  # the unit's result, to act on
+    deployment.fleet.ssh(
+        host, f"sed -i 's|/bin/false|/bin/true|' {path} && systemctl daemon-reload && systemctl start {unit}"
+    )
+    wait_for(lambda: failed_units() == 0, timeout=90, what=f"{unit} no longer counted as failed")
+    wait_for(
+        lambda: deployment.inbox.find(host, unit, "resolved"), timeout=90, what=f"{unit}'s resolution mail"
+    )
+    deployment.fleet.ssh(host, f"rm {path} && systemctl daemon-reload")
+
+
 def test_second_run_changes_nothing(deployment: Deployment) -> None:
     output, seconds = deployment.playbook("site.yml")
     deployment.figures["re-run (no change)"] = f"{seconds:.1f} s"
