@@ -1,4 +1,5 @@
-"""The SQLite backend: every SQL statement of the collector lives here.
+"""The SQLite backend: the writer's ingest and retention; its parts (alerts, outbox, CERT-FR, web reads,
+tokens, backup) are the mixins beside it, and the sequence bookkeeping is shared with PostgreSQL.
 
 One writer (the `run` process) commits a batch per transaction; readers
 (`status`, the dashboard) use their own connections, which WAL mode lets run
