@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from collector.store.compact import SCALE, highest, read_stored, short_key, unscaled
+from collector.store.compact import SCALE
 from collector.store.pg_base import PgBase
 from collector.store.records import Bucket, DetailBucket, WebHost
 from collector.store.rollups import MINUTE, tier_for
-from collector.store.web import DETAIL_KEYS, ROLLUP_ONLY, SERIES_COLUMNS
+from collector.store.web import DETAIL_KEYS, ROLLUP_ONLY, SERIES_COLUMNS, merge_details
 
 _HOST_COLUMNS = "name, first_seen, last_seen, interval, latest_ts, snapshot"
 
@@ -114,19 +114,7 @@ class PgWebQueries(PgBase):
                 f"AND {time} < %(end)s AND detail IS NOT NULL ORDER BY {time}",
                 {"bucket": float(bucket), "host": host, "start": start, "end": end},
             )
-            shorts = [short_key(key) for key in group]
-            merged: dict[int, list[Any]] = {}
-            for b, blob in rows:
-                stored = read_stored(blob, self._names)
-                slot = merged.setdefault(b, [None] * len(shorts))
-                for i, short in enumerate(shorts):
-                    slot[i] = highest(slot[i], stored.get(short))
-            for i, (key, short) in enumerate(zip(group, shorts, strict=True)):
-                result[key] = [
-                    DetailBucket(b * bucket, {key: unscaled(short, slot[i])})
-                    for b, slot in merged.items()
-                    if slot[i] is not None
-                ]
+            result.update(merge_details(rows, group, bucket, self._names))
         return result
 
     def web_silence(self, host: str, until: float, reason: str, now: float) -> None:

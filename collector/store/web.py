@@ -10,7 +10,7 @@ reads a few hundred rows into Python, not every sample.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -142,19 +142,7 @@ class WebQueries(Connected):
                 f"AND {time} < :end AND detail IS NOT NULL ORDER BY {time}",
                 {"bucket": bucket, "host": host, "start": start, "end": end},
             )
-            shorts = [short_key(key) for key in group]
-            merged: dict[int, list[Any]] = {}
-            for b, blob in rows:
-                stored = read_stored(blob, self._names)
-                slot = merged.setdefault(b, [None] * len(shorts))
-                for i, short in enumerate(shorts):
-                    slot[i] = highest(slot[i], stored.get(short))
-            for i, (key, short) in enumerate(zip(group, shorts, strict=True)):
-                result[key] = [
-                    DetailBucket(b * bucket, {key: unscaled(short, slot[i])})
-                    for b, slot in merged.items()
-                    if slot[i] is not None
-                ]
+            result.update(merge_details(rows, group, bucket, self._names))
         return result
 
     def web_silence(self, host: str, until: float, reason: str, now: float) -> None:
@@ -180,3 +168,28 @@ class WebQueries(Connected):
         """Lift `host`'s silence; False if there was none."""
         with self._web_writable():
             return self.unsilence(host)  # type: ignore[attr-defined]
+
+
+def merge_details(
+    rows: Iterable[tuple[int, bytes]], keys: Sequence[str], bucket: float, names: Callable[[int], list[str]]
+) -> dict[str, list[DetailBucket]]:
+    """Per bucket, each entity's maximum of every per-entity key, from (bucket number, detail blob) rows.
+
+    SQL cannot read inside the msgpack details: Python merges the rows of each bucket (a rollup row
+    already holds each entity's maximum of its period), whatever the backend.
+    """
+    shorts = [short_key(key) for key in keys]
+    merged: dict[int, list[Any]] = {}
+    for b, blob in rows:
+        stored = read_stored(blob, names)
+        slot = merged.setdefault(b, [None] * len(shorts))
+        for i, short in enumerate(shorts):
+            slot[i] = highest(slot[i], stored.get(short))
+    return {
+        key: [
+            DetailBucket(b * bucket, {key: unscaled(short, slot[i])})
+            for b, slot in merged.items()
+            if slot[i] is not None
+        ]
+        for i, (key, short) in enumerate(zip(keys, shorts, strict=True))
+    }
