@@ -26,7 +26,6 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from collector.samples import Sample
 from collector.store import pg_schema
 from collector.store.compact import (
     COLUMNS,
@@ -34,9 +33,7 @@ from collector.store.compact import (
     pack_names,
     pack_row,
     stored_detail,
-    unpack_detail,
     unpack_names,
-    unpack_value,
 )
 from collector.store.pg_alerts import PgAlertQueries
 from collector.store.pg_base import one
@@ -48,7 +45,7 @@ from collector.store.pg_schema import DAY, MIGRATIONS, day_of, partition_ddl, pa
 from collector.store.pg_tokens import PgTokenQueries
 from collector.store.pg_url import mask
 from collector.store.pg_web import PgWebQueries
-from collector.store.records import HostInfo, IngestResult, Received, StoreError, StoreUnreachable
+from collector.store.records import IngestResult, Received, StoreError, StoreUnreachable
 from collector.store.seqranges import SeqRanges
 from collector.store.sequences import SequenceBook
 
@@ -362,59 +359,6 @@ class PostgresStore(
 
     def counters(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT name, value FROM counters").fetchall())
-
-    # -- reading -------------------------------------------------------------------------
-
-    def hosts(self) -> list[HostInfo]:
-        """Every host with its sequence bookkeeping, by name."""
-        rows = self.db.execute(
-            "SELECT id, name, first_seen, last_seen, interval, latest_ts, stored, first_seq, last_seq "
-            "FROM hosts ORDER BY name"
-        ).fetchall()
-        gaps: dict[int, list[tuple[int, int]]] = {}
-        for host_id, first, last in self.db.execute(
-            "SELECT host_id, first, last FROM gaps ORDER BY host_id, first"
-        ):
-            gaps.setdefault(host_id, []).append((first, last))
-        return [
-            HostInfo(
-                name, first_seen, last_seen, interval, latest_ts, stored, first, last, gaps.get(host_id, [])
-            )
-            for host_id, name, first_seen, last_seen, interval, latest_ts, stored, first, last in rows
-        ]
-
-    def latest(self, host: str) -> bytes | None:
-        row = self.db.execute(
-            "SELECT snapshot FROM latest JOIN hosts ON hosts.id = host_id WHERE name = %s", (host,)
-        ).fetchone()
-        return row[0] if row else None
-
-    def seqs(self, host: str) -> list[int]:
-        return [
-            seq
-            for (seq,) in self.db.execute(
-                "SELECT seq FROM samples JOIN hosts ON hosts.id = host_id WHERE name = %s ORDER BY seq",
-                (host,),
-            )
-        ]
-
-    def samples(self, host: str, start: float, end: float) -> list[Sample]:
-        """Stored samples of `host` with start <= ts < end, oldest first."""
-        rows = self.db.execute(
-            f"SELECT seq, ts, {', '.join(COLUMNS)}, detail FROM samples "
-            "WHERE host_id = (SELECT id FROM hosts WHERE name = %s) AND ts >= %s AND ts < %s ORDER BY ts",
-            (host, start, end),
-        ).fetchall()
-        return [
-            Sample(
-                host,
-                row[0],
-                row[1],
-                tuple(unpack_value(c, v) for c, v in zip(COLUMNS, row[2:-1], strict=True)),
-                unpack_detail(row[-1], self._names),
-            )
-            for row in rows
-        ]
 
     # -- backup ----------------------------------------------------------------------------
 

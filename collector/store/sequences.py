@@ -1,4 +1,4 @@
-"""The writer's sequence bookkeeping, the same on every backend: which (host, seq) are stored, epochs, gaps.
+"""Hosts and their sequences, the same on every backend: the writer's bookkeeping, and reading it back.
 
 Each host's stored sequence numbers are first..last minus gaps (SeqRanges), kept
 in memory by the writer and in the `hosts` and `gaps` tables, so that a
@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from collector.store.records import Received
+from collector.samples import Sample
+from collector.store.compact import COLUMNS, unpack_detail, unpack_value
+from collector.store.records import HostInfo, Received
 from collector.store.seqranges import SeqRanges
 from osmon.limits import MAX_GAPS
 
@@ -31,6 +33,7 @@ class SequenceBook:
 
     PARAM = "?"
     db: Any
+    _names: Any  # the backend's: the list of entity names of an id (compact.pack_detail)
 
     def _init_book(self) -> None:
         self._host_ids: dict[str, int] = {}
@@ -206,3 +209,62 @@ class SequenceBook:
             if self._ranges[host_id].gaps != gaps_before:
                 self._save_gaps(host_id, self._ranges[host_id], gaps_before)
         return rows, newest
+
+    # -- reading back ------------------------------------------------------------------------
+
+    def hosts(self) -> list[HostInfo]:
+        """Every host with its sequence bookkeeping, by name."""
+        rows = self.db.execute(
+            "SELECT id, name, first_seen, last_seen, interval, latest_ts, stored, first_seq, last_seq "
+            "FROM hosts ORDER BY name"
+        ).fetchall()
+        gaps: dict[int, list[tuple[int, int]]] = {}
+        for host_id, first, last in self.db.execute(
+            "SELECT host_id, first, last FROM gaps ORDER BY host_id, first"
+        ):
+            gaps.setdefault(host_id, []).append((first, last))
+        return [
+            HostInfo(
+                name, first_seen, last_seen, interval, latest_ts, stored, first, last, gaps.get(host_id, [])
+            )
+            for host_id, name, first_seen, last_seen, interval, latest_ts, stored, first, last in rows
+        ]
+
+    def latest(self, host: str) -> bytes | None:
+        """The latest full snapshot of `host`, msgpack as received."""
+        row = self.db.execute(
+            self._sql("SELECT snapshot FROM latest JOIN hosts ON hosts.id = host_id WHERE name = ?"), (host,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def seqs(self, host: str) -> list[int]:
+        """Every stored sequence number of `host`, ascending."""
+        return [
+            seq
+            for (seq,) in self.db.execute(
+                self._sql(
+                    "SELECT seq FROM samples JOIN hosts ON hosts.id = host_id WHERE name = ? ORDER BY seq"
+                ),
+                (host,),
+            ).fetchall()
+        ]
+
+    def samples(self, host: str, start: float, end: float) -> list[Sample]:
+        """Stored samples of `host` with start <= ts < end, oldest first."""
+        rows = self.db.execute(
+            self._sql(
+                f"SELECT seq, ts, {', '.join(COLUMNS)}, detail FROM samples "
+                "WHERE host_id = (SELECT id FROM hosts WHERE name = ?) AND ts >= ? AND ts < ? ORDER BY ts"
+            ),
+            (host, start, end),
+        ).fetchall()
+        return [
+            Sample(
+                host,
+                row[0],
+                row[1],
+                tuple(unpack_value(c, v) for c, v in zip(COLUMNS, row[2:-1], strict=True)),
+                unpack_detail(row[-1], self._names),
+            )
+            for row in rows
+        ]

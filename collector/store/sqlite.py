@@ -14,7 +14,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from collector.samples import Sample
 from collector.store.alerts import AlertQueries
 from collector.store.backup import BackupQueries
 from collector.store.certfr import CertfrQueries
@@ -24,12 +23,10 @@ from collector.store.compact import (
     pack_names,
     pack_row,
     stored_detail,
-    unpack_detail,
     unpack_names,
-    unpack_value,
 )
 from collector.store.outbox import OutboxQueries
-from collector.store.records import HostInfo, IngestResult, Received, StoreError
+from collector.store.records import IngestResult, Received, StoreError
 from collector.store.rollups import TIERS_BY_NAME, RollupWriter
 from collector.store.schema import METRIC_TABLES, MIGRATIONS, catalog_columns
 from collector.store.sequences import SequenceBook
@@ -224,69 +221,6 @@ class SQLiteStore(
         return self.db.execute(
             "SELECT page_count * page_size FROM pragma_page_count, pragma_page_size"
         ).fetchone()[0]
-
-    # -- reading ---------------------------------------------------------------
-
-    def hosts(self) -> list[HostInfo]:
-        """Every host with its sequence bookkeeping, by name."""
-        rows = self.db.execute(
-            "SELECT id, name, first_seen, last_seen, interval, latest_ts, stored, first_seq, last_seq "
-            "FROM hosts ORDER BY name"
-        ).fetchall()
-        gaps: dict[int, list[tuple[int, int]]] = {}
-        for host_id, first, last in self.db.execute(
-            "SELECT host_id, first, last FROM gaps ORDER BY host_id, first"
-        ):
-            gaps.setdefault(host_id, []).append((first, last))
-        return [
-            HostInfo(
-                name=name,
-                first_seen=first_seen,
-                last_seen=last_seen,
-                interval=interval,
-                latest_ts=latest_ts,
-                snapshots=stored,
-                first_seq=first,
-                last_seq=last,
-                missing=gaps.get(host_id, []),
-            )
-            for host_id, name, first_seen, last_seen, interval, latest_ts, stored, first, last in rows
-        ]
-
-    def latest(self, host: str) -> bytes | None:
-        """The latest full snapshot of `host`, msgpack as received."""
-        row = self.db.execute(
-            "SELECT snapshot FROM latest JOIN hosts ON hosts.id = host_id WHERE name = ?", (host,)
-        ).fetchone()
-        return row[0] if row else None
-
-    def seqs(self, host: str) -> list[int]:
-        """Every stored sequence number of `host`, ascending."""
-        return [
-            seq
-            for (seq,) in self.db.execute(
-                "SELECT seq FROM samples JOIN hosts ON hosts.id = host_id WHERE name = ? ORDER BY seq",
-                (host,),
-            )
-        ]
-
-    def samples(self, host: str, start: float, end: float) -> list[Sample]:
-        """Stored samples of `host` with start <= ts < end, oldest first."""
-        rows = self.db.execute(
-            f"SELECT seq, ts, {', '.join(COLUMNS)}, detail FROM samples "
-            "JOIN hosts ON hosts.id = host_id WHERE name = ? AND ts >= ? AND ts < ? ORDER BY ts",
-            (host, start, end),
-        )
-        return [
-            Sample(
-                host,
-                row[0],
-                row[1],
-                tuple(unpack_value(c, v) for c, v in zip(COLUMNS, row[2:-1], strict=True)),
-                unpack_detail(row[-1], self._names),
-            )
-            for row in rows
-        ]
 
     # -- retention ---------------------------------------------------------------
 
