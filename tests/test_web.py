@@ -682,6 +682,14 @@ def test_silence_and_unsilence_from_the_dashboard(dash: Dashboard) -> None:
     assert dash.store.silences(time.time()) == []
     assert rows(client.get("/").get_data(as_text=True)) == {"web-01": "critical"}
 
+    # A name no host has reported under is silenced all the same (it may come), with a warning.
+    client.post(
+        "/alerts/silence", data={"host": "web-10", "duration": "1h", "reason": "new box", "csrf_token": token}
+    )
+    page = client.get("/alerts").get_data(as_text=True)
+    assert "no host of that name has reported yet" in page and "banner-warning" in page
+    assert [s.host for s in dash.store.silences(time.time())] == ["web-10"]
+
 
 @pytest.mark.parametrize(
     ("form", "message"),

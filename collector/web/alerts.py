@@ -77,7 +77,10 @@ def silence() -> BaseResponse:
     now = time.time()
     store().web_silence(host, now + duration, f"{reason} (by {user})", now)
     log.info("%s silenced %s for %ss: %s", user, host, duration, reason)
-    flash(f"{host} silenced.", "ok")
+    if store().web_host(host) is None:  # kept all the same: a host may be silenced before it first reports
+        flash(f"{host} silenced, but no host of that name has reported yet: check the spelling.", "warning")
+    else:
+        flash(f"{host} silenced.", "ok")
     return _back()
 
 
