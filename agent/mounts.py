@@ -46,8 +46,16 @@ PRIVATE_MOUNTS = (
     "/proc/",
     "/sys/",
 )
-# Default `exclude_mounts`: per-login tmpfs and systemd's read-only credential mounts.
-EXCLUDE_MOUNTS = ("/run/user/*", "/run/credentials/*")
+# Default `exclude_mounts`: per-login tmpfs, and what systemd mounts inside a hardened unit's own
+# namespace (the agent's: ProtectHome's /run/user, credentials, the propagation directory) — none of
+# them is the host's storage, and the unconfined `osmon-agent once` does not see them.
+EXCLUDE_MOUNTS = (
+    "/run/user",
+    "/run/user/*",
+    "/run/credentials",
+    "/run/credentials/*",
+    "/run/systemd/incoming",
+)
 MOUNT_TIMEOUT = 2.0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import namedtuple
+from fnmatch import fnmatchcase
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -127,7 +128,11 @@ def test_this_machines_tmpfs_mounts_are_reported_as_df_shows_them() -> None:
     with open("/proc/self/mounts") as f:
         tmpfs = [line.split()[1] for line in f if line.split()[2] == "tmpfs"]
     reported = {fs["mount"] for fs in mounts.filesystems(__import__("psutil"))}
-    wanted = [m for m in tmpfs if not m.startswith(("/run/user/", "/run/credentials/", "/sys/", "/proc/"))]
+    wanted = [
+        m
+        for m in tmpfs
+        if not m.startswith(("/sys/", "/proc/")) and not any(fnmatchcase(m, g) for g in mounts.EXCLUDE_MOUNTS)
+    ]
     for mount in wanted:
         # One entry per tmpfs: several tmpfs share the device name "tmpfs" and must not merge.
         assert mount in reported or mount.replace("\\040", " ") in reported, mount
