@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import secrets
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,15 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
 """
+
+
+def random_epoch() -> int:
+    """A uniform random number in 1..2**53 from the kernel's generator.
+
+    Not secrets.randbelow: `secrets` imports hashlib, which maps OpenSSL's libcrypto
+    (3.5 MB of the agent's resident memory) for nothing else.
+    """
+    return (int.from_bytes(os.urandom(8), "big") >> 11) + 1
 
 
 class SpoolError(Exception):
@@ -76,6 +84,9 @@ class Spool:
             # sent and stored, or the next snapshots would reuse them (and be dropped
             # as duplicates). One fsync per interval is cheap.
             self.db.execute("PRAGMA synchronous=FULL")
+            # The loop touches the newest few pages only; SQLite's default 2 MB page cache
+            # would grow into the agent's resident memory during a long outage.
+            self.db.execute("PRAGMA cache_size=-256")
             self.db.executescript(_SCHEMA)
             self.size = self.db.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM pending").fetchone()[0]
             self.epoch = self._epoch()
@@ -93,7 +104,7 @@ class Spool:
         and the epoch tells the collector that these are new snapshots, not resends of stored ones."""
         self.db.execute(
             "INSERT INTO meta (key, value) VALUES ('epoch', ?) ON CONFLICT(key) DO NOTHING",
-            (secrets.randbelow(2**53) + 1,),
+            (random_epoch(),),
         )
         return self._meta("epoch")
 
