@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import sys
 import time
 
@@ -123,6 +124,7 @@ def _run(config: agent_config.AgentConfig) -> int:
             config.collector,
             plural(spool.pending_count(), "snapshot"),
         )
+        raise_descriptor_limit()
         sampler = Sampler(
             top_n=config.top_processes,
             exclude=Exclude(config.exclude_mounts, config.exclude_fstypes),
@@ -137,6 +139,19 @@ def _run(config: agent_config.AgentConfig) -> int:
         spool.close()
         context.destroy(linger=0)
     return 0
+
+
+def raise_descriptor_limit(wanted: int = 16384) -> None:
+    """Lift the soft limit on open files towards the hard one, as Go programs (node_exporter) do.
+
+    The process scan keeps a /proc/<pid>/stat file open per process (up to a quarter of
+    the soft limit): systemd's default soft limit of 1,024 would make it reopen most of
+    them on a host with a thousand processes.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def cmd_once(args: argparse.Namespace) -> int:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+import struct
 import time
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from agent.config import AgentConfig
 from osmon import keys, wire
@@ -15,11 +15,22 @@ log = logging.getLogger("osmon.link")
 
 MIN_RETRY, MAX_RETRY = 2.0, 30.0  # seconds between reconnects after a refused handshake
 
-_HANDSHAKE_FAILURES = {
+_HANDSHAKE_FAILURES: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "no detail",
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "protocol error",
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "authentication refused",
 }
+
+
+def monitor_event(frames: list[bytes]) -> int:
+    """The event number of a ZeroMQ monitor message: 16-bit event, 32-bit value, then the endpoint.
+
+    pyzmq's zmq.utils.monitor does the same but imports zmq.asyncio (asyncio and ssl): 8 MB of
+    the agent's resident memory for six bytes.
+    """
+    if len(frames) != 2 or len(frames[0]) != 6:
+        raise zmq.ZMQError(msg=f"malformed ZeroMQ monitor event: {frames!r}")
+    return int(struct.unpack("=Hi", frames[0])[0])
 
 
 class Link:
@@ -83,7 +94,7 @@ class Link:
         reopened = False
         while True:
             try:
-                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)["event"]
+                event = monitor_event(self.monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return reopened
             # A connection is usable only once the ZMTP handshake succeeded (TCP alone

@@ -14,7 +14,6 @@ import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -191,6 +190,8 @@ def port(value: object) -> int:
 
 def email_address(value: object) -> str:
     """A bare address such as ops@example.org, or 'Name <ops@example.org>'."""
+    from email.utils import parseaddr  # the collector's mail settings only: not in the agent's memory
+
     text = string(value)
     address = parseaddr(text)[1]
     local, at, domain = address.rpartition("@")
