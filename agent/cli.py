@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import resource
 import sys
 import time
@@ -15,7 +14,7 @@ import zmq
 from agent import config as agent_config
 from agent.spool import SpoolError, SpoolLock
 from osmon import __version__, keys, wire
-from osmon.arguments import Parser
+from osmon.arguments import Parser, guarded
 from osmon.configfile import ConfigError
 from osmon.filemode import narrow_umask
 from osmon.printable import escape_logs
@@ -72,29 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """The error boundary: every expected failure becomes one line per problem and exit status 2."""
-    try:
-        return COMMANDS[args.command](args)
-    except BrokenPipeError:
-        return quiet_pipe()
-    except (ConfigError, SpoolError, keys.KeyFileError) as e:
-        fail(str(e))
-    except zmq.ZMQError as e:
-        fail(f"ZeroMQ: {e}")
-    except OSError as e:  # a file named on the command line: missing, unreadable, a directory, /proc ...
-        fail(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
-    return 2
-
-
-def fail(message: str) -> None:
-    for line in message.splitlines():
-        print(f"osmon-agent: {line}", file=sys.stderr)
-
-
-def quiet_pipe() -> int:
-    """The reader of our output went away (`| head`): stop without a word, as Unix tools do."""
-    # Python would complain again when flushing stdout at exit: point it at /dev/null.
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
+    expected = {ConfigError: "", SpoolError: "", keys.KeyFileError: "", zmq.ZMQError: "ZeroMQ: "}
+    return guarded("osmon-agent", lambda: COMMANDS[args.command](args), expected)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

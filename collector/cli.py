@@ -29,7 +29,7 @@ from collector.store import Store, StoreError, StoreUnreachable, check_connectio
 from collector.timefmt import iso
 from collector.units import binary
 from osmon import __version__, keys, wire
-from osmon.arguments import Parser
+from osmon.arguments import Parser, guarded
 from osmon.configfile import ConfigError, ConfigErrors, parse_duration
 from osmon.filemode import narrow_umask
 from osmon.printable import escape_logs, printable
@@ -158,31 +158,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """The error boundary: every expected failure becomes one line per problem and exit status 2."""
-    try:
-        return COMMANDS[args.command](args)
-    except BrokenPipeError:
-        return quiet_pipe()
-    except (ConfigError, StoreError, keys.KeyFileError, UsageError, lock.LockError, backups.BackupError) as e:
-        fail(str(e))
-    except MailError as e:
-        fail(f"test mail not sent: {e}")
-    except zmq.ZMQError as e:
-        fail(f"ZeroMQ: {e}")
-    except OSError as e:  # a file named on the command line: missing, unreadable, a directory, /proc ...
-        fail(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
-    return 2
-
-
-def fail(message: str) -> None:
-    for line in message.splitlines():
-        print(f"osmon-collector: {line}", file=sys.stderr)
-
-
-def quiet_pipe() -> int:
-    """The reader of our output went away (`| head`): stop without a word, as Unix tools do."""
-    # Python would complain again when flushing stdout at exit: point it at /dev/null.
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
+    expected: dict[type[Exception], str] = {
+        **dict.fromkeys(
+            (ConfigError, StoreError, keys.KeyFileError, UsageError, lock.LockError, backups.BackupError), ""
+        ),
+        MailError: "test mail not sent: ",
+        zmq.ZMQError: "ZeroMQ: ",
+    }
+    return guarded("osmon-collector", lambda: COMMANDS[args.command](args), expected)
 
 
 def store_of(config: collector_config.CollectorConfig, readonly: bool = True, role: str = "cli") -> Store:

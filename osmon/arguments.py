@@ -1,9 +1,11 @@
-"""The command-line parser of both CLIs: a usage error is one line, like every other error."""
+"""What both command lines share: a parser whose usage errors are one line, and the error boundary."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 
@@ -13,3 +15,30 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
+
+
+def guarded(prog: str, command: Callable[[], int], expected: dict[type[Exception], str]) -> int:
+    """Run a CLI command behind its one error boundary: every expected failure is one line per problem
+    (after the prefix `expected` gives its kind) and exit status 2, never a traceback."""
+    try:
+        return command()
+    except BrokenPipeError:
+        return quiet_pipe()
+    except tuple(expected) as e:
+        prefix = next(text for kind, text in expected.items() if isinstance(e, kind))
+        fail(prog, f"{prefix}{e}")
+    except OSError as e:  # a file named on the command line: missing, unreadable, a directory, /proc ...
+        fail(prog, f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
+    return 2
+
+
+def fail(prog: str, message: str) -> None:
+    for line in message.splitlines():
+        print(f"{prog}: {line}", file=sys.stderr)
+
+
+def quiet_pipe() -> int:
+    """The reader of our output went away (`| head`): stop without a word, as Unix tools do."""
+    # Python would complain again when flushing stdout at exit: point it at /dev/null.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
