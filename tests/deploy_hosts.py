@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CACHE = Path(os.environ.get("OSMON_TEST_CACHE", "/var/cache/osmon-test"))
-SUITE = "bookworm"
+SUITE = "bookworm"  # Debian 12; a host may boot another suite (Fleet's `suites`)
 PACKAGES = "systemd,systemd-sysv,dbus,python3,python3-venv,openssh-server,iproute2,sudo"
 BRIDGE = "osmt-br0"
 BRIDGE_ADDRESS = "198.18.0.1"  # RFC 2544 benchmarking range: never a real host
@@ -41,17 +41,17 @@ def run(*args: str, check: bool = True, timeout: float = 120) -> subprocess.Comp
     return subprocess.run(args, capture_output=True, text=True, check=check, timeout=timeout)
 
 
-def rootfs_tarball() -> Path:
-    """The cached debootstrap tarball, built on first use (debootstrap from the Debian mirror)."""
-    digest = hashlib.sha1(f"{SUITE} {PACKAGES}".encode()).hexdigest()[:10]
-    tarball = CACHE / f"rootfs-{SUITE}-{digest}.tar"
+def rootfs_tarball(suite: str = SUITE) -> Path:
+    """The cached debootstrap tarball of `suite`, built on first use (debootstrap from the Debian mirror)."""
+    digest = hashlib.sha1(f"{suite} {PACKAGES}".encode()).hexdigest()[:10]
+    tarball = CACHE / f"rootfs-{suite}-{digest}.tar"
     if tarball.exists():
         return tarball
     CACHE.mkdir(parents=True, exist_ok=True)
     build = CACHE / f"build-{os.getpid()}"
     try:
         run(
-            "debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(build),
+            "debootstrap", "--variant=minbase", f"--include={PACKAGES}", suite, str(build),
             "http://deb.debian.org/debian", timeout=1200,
         )  # fmt: skip
         # Each host gets its own machine id (written at boot) and its own ssh host keys.
@@ -84,8 +84,9 @@ class Host:
 class Fleet:
     """Booted hosts reachable over ssh as root with the fleet's key; `close()` removes everything."""
 
-    def __init__(self, workdir: Path, names: list[str]) -> None:
+    def __init__(self, workdir: Path, names: list[str], suites: dict[str, str] | None = None) -> None:
         self.dir = workdir
+        self.suites = {name: (suites or {}).get(name, SUITE) for name in names}
         self.key = workdir / "id_ed25519"
         self.hosts = {
             name: Host(
@@ -105,11 +106,11 @@ class Fleet:
     # --- setup --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        tarball = rootfs_tarball()
+        tarballs = {suite: rootfs_tarball(suite) for suite in set(self.suites.values())}
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key))
         self._bridge()
         for host in self.hosts.values():
-            self._unpack(host, tarball)
+            self._unpack(host, tarballs[self.suites[host.name]])
             self._network(host)
             self._boot(host)
         for host in self.hosts.values():

@@ -1,6 +1,6 @@
 """The Ansible deployment: lint, and an end-to-end run against real systemd hosts.
 
-The end-to-end test boots three Debian 12 hosts with systemd-nspawn on a bridge in 198.18.0.0/24
+The end-to-end test boots three hosts (two Debian 12, one Debian 13) with systemd-nspawn on a bridge in 198.18.0.0/24
 (tests/deploy_hosts.py), deploys them with playbooks/site.yml from this repository (one host is the
 collector and also an agent), and checks what an operator would: every unit active, the dashboard
 listing every host with fresh data, an alert mailed to an SMTP server this test runs on the bridge,
@@ -92,6 +92,9 @@ def test_playbooks_pass_syntax_check() -> None:
 
 COLLECTOR = "mon-01"
 HOSTS = [COLLECTOR, "web-01", "db-01"]  # the collector is monitored too
+# Targets are Debian 12 and today's stable, 13: db-01 boots trixie (its own Python, glibc, systemd),
+# so one deployment covers both, the wheelhouse built for each.
+SUITES = {"db-01": "trixie"}
 SMTP_PORT = 2525
 SMTP_USER = "osmon"
 SMTP_PASSWORD = f"vaulted-{secrets.token_hex(8)}"
@@ -246,7 +249,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     if why:
         pytest.skip(f"deployment test: {why}")
     workdir = tmp_path_factory.mktemp("deploy")
-    fleet = deploy_hosts.Fleet(workdir, HOSTS)
+    fleet = deploy_hosts.Fleet(workdir, HOSTS, SUITES)
     inbox = Inbox()
     smtp = None
     try:
