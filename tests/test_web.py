@@ -42,6 +42,7 @@ def probes(
     process: str = "nginx",
     cmdline: str = "nginx: worker process",
     user: str = "alice",
+    failed: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     mounts = {"/": 50.0, "/var": 70.0} if mounts is None else mounts
     return {
@@ -84,7 +85,7 @@ def probes(
         "pressure": {r: {"some60": 1.5} for r in ("cpu", "memory", "io")},
         "activity": {"swap_in_bps": 4096.0, "swap_out_bps": 0.0, "oom_kills": 0},
         "limits": {"fds_percent": 1.0, "pids_percent": 2.0, "conntrack_percent": 3.0},
-        "units": {"failed": []},
+        "units": {"failed": failed or []},
         "clock": {"unsynchronised": 0.0, "offset": 0.001},
     }
 
@@ -367,6 +368,31 @@ def test_host_page_shows_facts_processes_users_and_alert_history(dash: Dashboard
     )
 
 
+def test_host_page_lists_the_failed_units_with_what_to_act_on(dash: Dashboard) -> None:
+    failed = [
+        {
+            "unit": "nginx.service",
+            "result": "exit-code",
+            "since": 1_764_000_000.0,
+            "description": "web server",
+        },
+        {"unit": "<b>x</b>.service", "result": "signal", "since": None, "description": None},
+    ]
+    dash.feed("web-01", failed=failed)
+    dash.feed("web-02")
+    html = dash.client().get("/host/web-01").get_data(as_text=True)
+    units = html[html.index('id="failed-units"') : html.index('id="users"')]
+    assert "<td>nginx.service</td><td>exit-code</td>" in units and "web server" in units
+    assert "&lt;b&gt;x&lt;/b&gt;.service" in units and "<b>x</b>" not in units  # from the host: escaped
+    assert 'class="empty" hidden' in units
+    assert [u["unit"] for u in dash.client().get("/api/hosts/web-01").get_json()["failed_units"]] == [
+        "nginx.service",
+        "<b>x</b>.service",
+    ]
+    quiet = dash.client().get("/host/web-02").get_data(as_text=True)
+    assert "No failed systemd unit" in quiet[quiet.index('id="failed-units"') :]
+
+
 @pytest.mark.parametrize("range_name", list(series.RANGES))
 def test_host_page_for_every_range(dash: Dashboard, range_name: str) -> None:
     dash.feed("web-01")
@@ -422,6 +448,7 @@ def test_api_shapes(dash: Dashboard) -> None:
 
     host = client.get("/api/hosts/web-01").get_json()
     assert set(host) == {
+        "failed_units",
         "now",
         "refresh",
         "host",

@@ -1,4 +1,4 @@
-"""One host's page beyond its charts: facts, filesystems, top processes, logged-in users.
+"""One host's page beyond its charts: facts, filesystems, top processes, logged-in users, failed units.
 
 All of it comes from the host's latest snapshot, i.e. from the host itself:
 every field is checked for its type and cut to a sane length here, and
@@ -100,13 +100,33 @@ def users(latest: Latest) -> list[dict[str, Any]]:
     ]
 
 
+def failed_units(latest: Latest) -> list[dict[str, Any]]:
+    """The systemd units that failed, as the agent's unit probe listed them (what to restart or read)."""
+    return [
+        {
+            "unit": text(u.get("unit")),
+            "result": text(u.get("result")),
+            "since": number(u.get("since")),
+            "description": text(u.get("description")),
+        }
+        for u in _rows(_table(latest.probes.get("units")).get("failed"))
+    ]
+
+
 def detail(latest: Latest | None) -> dict[str, Any]:
-    """Facts, filesystems, processes and users; empty parts when there is no snapshot."""
+    """Facts, filesystems, processes, users and failed units; empty parts when there is no snapshot."""
     if latest is None:
-        return {"facts": {}, "filesystems": [], "processes": {"top_cpu": [], "top_mem": []}, "users": []}
+        return {
+            "facts": {},
+            "filesystems": [],
+            "processes": {"top_cpu": [], "top_mem": []},
+            "users": [],
+            "failed_units": [],
+        }
     return {
         "facts": facts(latest),
         "filesystems": filesystems(latest),
         "processes": processes(latest),
         "users": users(latest),
+        "failed_units": failed_units(latest),
     }
