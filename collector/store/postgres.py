@@ -29,11 +29,6 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from collector.store import pg_schema
 from collector.store.compact import (
     COLUMNS,
-    pack_detail,
-    pack_names,
-    pack_row,
-    stored_detail,
-    unpack_names,
 )
 from collector.store.pg_alerts import PgAlertQueries
 from collector.store.pg_base import one
@@ -96,8 +91,6 @@ class PostgresStore(
         self._pool: ConnectionPool | None = None
         self._init_book()
         self._rollups = PgRollupWriter()
-        self._name_ids: dict[tuple[str, ...], int] = {}
-        self._names_by_id: dict[int, list[str]] = {}
         self._days: set[int] = set()  # days whose partitions exist
         self._ahead_done = 0
         with self._connect() as conn:
@@ -159,7 +152,6 @@ class PostgresStore(
         """After an error: roll back, and forget what memory says about the rolled-back transaction."""
         self._forget_book()
         self._rollups.forget()
-        self._name_ids.clear()
         self._days.clear()
         if conn.broken or conn.closed:
             conn.close()
@@ -301,29 +293,6 @@ class PostgresStore(
                 "ON CONFLICT (host_id, ts, seq) DO NOTHING RETURNING host_id, seq"
             )
             return {(host_id, seq) for host_id, seq in cur.fetchall()}
-
-    def _sample_row(self, r: Received) -> tuple[tuple, dict]:
-        s = r.sample
-        detail = stored_detail(s.detail)
-        blob = pack_detail(detail, self._names_id)
-        return (self._host_ids[s.host], s.seq, s.ts, *pack_row(s), blob), detail
-
-    def _names_id(self, names: tuple[str, ...]) -> int:
-        name_id = self._name_ids.get(names)
-        if name_id is None:
-            blob = pack_names(names)
-            self.db.execute("INSERT INTO names (names) VALUES (%s) ON CONFLICT (names) DO NOTHING", (blob,))
-            row = self.db.execute("SELECT id FROM names WHERE names = %s", (blob,)).fetchone()
-            assert row is not None
-            name_id = self._name_ids[names] = row[0]
-        return name_id
-
-    def _names(self, name_id: int) -> list[str]:
-        names = self._names_by_id.get(name_id)
-        if names is None:
-            row = self.db.execute("SELECT names FROM names WHERE id = %s", (name_id,)).fetchone()
-            names = self._names_by_id[name_id] = unpack_names(row[0]) if row else []
-        return names
 
     def _update_hosts(self, batch: list[Received], fresh: list[Received], touched: dict[int, list]) -> None:
         """One UPDATE per host of the batch (last seen, sequence bookkeeping), then the latest snapshots."""

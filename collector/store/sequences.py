@@ -1,4 +1,5 @@
-"""Hosts and their sequences, the same on every backend: the writer's bookkeeping, and reading it back.
+"""What every backend's writer keeps the same way: hosts and their sequences, the rows of samples with
+their lists of entity names, and reading both back.
 
 Each host's stored sequence numbers are first..last minus gaps (SeqRanges), kept
 in memory by the writer and in the `hosts` and `gaps` tables, so that a
@@ -17,7 +18,16 @@ import logging
 from typing import Any
 
 from collector.samples import Sample
-from collector.store.compact import COLUMNS, unpack_detail, unpack_value
+from collector.store.compact import (
+    COLUMNS,
+    pack_detail,
+    pack_names,
+    pack_row,
+    stored_detail,
+    unpack_detail,
+    unpack_names,
+    unpack_value,
+)
 from collector.store.records import HostInfo, Received
 from collector.store.seqranges import SeqRanges
 from osmon.limits import MAX_GAPS
@@ -33,7 +43,6 @@ class SequenceBook:
 
     PARAM = "?"
     db: Any
-    _names: Any  # the backend's: the list of entity names of an id (compact.pack_detail)
 
     def _init_book(self) -> None:
         self._host_ids: dict[str, int] = {}
@@ -42,9 +51,12 @@ class SequenceBook:
         self._latest_ts: dict[int, float | None] = {}  # and hosts.latest_ts
         self._reset_logged: set[str] = set()  # hosts whose epoch-less sequence reset was logged
         self._trimmed: set[str] = set()  # hosts whose oldest gaps were forgotten (logged once)
+        self._name_ids: dict[tuple[str, ...], int] = {}  # lists of entity names (compact.pack_detail) -> id
+        self._names_by_id: dict[int, list[str]] = {}  # and back; rows of `names` never change
 
     def _forget_book(self) -> None:
         """After a rolled-back transaction: what is in memory may not be in the database."""
+        self._name_ids.clear()
         self._host_ids.clear()
         self._ranges.clear()
         self._epochs.clear()
@@ -156,6 +168,35 @@ class SequenceBook:
         self.db.execute(self._sql("DELETE FROM gaps WHERE host_id = ?"), (host_id,))
         ranges = self._ranges[host_id] = SeqRanges()
         return ranges
+
+    def _sample_row(self, r: Received) -> tuple[tuple, dict]:
+        """The row of `samples` for a snapshot, and its stored detail for the rollups."""
+        s = r.sample
+        detail = stored_detail(s.detail)
+        blob = pack_detail(detail, self._names_id)
+        return (self._host_ids[s.host], s.seq, s.ts, *pack_row(s), blob), detail
+
+    def _names_id(self, names: tuple[str, ...]) -> int:
+        """The id of a list of entity names, stored the first time it is seen (packed only then)."""
+        name_id = self._name_ids.get(names)
+        if name_id is None:
+            blob = pack_names(names)
+            self.db.execute(
+                self._sql("INSERT INTO names (names) VALUES (?) ON CONFLICT (names) DO NOTHING"), (blob,)
+            )
+            name_id = self.db.execute(self._sql("SELECT id FROM names WHERE names = ?"), (blob,)).fetchone()[
+                0
+            ]
+            self._name_ids[names] = name_id
+        return name_id
+
+    def _names(self, name_id: int) -> list[str]:
+        """The list of entity names of an id (reader side)."""
+        names = self._names_by_id.get(name_id)
+        if names is None:
+            row = self.db.execute(self._sql("SELECT names FROM names WHERE id = ?"), (name_id,)).fetchone()
+            names = self._names_by_id[name_id] = unpack_names(row[0]) if row else []
+        return names
 
     def _save_gaps(self, host_id: int, ranges: SeqRanges, before: list[list[int]]) -> None:
         """Write only the gap rows that changed since `before`: a batch usually touches one or two."""

@@ -19,11 +19,6 @@ from collector.store.backup import BackupQueries
 from collector.store.certfr import CertfrQueries
 from collector.store.compact import (
     COLUMNS,
-    pack_detail,
-    pack_names,
-    pack_row,
-    stored_detail,
-    unpack_names,
 )
 from collector.store.outbox import OutboxQueries
 from collector.store.records import IngestResult, Received, StoreError
@@ -59,8 +54,6 @@ class SQLiteStore(
         self._local = threading.local()
         self._init_book()
         self._rollups = RollupWriter()
-        self._name_ids: dict[tuple[str, ...], int] = {}  # lists of entity names (compact.pack_detail) -> id
-        self._names_by_id: dict[int, list[str]] = {}  # and back; rows of `names` never change
         if not readonly:
             try:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -161,34 +154,8 @@ class SQLiteStore(
             # In-memory state may describe the rolled-back transaction: reload it.
             self._forget_book()
             self._rollups.forget()
-            self._name_ids.clear()
             raise
         return IngestResult(fresh=fresh, duplicates=len(batch) - len(fresh))
-
-    def _sample_row(self, r: Received) -> tuple[tuple, dict]:
-        """The row of `samples` for a snapshot, and its stored detail for the rollups."""
-        s = r.sample
-        detail = stored_detail(s.detail)
-        blob = pack_detail(detail, self._names_id)
-        return (self._host_ids[s.host], s.seq, s.ts, *pack_row(s), blob), detail
-
-    def _names_id(self, names: tuple[str, ...]) -> int:
-        """The id of a list of entity names, stored the first time it is seen (packed only then)."""
-        name_id = self._name_ids.get(names)
-        if name_id is None:
-            blob = pack_names(names)
-            self.db.execute("INSERT INTO names (names) VALUES (?) ON CONFLICT (names) DO NOTHING", (blob,))
-            name_id = self.db.execute("SELECT id FROM names WHERE names = ?", (blob,)).fetchone()[0]
-            self._name_ids[names] = name_id
-        return name_id
-
-    def _names(self, name_id: int) -> list[str]:
-        """The list of entity names of an id (reader side)."""
-        names = self._names_by_id.get(name_id)
-        if names is None:
-            row = self.db.execute("SELECT names FROM names WHERE id = ?", (name_id,)).fetchone()
-            names = self._names_by_id[name_id] = unpack_names(row[0]) if row else []
-        return names
 
     def _update_hosts(self, batch: list[Received], fresh: list[Received], touched: dict[int, list]) -> None:
         """One UPDATE per host of the batch (last seen, sequence bookkeeping), then the latest snapshots."""
