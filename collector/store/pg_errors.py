@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from collector.store.errors import action, wrap_public
 from collector.store.pg_url import host
 from collector.store.records import StoreError, StoreUnreachable
-from collector.store.sqlite_errors import action
 
 T = TypeVar("T", bound=type)
 
@@ -61,8 +61,4 @@ def translate_errors(cls: T) -> T:
 
         return call
 
-    for name in dir(cls):
-        attr = getattr(cls, name)
-        if (name == "__init__" or not name.startswith("_")) and callable(attr) and not isinstance(attr, type):
-            setattr(cls, name, wrap(name, attr))
-    return cls
+    return wrap_public(cls, wrap)

@@ -9,20 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from collector.store.errors import action, wrap_public
 from collector.store.records import StoreError
 
 T = TypeVar("T", bound=type)
-
-# Public methods that write; every other one reads. By their subject, for the message.
-WRITES = frozenset(
-    {
-        "ingest", "prune", "prune_rollups", "add_counters",
-        "alerts_apply", "alert_notified", "silence", "unsilence", "web_silence", "web_unsilence",
-        "outbox_add", "outbox_sent", "outbox_failed", "outbox_prune",
-        "certfr_add", "certfr_mark_mailed", "backup_to", "token_add", "token_revoke",
-    }
-)  # fmt: skip
-SUBJECTS = {"outbox_": "the outbox in", "certfr_": "CERT-FR items in", "token": "scraper tokens in"}
 
 
 @contextmanager
@@ -32,15 +22,6 @@ def translated(path: str | Path, action: str) -> Iterator[None]:
         yield
     except sqlite3.Error as e:
         raise StoreError(f"cannot {action} {path}: {e}") from None
-
-
-def action(method: str) -> str:
-    """What a failing method was doing: 'write the outbox in', 'read', 'open database' ..."""
-    if method == "__init__":
-        return "open database"
-    verb = "write" if method in WRITES else "read"
-    subject = next((s for prefix, s in SUBJECTS.items() if method.startswith(prefix)), "")
-    return f"{verb} {subject}".rstrip()
 
 
 def translate_errors(cls: T) -> T:
@@ -56,8 +37,4 @@ def translate_errors(cls: T) -> T:
 
         return call
 
-    for name in dir(cls):
-        attr = getattr(cls, name)
-        if (name == "__init__" or not name.startswith("_")) and callable(attr) and not isinstance(attr, type):
-            setattr(cls, name, wrap(name, attr))
-    return cls
+    return wrap_public(cls, wrap)
