@@ -179,6 +179,9 @@ def _read_capped(response: http.client.HTTPResponse, url: str, deadline: float, 
 # -- polling ------------------------------------------------------------------
 
 
+STANDBY_CHECK = 15.0  # seconds between two looks of a collector whose turn it is not to poll
+
+
 class CertfrPoller:
     """A daemon thread that polls the feed every `certfr_interval` and stores what it finds.
 
@@ -192,10 +195,13 @@ class CertfrPoller:
         config: CollectorConfig,
         store: Store,
         notify: Callable[[list[CertfrItem]], object] | None = None,
+        active: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.notify = notify
+        # Whether polling is this collector's duty now (collector.leases.Duties); None: always.
+        self.active = active
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False  # a failure was logged; say so again only after a success
@@ -218,6 +224,10 @@ class CertfrPoller:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
+                if self.active is not None and not self.active():
+                    # Another collector polls: look again soon, to take over if it goes.
+                    self._stop.wait(min(self.config.certfr_interval, STANDBY_CHECK))
+                    continue
                 self.poll_once()
                 self._stop.wait(self.config.certfr_interval)
         finally:

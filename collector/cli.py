@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import zmq
 
-from collector import allowlist, lock, tokens
+from collector import allowlist, lock, peers, tokens
 from collector import backup as backups
 from collector import config as collector_config
 from collector import restore as restores
@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     status = commands.add_parser("status", help="per host: status, last seen, stored sequence")
     status.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
     status.add_argument("--json", action="store_true", help="print a JSON list")
+
+    cluster = commands.add_parser(
+        "cluster", help="the collectors sharing the database: heartbeat, hosts owned, receiving rate"
+    )
+    cluster.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
+    cluster.add_argument("--json", action="store_true", help="print a JSON list")
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
@@ -202,13 +208,14 @@ def until_reachable(open_: Callable[[], T], what: str) -> T:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = collector_config.load(args.config)
-    hold = functools.partial(lock.hold_run, config.database, config.database_password_file)
+    hold = functools.partial(lock.hold_run, config.database, config.database_password_file, config.name)
     with until_reachable(hold, "run") if config.postgresql else hold():
         return _run(config)
 
 
 def _run(config: collector_config.CollectorConfig) -> int:
-    store = until_reachable(lambda: store_of(config, readonly=False, role="run"), "run")
+    # The collector's name in its sessions: a DBA sees which collector a connection is.
+    store = until_reachable(lambda: store_of(config, readonly=False, role=f"run {config.name}"), "run")
     context = zmq.Context()
     shutdown = Shutdown(reload=True)
     authenticator = access = None
@@ -230,12 +237,21 @@ def _run(config: collector_config.CollectorConfig) -> int:
                 "listen",
                 f"cannot listen on {config.listen}: {zmq.strerror(e.errno or 0) if e.errno else e}",
             ) from None
-        log.info("listening on %s, storing in %s", config.listen, config.database_shown)
+        log.info(
+            "collector %s listening on %s, storing in %s", config.name, config.listen, config.database_shown
+        )
         services = Services(config, store)
         services.start()
         try:
             Ingest(
-                config, store, socket, access=access, on_batch=services.on_batch, on_tick=services.on_tick
+                config,
+                store,
+                socket,
+                access=access,
+                on_batch=services.on_batch,
+                on_tick=services.on_tick,
+                on_housekeeping=services.on_housekeeping,
+                upkeep=services.upkeep,
             ).run(shutdown)
         finally:
             services.stop()
@@ -260,6 +276,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         row["silenced_until"] = None if s is None else iso(s.until)
         row["silence_reason"] = None if s is None else s.reason
     print(json.dumps(rows, indent=2) if args.json else host_status.table(rows))
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    config = collector_config.load(args.config)
+    found = peers.rows(store_of(config).collectors())
+    print(json.dumps(found, indent=2) if args.json else peers.table(found))
     return 0
 
 
@@ -491,6 +514,7 @@ class UsageError(Exception):
 COMMANDS = {
     "run": cmd_run,
     "status": cmd_status,
+    "cluster": cmd_cluster,
     "alerts": cmd_alerts,
     "silence": cmd_silence,
     "unsilence": cmd_unsilence,

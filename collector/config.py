@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from collector import rules
+from collector import rules, timing
 from collector.store import pg_url
 from osmon.configfile import (
     ConfigError,
@@ -35,6 +35,7 @@ from osmon.configfile import (
     string,
     zmq_endpoint,
 )
+from osmon import wire
 from osmon.limits import PEER_BYTES_PER_SECOND
 
 DEFAULT_PATH = "/etc/osmonitoring/collector.toml"
@@ -92,6 +93,18 @@ KEYS = [
         1024 * 1024,
         "largest snapshot accepted (ZMQ_MAXMSGSIZE); bigger ones drop the peer's connection",
     ),
+    Key("name", string, None, "this collector's name among those sharing the database; default HOST:PORT"),
+    Key(
+        "lease_time",
+        at_least(2, parse_duration),
+        10.0,
+        "how long a collector keeps a host's detection after its last data; a dead collector's hosts "
+        "are taken over after this",
+    ),
+    Key(
+        "agents.interval", at_least(0.05, parse_duration), 10.0, "the agents' shortest interval (timing rule)"
+    ),
+    Key("agents.ack_timeout", at_least(0.1, parse_duration), 5.0, "the agents' ack_timeout (timing rule)"),
     Key("batch_size", at_least(1, integer), 2000, "snapshots committed per transaction, at most"),
     Key(
         "peer_rate",
@@ -156,6 +169,10 @@ class CollectorConfig:
     database: str
     database_password_file: str | None
     max_message_size: int
+    name: str
+    lease_time: float
+    agent_interval: float
+    agent_ack_timeout: float
     batch_size: int
     peer_rate: int
     allow_insecure: bool
@@ -228,6 +245,14 @@ def load(path: str | Path) -> CollectorConfig:
         problems.add("retention.minute", "must be at least retention.raw")
     if s["retention.hour"] < s["retention.minute"]:
         problems.add("retention.hour", "must be at least retention.minute")
+    if not problems.bad("alerts.down_after"):
+        for key, why in timing.problems(
+            s["alerts.down_after"], s["agents.interval"], s["agents.ack_timeout"], s["lease_time"]
+        ):
+            problems.add(key, why)
+    name = s["name"] or default_name(s["listen"])
+    if not wire.valid_host(name.replace(":", "-")):
+        problems.add("name", f"{name!r}: use letters, digits, '.', '-', '_' and ':'")
     thresholds = None
     with problems.collect():
         thresholds = rules.parse(s.get("thresholds", {}), path)
@@ -239,6 +264,10 @@ def load(path: str | Path) -> CollectorConfig:
         database=s["database"],
         database_password_file=s["database_password_file"],
         max_message_size=s["max_message_size"],
+        name=name,
+        lease_time=s["lease_time"],
+        agent_interval=s["agents.interval"],
+        agent_ack_timeout=s["agents.ack_timeout"],
         batch_size=s["batch_size"],
         peer_rate=s["peer_rate"],
         allow_insecure=s["allow_insecure"],
@@ -272,6 +301,12 @@ def load(path: str | Path) -> CollectorConfig:
         certfr_timeout=s["certfr.timeout"],
         certfr_recipients=s["certfr.recipients"],
     )
+
+
+def default_name(listen: str) -> str:
+    """This machine's short name and the listening port: unique among collectors on distinct machines."""
+    port = listen.rpartition(":")[2]
+    return f"{socket.gethostname().split('.')[0]}:{port}"
 
 
 # Where the session key lives when the database is no file on this machine.

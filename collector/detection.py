@@ -14,18 +14,21 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
+from collector.leases import HostLeases
 from collector.liveness import DEFAULT_INTERVAL, down_window, is_down
 from collector.rules import Rules, Threshold
 from collector.samples import POSITION, Sample
-from collector.store import AlertEvent, Received, Store, StoreError
+from collector.store import AlertEvent, OutboxMail, Pending, Received, Store, StoreError
 from osmon import catalog
 
 log = logging.getLogger("osmon.detection")
 
 DOWN = "host.down"
+LEASE_TIME = 10.0  # seconds (the `lease_time` setting's default)
+REFRESH = 5.0  # seconds between two reads of when the other collectors last heard from each host
 
 
 class Active(NamedTuple):
@@ -69,8 +72,62 @@ def _entity_rule(metric: str, entity: str) -> str:
     return f"{metric}:{entity}"
 
 
+class Timers:
+    """Pending breaches: (host, rule) -> (since, level), noting each change for the database.
+
+    A new owner of the host resumes these timers from there instead of starting them again.
+    """
+
+    def __init__(self) -> None:
+        self._timers: dict[tuple[str, str], tuple[float, str]] = {}
+        self.changed: set[tuple[str, str]] = set()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._timers
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._timers)
+
+    def setdefault(self, key: tuple[str, str], default: tuple[float, str]) -> tuple[float, str]:
+        if key not in self._timers:
+            self._timers[key] = default
+            self.changed.add(key)
+        return self._timers[key]
+
+    def pop(self, key: tuple[str, str]) -> None:
+        """End the timer of `key`, if any."""
+        if self._timers.pop(key, None) is not None:
+            self.changed.add(key)
+
+    def load(self, rows: Iterable[Pending]) -> None:
+        """Timers as the database holds them (a host just taken over): not changes."""
+        for p in rows:
+            if p.since is not None and p.level is not None:
+                self._timers[(p.host, p.rule)] = (p.since, p.level)
+
+    def forget(self, hosts: set[str]) -> None:
+        """Drop the timers of `hosts` from memory only (another collector has them)."""
+        for key in [k for k in self._timers if k[0] in hosts]:
+            del self._timers[key]
+            self.changed.discard(key)
+
+    def drain(self) -> list[Pending]:
+        """The changes since the last drain, as rows to write (since None: no longer pending)."""
+        rows = []
+        for key in self.changed:
+            since, level = self._timers.get(key, (None, None))
+            rows.append(Pending(key[0], key[1], since, level))
+        self.changed = set()
+        return rows
+
+
 class Detector:
-    """Turns samples and silence into alert events, stored, then handed to `notify`."""
+    """Turns samples and silence into alert events, stored with the mails telling of them.
+
+    It evaluates only the hosts whose lease it holds (collector.leases); the state of a host
+    (active alerts, pending breaches) is read from the database when it gains the lease, so a
+    collector taking over resumes where the previous owner stopped.
+    """
 
     def __init__(
         self,
@@ -79,20 +136,44 @@ class Detector:
         down_after: int,
         notify: Callable[[list[AlertEvent]], None] | None = None,
         clock: Callable[[], float] = time.time,
+        mailer: Callable[[list[AlertEvent]], list[OutboxMail]] | None = None,
+        owner: str = "local",
+        lease_time: float = LEASE_TIME,
     ) -> None:
         self.store, self.rules, self.down_after = store, rules, down_after
-        self.notify, self.clock = notify, clock
-        self.active: dict[tuple[str, str], Active] = {
-            (a.host, a.rule): Active(a.severity, a.started, a.peak) for a in store.alerts_active()
-        }
-        self.pending: dict[tuple[str, str], tuple[float, str]] = {}  # breach (or escalation) since, level
+        self.notify, self.clock, self.mailer = notify, clock, mailer
+        self.leases = HostLeases(store, owner, lease_time)
+        self.active: dict[tuple[str, str], Active] = {}
+        self.pending = Timers()  # breach (or escalation) since, level
         self.unsaved: list[AlertEvent] = []  # events the store refused (disk full): saved with the next ones
+        self.unsaved_mails: list[OutboxMail] = []
         # A collector that was itself stopped must not call every host down at start:
         # each host gets a full down_after window from now.
         now = clock()
         self.last_seen: dict[str, tuple[float, float]] = {
             h.name: (max(h.last_seen, now), h.interval or DEFAULT_INTERVAL) for h in store.hosts()
         }
+        self._next_refresh = time.monotonic() + REFRESH
+        self._last_refresh = float("-inf")
+
+    def _own(self, hosts: set[str]) -> set[str]:
+        """Of `hosts`, those this collector evaluates now: leases taken or renewed, state loaded."""
+        gained, lost = self.leases.claim(hosts)
+        self._forget(lost | gained)
+        if gained:
+            alerts, pending = self.store.detection_state(sorted(gained))
+            for a in alerts:
+                self.active[(a.host, a.rule)] = Active(a.severity, a.started, a.peak)
+            self.pending.load(pending)
+        return {h for h in hosts if h in self.leases.held}
+
+    def _forget(self, hosts: set[str]) -> None:
+        """Drop what memory holds of hosts another collector evaluates (or may have changed)."""
+        if not hosts:
+            return
+        for key in [k for k in self.active if k[0] in hosts]:
+            del self.active[key]
+        self.pending.forget(hosts)
 
     def process(self, fresh: list[Received]) -> list[AlertEvent]:
         """Evaluate a committed batch; returns (and stores, and notifies) the events it caused."""
@@ -100,7 +181,8 @@ class Detector:
         touched: dict[tuple[str, str], tuple[float, float]] = {}
         for r in fresh:  # arrival order: received times only grow
             self.last_seen[r.sample.host] = (r.received, r.interval or DEFAULT_INTERVAL)
-        for host in {r.sample.host for r in fresh}:
+        owned = self._own({r.sample.host for r in fresh})
+        for host in owned:
             if (host, DOWN) in self.active:
                 events.append(self._end(host, DOWN, self.clock(), None))
         active, pending, lookup = self.active, self.pending, self.rules.lookup
@@ -108,8 +190,8 @@ class Detector:
         # Arrival order is each agent's spool order: per host, oldest first.
         for r in fresh:
             host, ts = r.sample.host, r.sample.ts
-            if host not in busy and self._quiet(r.sample):
-                continue  # the common case: nothing pending or firing, every value below its levels
+            if host not in owned or (host not in busy and self._quiet(r.sample)):
+                continue  # another collector's, or the common case: every value below its levels
             busy.add(host)
             for rule, metric, value in readings(r.sample) + self._absences(r.sample):
                 key = (host, rule)
@@ -164,7 +246,7 @@ class Detector:
         self.active[key] = active._replace(peak=max(active.peak or value, value))
         floor = t.warning if t.warning is not None else t.critical
         if floor is None or value < floor - t.hysteresis:
-            self.pending.pop(key, None)
+            self.pending.pop(key)
             return self._end(host, rule, ts, value)
         if active.severity == "critical" and t.critical is not None and value < t.critical - t.hysteresis:
             self.active[key] = self.active[key]._replace(severity="warning")
@@ -180,14 +262,14 @@ class Detector:
                     "escalated", host, rule, "critical", ts, value, t.critical, started=active.started
                 )
         else:
-            self.pending.pop(key, None)
+            self.pending.pop(key)
         return None
 
     def _maybe_fire(
         self, key: tuple[str, str], t: Threshold, level: str | None, value: float, ts: float
     ) -> AlertEvent | None:
         if level is None:
-            self.pending.pop(key, None)
+            self.pending.pop(key)
             return None
         since, _ = self.pending.setdefault(key, (ts, level))
         if ts - since < t.for_:
@@ -201,11 +283,28 @@ class Detector:
         return AlertEvent("resolved", host, rule, active.severity, ts, value, None, started=active.started)
 
     def check_down(self) -> list[AlertEvent]:
-        """Fire `host.down` for every host silent for down_after of its intervals."""
+        """Fire `host.down` for every host silent for down_after of its intervals.
+
+        Silent by what any collector heard (the database, read every REFRESH seconds): a host
+        whose agent moved to another collector is not down. Of the collectors that find a host
+        silent, the one that gets its lease fires, once.
+        """
         now = self.clock()
+        if time.monotonic() >= self._next_refresh:
+            self._refresh()
+        silent = self._silent(now)
+        if silent and time.monotonic() >= self._last_refresh + 1.0:
+            # Before calling a host down, what every collector heard of it, fresh from the database.
+            self._refresh()
+            silent = self._silent(now)
+        if not silent:
+            self._save([], {})  # what the store refused before (disk full) is tried again
+            return []
+        owned = self._own(set(silent))
         events = []
-        for host, (last, interval) in self.last_seen.items():
-            if (host, DOWN) not in self.active and is_down(last, interval, self.down_after, now):
+        for host in silent:
+            last, interval = self.last_seen[host]
+            if host in owned and (host, DOWN) not in self.active:
                 self.active[(host, DOWN)] = Active("critical", last, None)
                 events.append(
                     AlertEvent(
@@ -221,7 +320,36 @@ class Detector:
         self._save(events, {})
         return events
 
-    def _save(self, events: list[AlertEvent], touched: dict[tuple[str, str], tuple[float, float]]) -> None:
+    def _refresh(self) -> None:
+        """When any collector last heard from each host (another one may receive it now)."""
+        self._next_refresh = time.monotonic() + REFRESH
+        self._last_refresh = time.monotonic()
+        for h in self.store.hosts():
+            last, interval = self.last_seen.get(h.name, (h.last_seen, DEFAULT_INTERVAL))
+            self.last_seen[h.name] = (max(last, h.last_seen), h.interval or interval)
+
+    def _silent(self, now: float) -> list[str]:
+        """Hosts silent past their window that this collector may have to call down: not those it
+        holds already down, nor those another collector holds (asked again once that lease ends)."""
+        held, leases = self.leases.held, self.leases
+        return [
+            host
+            for host, (last, interval) in self.last_seen.items()
+            if is_down(last, interval, self.down_after, now)
+            and not ((host, DOWN) in self.active and host in held)
+            and leases.may_claim(host)
+        ]
+
+    def save_mails(self, mails: list[OutboxMail]) -> None:
+        """Queue mails of hosts this collector evaluates (reminders), fenced like alert changes."""
+        self._save([], {}, [m for m in mails if m.host is None or m.host in self.leases.held])
+
+    def _save(
+        self,
+        events: list[AlertEvent],
+        touched: dict[tuple[str, str], tuple[float, float]],
+        extra_mails: list[OutboxMail] | None = None,
+    ) -> None:
         updates = [
             (host, rule, value, self.active[(host, rule)].peak, ts)
             for (host, rule), (value, ts) in touched.items()
@@ -230,14 +358,29 @@ class Detector:
         # The in-memory state already holds these events: if the store fails, they are kept and
         # stored with the next save, or a host-down raised while the disk was full was never stored.
         events = self.unsaved + events
-        if not events and not updates:
+        pending = self.pending.drain()
+        if not events and not updates and not pending and not extra_mails and not self.unsaved_mails:
             return
+        mails = (
+            self.unsaved_mails + (self.mailer(events) if self.mailer and events else []) + (extra_mails or [])
+        )
         try:
-            self.store.alerts_apply(events, updates)
+            fenced = self.store.alerts_apply(events, updates, pending, mails, self.leases.fence())
         except StoreError:
-            self.unsaved = events
+            self.unsaved, self.unsaved_mails = events, mails
+            self.pending.changed.update((p.host, p.rule) for p in pending)
             raise
-        self.unsaved = []
+        self.unsaved, self.unsaved_mails = [], []
+        if fenced:
+            # Frozen or cut off past its leases: another collector evaluates these hosts now.
+            log.warning(
+                "lost %d host lease(s) to another collector (e.g. %s): their alerts are its to write",
+                len(fenced),
+                min(fenced),
+            )
+            self.leases.drop(fenced)
+            self._forget(fenced)
+            events = [e for e in events if e.host not in fenced]
         for e in events:
             log.info("%s %s %s %s (value %s)", e.host, e.kind, e.severity, e.rule, e.value)
         if events and self.notify is not None:

@@ -114,11 +114,15 @@ class Ingest:
         access: AllowList | None = None,
         on_batch: Callable[[list[Received]], object] | None = None,
         on_tick: Callable[[], object] | None = None,
+        on_housekeeping: Callable[[], object] | None = None,
+        upkeep: Callable[[], bool] | None = None,
     ) -> None:
         self.config, self.store, self.socket = config, store, socket
         self.access = access  # CurveZMQ allow-list: who may send for which host
         self.on_batch = on_batch  # detection, on what each batch stored
         self.on_tick = on_tick  # host-down checks, every TICK seconds
+        self.on_housekeeping = on_housekeeping  # leases of duties, heartbeats
+        self.upkeep = upkeep  # whether retention is this collector's duty (one of a cluster does it)
         self._next_tick = time.monotonic() + TICK
         self.counts: Counter[str] = Counter()
         self.peer_log = PeerLog()
@@ -290,11 +294,14 @@ class Ingest:
         return min(every * 2**failures, max(every, HOOK_BACKOFF_MAX))
 
     def housekeeping(self) -> None:
-        """Flush self-metrics, notice changed key files, prune expired samples a little at a time."""
+        """Flush self-metrics, notice changed key files, renew duties, prune expired samples a little at a time."""
         self.flush_counters()
         if self.access is not None:
             self.access.reload_if_changed()
-        self.prune(time.time())
+        if self.on_housekeeping is not None:
+            self.on_housekeeping()
+        if self.upkeep is None or self.upkeep():
+            self.prune(time.time())
 
     def prune(self, now: float) -> None:
         """Delete what is past its tier's retention, in small transactions, within PRUNE_BUDGET."""

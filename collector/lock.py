@@ -1,7 +1,7 @@
 """Who is using a database: `run` and `web` hold advisory locks beside it for their whole life.
 
-`run` holds `<db>-run.lock` exclusively, so a second `run` on the same database is
-refused; `web` holds `<db>-web.lock` shared, so dashboards coexist with each other
+`run` holds `<db>-run.lock` exclusively, so a second `run` on the same SQLite file is
+refused (on PostgreSQL, collectors of different names share the database: ServerLock); `web` holds `<db>-web.lock` shared, so dashboards coexist with each other
 and with `run`. `restore` takes both exclusively, without waiting: if either is
 held, something is using the database and the restore refuses. flock(2) locks
 vanish with the process, so a crashed collector never leaves a stale lock.
@@ -79,10 +79,21 @@ def ensure_free(database: str | Path) -> None:
 
 
 class ServerLock:
-    """The same roles on a PostgreSQL database: advisory locks (collector.store.pg_locks), no files."""
+    """The same roles on a PostgreSQL database: advisory locks (collector.store.pg_locks), no files.
+
+    Several collectors may share one PostgreSQL database (collector.leases), so `run` holds its
+    role's lock shared there, as `web` does, and a lock of its own name exclusively: two
+    collectors of the same name would each take the other's leases for their own.
+    """
 
     def __init__(
-        self, url: str, password_file: str | None, role: str, command: str, shared: bool = False
+        self,
+        url: str,
+        password_file: str | None,
+        role: str,
+        command: str,
+        shared: bool = False,
+        name: str | None = None,
     ) -> None:
         from collector.store import pg_locks, pg_schema, pg_url
 
@@ -91,9 +102,23 @@ class ServerLock:
         if not self.lock.held:
             holder = self.lock.holder or ("osmon-collector restore" if shared else f"osmon-collector {role}")
             raise LockError(f"{holder} is using {pg_url.mask(url)}: stop it first")
+        self.name_lock = None
+        if name is not None:
+            self.name_lock = pg_locks.AdvisoryLock(
+                url, password_file, pg_schema.name_lock(name), False, f"{command} {name}"
+            )
+            if not self.name_lock.held:
+                self.lock.release()
+                holder = self.name_lock.holder or "another collector"
+                raise LockError(
+                    f"a collector named {name!r} already runs on {pg_url.mask(url)}: {holder}; "
+                    "give each collector its own `name`"
+                )
 
     def release(self) -> None:
         self.lock.release()
+        if self.name_lock is not None:
+            self.name_lock.release()
 
     def __enter__(self) -> ServerLock:
         return self
@@ -108,10 +133,12 @@ def _is_server(database: str | Path) -> bool:
     return is_postgresql(str(database))
 
 
-def hold_run(database: str | Path, password_file: str | None = None) -> DatabaseLock | ServerLock:
-    """For `run`: the only writer of `database`."""
+def hold_run(
+    database: str | Path, password_file: str | None = None, name: str | None = None
+) -> DatabaseLock | ServerLock:
+    """For `run`: the only writer of a SQLite file; on PostgreSQL, the only collector named `name`."""
     if _is_server(database):
-        return ServerLock(str(database), password_file, RUN, "osmon-collector run")
+        return ServerLock(str(database), password_file, RUN, "osmon-collector run", shared=True, name=name)
     return DatabaseLock(database, RUN, "osmon-collector run")
 
 

@@ -6,6 +6,8 @@ whether trying again later can help (`permanent` False) or not.
 
 from __future__ import annotations
 
+import hashlib
+
 import contextlib
 import re
 import shlex
@@ -63,6 +65,13 @@ def message_id(sender: str) -> str:
     """A new Message-ID in the sender's domain (make_msgid's default would resolve our FQDN)."""
     domain = parseaddr(sender)[1].rpartition("@")[2]
     return make_msgid(domain=one_line(domain) or "localhost")
+
+
+def event_message_id(sender: str, key: str) -> str:
+    """The Message-ID of the mail reporting `key` (collector.notify.event_key): the same for every
+    collector and every resend, so a copy delivered twice is recognisably one mail."""
+    domain = one_line(parseaddr(sender)[1].rpartition("@")[2]) or "localhost"
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}.osmon@{domain}>"
 
 
 def compose(mail: Mail, sender: str, message_id: str, date: float | None = None) -> EmailMessage:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from fnmatch import fnmatchcase
 from urllib.parse import quote
 
@@ -20,8 +20,8 @@ from collector.alertcontext import evidence, human_duration, latest_probes
 from collector.certfr import http_link
 from collector.config import CollectorConfig
 from collector.detection import DOWN
-from collector.mail import Mail, one_line
-from collector.store import Alert, AlertEvent, CertfrItem, Store, StoreError
+from collector.mail import Mail, event_message_id, one_line
+from collector.store import Alert, AlertEvent, CertfrItem, OutboxMail, Store, StoreError
 from collector.timefmt import moment
 from osmon import catalog
 
@@ -71,58 +71,65 @@ def describe(e: AlertEvent | Alert, started: float, now: float) -> str:
 
 
 class Notifier:
-    """Receives detection's events; enqueues mails in the outbox."""
+    """Turns detection's events into mails for the outbox, queued with the events themselves.
 
-    def __init__(
-        self,
-        config: CollectorConfig,
-        store: Store,
-        enqueue: Callable[[Mail], object],
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.config, self.store, self.enqueue, self.clock = config, store, enqueue, clock
+    Each mail carries a key naming the events it reports (host, rule, episode, kind, moment): the
+    outbox keeps one mail per key, and its Message-ID derives from it, so an event saved twice,
+    or by a collector taking over, is one mail, and a resend is recognisably the same mail.
+    """
+
+    def __init__(self, config: CollectorConfig, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.config, self.store, self.clock = config, store, clock
 
     def silenced(self, host: str) -> bool:
         return any(s.host == host for s in self.store.silences(self.clock()))
 
-    def on_events(self, events: list[AlertEvent]) -> None:
-        """Mail what deserves a mail, one mail per host."""
+    def mails_for(self, events: list[AlertEvent]) -> list[OutboxMail]:
+        """The mails `events` deserve: one per host."""
         by_host: dict[str, list[AlertEvent]] = {}
         for e in events:
             if e.kind in MAILED_KINDS:
                 by_host.setdefault(e.host, []).append(e)
-        for host, host_events in by_host.items():
-            self._mail_host(host, host_events)
+        mails = [self._mail_host(host, host_events) for host, host_events in by_host.items()]
+        return [m for m in mails if m is not None]
 
-    def _mail_host(self, host: str, events: list[AlertEvent]) -> None:
+    def _mail_host(self, host: str, events: list[AlertEvent]) -> OutboxMail | None:
         to = recipients(self.config, host)
         if not to:
-            return
+            return None
         if self.silenced(host):
             log.info("%s is silenced: %d alert change(s) recorded, not mailed", host, len(events))
-            return
+            return None
         # A resolution is news only to those who heard of the alert.
         events = [e for e in events if e.kind != "resolved" or self.store.alert_was_notified(host, e.rule)]
         if not events:
-            return
+            return None
         now = self.clock()
-        self.enqueue(self.compose(host, events, to, now))
-        for e in events:
-            if e.kind != "resolved":
-                self.store.alert_notified(host, e.rule, now)
+        key = event_key(host, events)
+        return OutboxMail(
+            host,
+            key,
+            self.compose(host, events, to, now),
+            event_message_id(self.config.smtp_from, key),
+            tuple(e.rule for e in events if e.kind != "resolved"),
+            now,
+        )
 
-    def remind(self) -> None:
-        """Reminders for alerts still firing `repeat` after their last mail."""
+    def reminders(self, hosts: Container[str] | None = None) -> list[OutboxMail]:
+        """Reminders for alerts (of `hosts`, default all) still firing `repeat` after their last mail."""
         now = self.clock()
         due: dict[str, list[AlertEvent]] = {}
         for a in self.store.alerts_due_reminder(now, self.config.alert_repeat):
-            due.setdefault(a.host, []).append(
-                AlertEvent(
-                    "reminder", a.host, a.rule, a.severity, now, a.value, a.threshold, started=a.started
+            if hosts is None or a.host in hosts:
+                # The moment is the reminder's period, so two collectors composing it agree on its key.
+                slot = float(int(now // self.config.alert_repeat) * self.config.alert_repeat)
+                due.setdefault(a.host, []).append(
+                    AlertEvent(
+                        "reminder", a.host, a.rule, a.severity, slot, a.value, a.threshold, started=a.started
+                    )
                 )
-            )
-        for host, events in due.items():
-            self._mail_host(host, events)
+        mails = [self._mail_host(host, events) for host, events in due.items()]
+        return [m for m in mails if m is not None]
 
     def compose(self, host: str, events: list[AlertEvent], to: list[str], now: float) -> Mail:
         """Subject like `[osMonitoring] CRITICAL web-01: memory 96.2 % >= 95 % for 5 min`, text and HTML bodies."""
@@ -178,6 +185,12 @@ class Notifier:
         if not self.config.public_url:
             return None
         return f"{self.config.public_url.rstrip('/')}/host/{quote(host, safe='')}"
+
+
+def event_key(host: str, events: list[AlertEvent]) -> str:
+    """What a mail reports, as its key in the outbox: host, then each (rule, episode, kind, moment)."""
+    parts = sorted(f"{e.rule}@{e.started or e.ts!r}:{e.kind}@{e.ts!r}" for e in events)
+    return f"{host} " + " ".join(parts)
 
 
 def _html_context(lines: list[str]) -> str:

@@ -14,7 +14,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from collector.mail import Mail, MailError, Transport, compose, message_id, transport_from_config
+from collector.mail import (
+    Mail,
+    MailError,
+    Transport,
+    compose,
+    event_message_id,
+    message_id,
+    transport_from_config,
+)
 from collector.store import OutboxMessage, Store, StoreError
 
 if TYPE_CHECKING:
@@ -28,6 +36,7 @@ JITTER = 0.2  # up to 20 % earlier, so mail queued together does not retry in lo
 # RFC 5321 4.5.4.1 asks MTAs to keep trying for 4-5 days; an alert older than that is history.
 GIVE_UP_AFTER = 5 * 86400.0
 KEEP_SENT = 30 * 86400.0
+CLAIM_HOLD = 120.0  # seconds a sender has to hand a claimed mail over before another may try it
 
 
 def backoff(attempts: int, rng: Callable[[], float] = random.random) -> float:
@@ -46,16 +55,23 @@ class Outbox:
         sender: str,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
+        owner: str = "local",
+        hold: float = CLAIM_HOLD,
     ) -> None:
         self.store, self.transport, self.sender = store, transport, sender
         self.clock, self.rng = clock, rng
+        self.owner, self.hold = owner, hold  # who claims mail before sending it, for how long
         self.on_enqueue: Callable[[], None] | None = None  # set by MailSender to wake it up
         self._failing: str | None = None  # the outage being reported, so it is logged once
         self._warned_no_transport = False
 
-    def enqueue(self, mail: Mail) -> int:
-        """Store `mail` for sending (returns at once); returns its outbox id."""
-        outbox_id = self.store.outbox_add(mail, message_id(self.sender), self.clock())
+    def enqueue(self, mail: Mail, key: str | None = None) -> int:
+        """Store `mail` for sending (returns at once); returns its outbox id.
+
+        `key` names what it reports: a mail of the same key is queued once, under one Message-ID.
+        """
+        mid = message_id(self.sender) if key is None else event_message_id(self.sender, key)
+        outbox_id = self.store.outbox_add(mail, mid, self.clock(), key)
         if self.transport is None:
             self._warn_no_transport()
         elif self.on_enqueue is not None:
@@ -73,7 +89,10 @@ class Outbox:
             return 0
         now = self.clock() if now is None else now
         sent = 0
-        for message in self.store.outbox_due(now):
+        # One mail claimed at a time: every collector's sender may be at work on the same outbox,
+        # and a claim held while the server is down would keep the others from trying.
+        while claimed := self.store.outbox_claim(self.owner, now, self.hold, limit=1):
+            message = claimed[0]
             try:
                 self._send(self.transport, message)
             except MailError as e:
@@ -126,7 +145,9 @@ class Outbox:
 
 def outbox_from_config(store: Store, config: CollectorConfig) -> Outbox:
     """The outbox sending through the configured transport, from smtp.from."""
-    return Outbox(store, transport_from_config(config), config.smtp_from)
+    # A claim outlasts the longest conversation with the server: connecting, then sending.
+    hold = max(CLAIM_HOLD, 3 * config.smtp_timeout)
+    return Outbox(store, transport_from_config(config), config.smtp_from, owner=config.name, hold=hold)
 
 
 class MailSender:

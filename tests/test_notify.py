@@ -43,12 +43,19 @@ class Harness:
         self.config = load_config(tmp_path, CONFIG)
         self.store = open_store(self.config.database)
         self.now = T0
-        self.mails: list[Mail] = []
-        self.notifier = Notifier(self.config, self.store, self.mails.append, clock=lambda: self.now)
+        self.notifier = Notifier(self.config, self.store, clock=lambda: self.now)
+
+    @property
+    def mails(self) -> list[Mail]:
+        """What the outbox holds, oldest first: what would be sent."""
+        return [Mail(m.recipients, m.subject, m.text, m.html) for m in reversed(self.store.outbox_recent(1000))]
 
     def events(self, *events: AlertEvent) -> None:
-        self.store.alerts_apply(list(events), [])
-        self.notifier.on_events(list(events))
+        """Events stored with their mails, as detection does."""
+        self.store.alerts_apply(list(events), [], mails=self.notifier.mails_for(list(events)))
+
+    def remind(self) -> None:
+        self.store.alerts_apply([], [], mails=self.notifier.reminders())
 
 
 def fired(
@@ -109,12 +116,12 @@ def test_reminders_come_every_repeat_while_an_alert_fires(tmp_path: Path) -> Non
     h = Harness(tmp_path)
     h.events(fired("web-01"))
     h.now = T0 + 3000
-    h.notifier.remind()
+    h.remind()
     assert len(h.mails) == 1
     h.now = T0 + 3601
-    h.notifier.remind()
+    h.remind()
     assert len(h.mails) == 2 and "for 1 h 5 min" in h.mails[1].subject
-    h.notifier.remind()
+    h.remind()
     assert len(h.mails) == 2  # the reminder reset the clock
 
 

@@ -6,6 +6,7 @@ a factory to BACKENDS. Nothing here names a table or runs SQL.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,7 +14,17 @@ import pytest
 
 from collector.mail import Mail
 from collector.samples import extract
-from collector.store import AlertEvent, FeedItem, Received, Store, StoreError, open_store
+from collector.store import (
+    AlertEvent,
+    FeedItem,
+    Fence,
+    OutboxMail,
+    Pending,
+    Received,
+    Store,
+    StoreError,
+    open_store,
+)
 from osmon import wire
 
 T0 = 1_764_000_000.0  # a whole hour: minute and hour tiers start on it
@@ -315,3 +326,76 @@ def test_outbox_states_and_database_size_are_reported(store: Store) -> None:
     store.outbox_failed(second, "550", None)
     assert store.outbox_states() == {"queued": 1, "sent": 1, "gave_up": 1}
     assert store.database_size() > 0
+
+
+# -- several collectors on one database: leases, fenced writes, one mail per event ------------------
+
+
+def test_a_lease_is_renewed_by_its_owner_and_taken_over_only_once_expired(reopen: Factory) -> None:
+    one, two = reopen(), reopen()
+    assert one.lease_take("c1", ["host:a", "host:b"], 0.5).held == {"host:a": 1, "host:b": 1}
+    assert one.lease_take("c1", ["host:a"], 0.5).held == {"host:a": 1}  # renewed, same epoch
+    refused = two.lease_take("c2", ["host:a", "host:c"], 0.5)
+    assert refused.held == {"host:c": 1} and 0 < refused.others["host:a"] <= 0.5
+    wait_until(lambda: two.lease_take("c2", ["host:a"], 5).held == {"host:a": 2})  # new owner, new epoch
+    assert one.lease_take("c1", ["host:a"], 5).held == {}
+    assert [(c.name, c.hosts) for c in one.collectors()] == []  # no heartbeat yet: not listed
+    assert two.lease_release("c2") == 1  # host:a; its lease of host:c has expired
+    assert one.lease_take("c1", ["host:a"], 5).held == {"host:a": 3}  # released: taken at once
+    one.close(), two.close()
+
+
+def test_a_writer_whose_lease_was_taken_over_writes_nothing(reopen: Factory) -> None:
+    old, new = reopen(), reopen()
+    epoch = old.lease_take("c1", ["host:a"], 0.3).held["host:a"]
+    fired = AlertEvent("fired", "a", "cpu.percent", "critical", T0, 99.0, 95.0, started=T0 - 60)
+    wait_until(lambda: bool(new.lease_take("c2", ["host:a"], 30).held))
+    mail = OutboxMail(
+        "a", "a cpu.percent@fired", Mail(["ops@example.org"], "s", "t", ""), "<1@x>", ("cpu.percent",), T0
+    )
+    fence = Fence("c1", {"a": epoch})
+    pending = [Pending("a", "mem.percent", T0, "warning")]
+    assert old.alerts_apply([fired], [], pending, [mail], fence) == {"a"}  # frozen past its lease: fenced
+    assert old.alerts_active() == [] and old.outbox_recent() == [] and old.detection_state(["a"]) == ([], [])
+    epoch = new.lease_take("c2", ["host:a"], 30).held["host:a"]
+    assert new.alerts_apply([fired], [], pending, [mail], Fence("c2", {"a": epoch})) == set()
+    alerts, timers = new.detection_state(["a", "b"])
+    assert [(a.host, a.rule) for a in alerts] == [("a", "cpu.percent")] and timers == pending
+    assert new.alert_was_notified("a", "cpu.percent")
+    old.close(), new.close()
+
+
+def test_a_mail_is_queued_once_per_event_key_and_claimed_by_one_sender(reopen: Factory) -> None:
+    one, two = reopen(), reopen()
+    mail = OutboxMail(None, "certfr X-1", Mail(["ops@example.org"], "s", "t", ""), "<k@x>", (), T0)
+    one.alerts_apply([], [], mails=[mail])
+    two.alerts_apply([], [], mails=[mail._replace(message_id="<other@x>")])  # the same event again
+    assert [m.message_id for m in one.outbox_recent()] == ["<k@x>"]
+    assert one.outbox_add(mail.mail, "<again@x>", T0, key="certfr X-1") == one.outbox_recent()[0].id
+    claimed = one.outbox_claim("c1", T0, hold=0.5)
+    assert [m.message_id for m in claimed] == ["<k@x>"] and two.outbox_claim("c2", T0, hold=0.5) == []
+    wait_until(lambda: bool(two.outbox_claim("c2", T0, hold=30)))  # c1 died holding it: c2 may send it
+    two.outbox_sent(claimed[0].id, T0 + 1)
+    assert one.outbox_claim("c1", T0 + 10**6, hold=30) == []
+    one.close(), two.close()
+
+
+def test_collectors_are_listed_with_their_heartbeat_and_hosts(store: Store) -> None:
+    store.heartbeat("mon-01:5555", "tcp://0.0.0.0:5555", 42, "1.0", T0, 1000, 12.5)
+    store.heartbeat("mon-02:5555", "tcp://0.0.0.0:5555", 43, "1.0", T0, 0, 0.0, stopped=True)
+    store.lease_take("mon-01:5555", ["host:a", "host:b", "duty:certfr"], 30)
+    rows = {c.name: c for c in store.collectors()}
+    assert (rows["mon-01:5555"].hosts, rows["mon-01:5555"].received, rows["mon-01:5555"].stopped) == (
+        2,
+        1000,
+        False,
+    )
+    assert rows["mon-02:5555"].stopped and rows["mon-02:5555"].hosts == 0
+    assert 0 <= rows["mon-01:5555"].age < 5
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)

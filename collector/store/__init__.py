@@ -20,12 +20,17 @@ from collector.store.records import (
     Bucket,
     CertfrAdded,
     CertfrItem,
+    CollectorInfo,
     CopyInfo,
     DetailBucket,
     FeedItem,
+    Fence,
     HostInfo,
     IngestResult,
+    Leases,
+    OutboxMail,
     OutboxMessage,
+    Pending,
     Received,
     Silence,
     StoreError,
@@ -46,12 +51,17 @@ __all__ = [
     "Bucket",
     "CertfrAdded",
     "CertfrItem",
+    "CollectorInfo",
     "CopyInfo",
     "DetailBucket",
     "FeedItem",
+    "Fence",
     "HostInfo",
     "IngestResult",
+    "Leases",
+    "OutboxMail",
     "OutboxMessage",
+    "Pending",
     "Received",
     "Silence",
     "Store",
@@ -79,7 +89,14 @@ class Store(Protocol):
     def samples(self, host: str, start: float, end: float) -> list[Sample]: ...
 
     # -- alerts and silences (detection, notify, `alerts`, `silence`) --------------
-    def alerts_apply(self, events: list[AlertEvent], updates: list[AlertUpdate]) -> None: ...
+    def alerts_apply(
+        self,
+        events: list[AlertEvent],
+        updates: list[AlertUpdate],
+        pending: Sequence[Pending] = (),
+        mails: Sequence[OutboxMail] = (),
+        fence: Fence | None = None,
+    ) -> set[str]: ...
     def alerts_active(self) -> list[Alert]: ...
     def alerts_history(self, host: str | None = None, limit: int = 100) -> list[Alert]: ...
     def alerts_due_reminder(self, now: float, repeat: float) -> list[Alert]: ...
@@ -90,14 +107,32 @@ class Store(Protocol):
     def silences(self, now: float) -> list[Silence]: ...
 
     # -- the mail outbox ----------------------------------------------------------
-    def outbox_add(self, mail: Mail, message_id: str, now: float) -> int: ...
+    def outbox_add(self, mail: Mail, message_id: str, now: float, key: str | None = None) -> int: ...
     def outbox_due(self, now: float, limit: int = 100) -> list[OutboxMessage]: ...
+    def outbox_claim(self, owner: str, now: float, hold: float, limit: int = 100) -> list[OutboxMessage]: ...
     def outbox_sent(self, message: int, now: float, note: str | None = None) -> None: ...
     def outbox_failed(self, message: int, error: str, next_attempt: float | None) -> None: ...
     def outbox_recent(self, limit: int = 50) -> list[OutboxMessage]: ...
     def outbox_size(self) -> int: ...
     def outbox_states(self) -> dict[str, int]: ...
     def outbox_prune(self, before: float) -> int: ...
+
+    # -- several collectors on one database (collector.leases) -----------------------------
+    def lease_take(self, owner: str, subjects: Sequence[str], ttl: float) -> Leases: ...
+    def lease_release(self, owner: str) -> int: ...
+    def detection_state(self, hosts: Sequence[str]) -> tuple[list[Alert], list[Pending]]: ...
+    def heartbeat(
+        self,
+        name: str,
+        address: str,
+        pid: int,
+        version: str,
+        started: float,
+        received: int,
+        rate: float,
+        stopped: bool = False,
+    ) -> None: ...
+    def collectors(self) -> list[CollectorInfo]: ...
 
     # -- CERT-FR --------------------------------------------------------------------
     def certfr_add(self, items: Sequence[FeedItem], mail: bool, now: float | None = None) -> CertfrAdded: ...

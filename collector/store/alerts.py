@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from collector.store.cluster import ClusterBook
 from collector.store.connected import Connected
-from collector.store.records import Alert, AlertEvent, AlertUpdate, Silence
+from collector.store.records import Alert, AlertEvent, AlertUpdate, Fence, OutboxMail, Pending, Silence
 
 _ALERT_COLUMNS = "id, host, rule, severity, started, ended, value, peak, threshold, updated"
 
 
-class AlertQueries(Connected):
+class AlertQueries(ClusterBook, Connected):
     """Mixin of SQLiteStore: every statement about alerts and silences."""
 
     def alerts_active(self) -> list[Alert]:
@@ -33,16 +36,20 @@ class AlertQueries(Connected):
             (alert_id,),
         ).fetchall()
 
-    def alerts_apply(self, events: list[AlertEvent], updates: list[AlertUpdate]) -> None:
-        """Record events and (host, rule, value, peak, updated) refreshes of active alerts, in one transaction."""
+    def alerts_apply(
+        self,
+        events: list[AlertEvent],
+        updates: list[AlertUpdate],
+        pending: Sequence[Pending] = (),
+        mails: Sequence[OutboxMail] = (),
+        fence: Fence | None = None,
+    ) -> set[str]:
+        """Record events, refreshes of active alerts, pending breaches and the mails telling of
+        them, in one transaction; with a `fence`, only for hosts whose lease it still holds.
+        Returns the hosts fenced out (nothing of theirs written)."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            for e in events:
-                self._apply(e)
-            self.db.executemany(
-                "UPDATE alerts SET value = ?, peak = ?, updated = ? WHERE host = ? AND rule = ? AND ended IS NULL",
-                [(value, peak, updated, host, rule) for host, rule, value, peak, updated in updates],
-            )
+            fenced = self._alerts_write(events, updates, pending, mails, fence)
             self.db.execute("COMMIT")
         except BaseException:
             # Only if still open: a failed COMMIT (disk full) may have ended it, and an unconditional
@@ -50,6 +57,7 @@ class AlertQueries(Connected):
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
             raise
+        return fenced
 
     def _apply(self, e: AlertEvent) -> None:
         if e.kind == "fired":

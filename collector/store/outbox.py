@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from collector.mail import Mail
 
 
+_NOW = "((julianday('now') - 2440587.5) * 86400.0)"  # the database's clock, Unix seconds
 _COLUMNS = (
     "id, created, message_id, recipients, subject, text, html, attempts, next_attempt, last_error, sent"
 )
@@ -24,13 +25,25 @@ def _message(row: tuple) -> OutboxMessage:
 class OutboxQueries(Connected):
     """Mixin of SQLiteStore: every statement about the outbox."""
 
-    def outbox_add(self, mail: Mail, message_id: str, now: float) -> int:
-        """Store a mail to send, due at once; returns its id."""
+    def outbox_add(self, mail: Mail, message_id: str, now: float, key: str | None = None) -> int:
+        """Store a mail to send, due at once; returns its id. With a `key` (the event it reports),
+        a mail of the same key already queued is kept instead, and its id returned."""
         row = self.db.execute(
-            "INSERT INTO outbox (created, message_id, recipients, subject, text, html, next_attempt) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (now, message_id, json.dumps(list(mail.recipients)), mail.subject, mail.text, mail.html, now),
+            "INSERT INTO outbox (created, message_id, recipients, subject, text, html, next_attempt, event_key) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING RETURNING id",
+            (
+                now,
+                message_id,
+                json.dumps(list(mail.recipients)),
+                mail.subject,
+                mail.text,
+                mail.html,
+                now,
+                key,
+            ),
         ).fetchone()
+        if row is None:
+            row = self.db.execute("SELECT id FROM outbox WHERE event_key = ?", (key,)).fetchone()
         return row[0]
 
     def outbox_get(self, message: int) -> OutboxMessage | None:
@@ -47,10 +60,25 @@ class OutboxQueries(Connected):
         ).fetchall()
         return [_message(row) for row in rows]
 
+    def outbox_claim(self, owner: str, now: float, hold: float, limit: int = 100) -> list[OutboxMessage]:
+        """Claim up to `limit` due mails for `hold` seconds (the database's clock) and return them.
+
+        Another sender skips claimed mail, so each goes out once; a sender that died with a claim
+        leaves the mail to the others once the claim lapses (sent again under the same Message-ID).
+        """
+        rows = self.db.execute(
+            f"UPDATE outbox SET claimed_by = ?, claim_until = {_NOW} + ? WHERE id IN ("
+            f"SELECT id FROM outbox WHERE sent IS NULL AND next_attempt <= ? "
+            f"AND (claim_until IS NULL OR claim_until <= {_NOW}) ORDER BY next_attempt, id LIMIT ?"
+            f") RETURNING {_COLUMNS}",
+            (owner, hold, now, limit),
+        ).fetchall()
+        return sorted((_message(row) for row in rows), key=lambda m: (m.next_attempt, m.id))
+
     def outbox_sent(self, message: int, now: float, note: str | None = None) -> None:
         """Record that a server accepted the mail (`note`: recipients it refused, if any)."""
         self.db.execute(
-            "UPDATE outbox SET sent = ?, attempts = attempts + 1, last_error = coalesce(?, last_error) "
+            "UPDATE outbox SET sent = ?, attempts = attempts + 1, last_error = coalesce(?, last_error), claim_until = NULL "
             "WHERE id = ?",
             (now, note, message),
         )
@@ -58,7 +86,8 @@ class OutboxQueries(Connected):
     def outbox_failed(self, message: int, error: str, next_attempt: float | None) -> None:
         """Record a failed attempt; `next_attempt` None gives the mail up."""
         self.db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? WHERE id = ?",
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ?, claim_until = NULL "
+            "WHERE id = ?",
             (error, GAVE_UP if next_attempt is None else next_attempt, message),
         )
 

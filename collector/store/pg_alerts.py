@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from collector.store.cluster import ClusterBook
 from collector.store.pg_base import PgBase, one
-from collector.store.records import Alert, AlertEvent, Silence
+from collector.store.records import Alert, AlertEvent, AlertUpdate, Fence, OutboxMail, Pending, Silence
 
 _ALERT_COLUMNS = "id, host, rule, severity, started, ended, value, peak, threshold, updated"
 
 
-class PgAlertQueries(PgBase):
+class PgAlertQueries(ClusterBook, PgBase):
     """Mixin of PostgresStore: every statement about alerts and silences."""
 
     def alerts_active(self) -> list[Alert]:
@@ -34,17 +37,18 @@ class PgAlertQueries(PgBase):
         ).fetchall()
 
     def alerts_apply(
-        self, events: list[AlertEvent], updates: list[tuple[str, str, float, float | None, float]]
-    ) -> None:
-        """Record events and (host, rule, value, peak, updated) refreshes of active alerts, in one transaction."""
+        self,
+        events: list[AlertEvent],
+        updates: list[AlertUpdate],
+        pending: Sequence[Pending] = (),
+        mails: Sequence[OutboxMail] = (),
+        fence: Fence | None = None,
+    ) -> set[str]:
+        """Record events, refreshes of active alerts, pending breaches and the mails telling of
+        them, in one transaction; with a `fence`, only for hosts whose lease it still holds.
+        Returns the hosts fenced out (nothing of theirs written)."""
         # One transaction: the call's own (PostgresStore._call).
-        for e in events:
-            self._apply(e)
-        with self.db.cursor() as cur:
-            cur.executemany(
-                "UPDATE alerts SET value = %s, peak = %s, updated = %s WHERE host = %s AND rule = %s AND ended IS NULL",
-                [(value, peak, updated, host, rule) for host, rule, value, peak, updated in updates],
-            )
+        return self._alerts_write(events, updates, pending, mails, fence)
 
     def _apply(self, e: AlertEvent) -> None:
         if e.kind == "fired":

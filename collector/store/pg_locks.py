@@ -41,7 +41,7 @@ class AdvisoryLock:
         row = self.conn.execute(
             "SELECT a.application_name, a.client_addr FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s LIMIT 1",
-            (self.key >> 32, self.key & 0xFFFFFFFF),
+            ((self.key >> 32) & 0xFFFFFFFF, self.key & 0xFFFFFFFF),
         ).fetchone()
         if row is None:
             return ""

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from collector.mail import Mail
 
 
+_NOW = "extract(epoch from clock_timestamp())"  # the database's clock, Unix seconds
 _COLUMNS = (
     "id, created, message_id, recipients, subject, text, html, attempts, next_attempt, last_error, sent"
 )
@@ -26,13 +27,25 @@ class PgOutboxQueries(PgBase):
 
     path: str
 
-    def outbox_add(self, mail: Mail, message_id: str, now: float) -> int:
-        """Store a mail to send, due at once; returns its id."""
+    def outbox_add(self, mail: Mail, message_id: str, now: float, key: str | None = None) -> int:
+        """Store a mail to send, due at once; returns its id. With a `key` (the event it reports),
+        a mail of the same key already queued is kept instead, and its id returned."""
         row = self.db.execute(
-            "INSERT INTO outbox (created, message_id, recipients, subject, text, html, next_attempt) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (now, message_id, json.dumps(list(mail.recipients)), mail.subject, mail.text, mail.html, now),
+            "INSERT INTO outbox (created, message_id, recipients, subject, text, html, next_attempt, event_key) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_key) DO NOTHING RETURNING id",
+            (
+                now,
+                message_id,
+                json.dumps(list(mail.recipients)),
+                mail.subject,
+                mail.text,
+                mail.html,
+                now,
+                key,
+            ),
         ).fetchone()
+        if row is None:
+            row = self.db.execute("SELECT id FROM outbox WHERE event_key = %s", (key,)).fetchone()
         return one(row)
 
     def outbox_get(self, message: int) -> OutboxMessage | None:
@@ -49,10 +62,25 @@ class PgOutboxQueries(PgBase):
         ).fetchall()
         return [_message(row) for row in rows]
 
+    def outbox_claim(self, owner: str, now: float, hold: float, limit: int = 100) -> list[OutboxMessage]:
+        """Claim up to `limit` due mails for `hold` seconds (the database's clock) and return them.
+
+        Another sender skips claimed mail, so each goes out once; a sender that died with a claim
+        leaves the mail to the others once the claim lapses (sent again under the same Message-ID).
+        """
+        rows = self.db.execute(
+            f"UPDATE outbox SET claimed_by = %s, claim_until = {_NOW} + %s WHERE id IN ("
+            f"SELECT id FROM outbox WHERE sent IS NULL AND next_attempt <= %s "
+            f"AND (claim_until IS NULL OR claim_until <= {_NOW}) ORDER BY next_attempt, id LIMIT %s FOR UPDATE SKIP LOCKED"
+            f") RETURNING {_COLUMNS}",
+            (owner, hold, now, limit),
+        ).fetchall()
+        return sorted((_message(row) for row in rows), key=lambda m: (m.next_attempt, m.id))
+
     def outbox_sent(self, message: int, now: float, note: str | None = None) -> None:
         """Record that a server accepted the mail (`note`: recipients it refused, if any)."""
         self.db.execute(
-            "UPDATE outbox SET sent = %s, attempts = attempts + 1, last_error = coalesce(%s, last_error) "
+            "UPDATE outbox SET sent = %s, attempts = attempts + 1, last_error = coalesce(%s, last_error), claim_until = NULL "
             "WHERE id = %s",
             (now, note, message),
         )
@@ -60,7 +88,8 @@ class PgOutboxQueries(PgBase):
     def outbox_failed(self, message: int, error: str, next_attempt: float | None) -> None:
         """Record a failed attempt; `next_attempt` None gives the mail up."""
         self.db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = %s, next_attempt = %s WHERE id = %s",
+            "UPDATE outbox SET attempts = attempts + 1, last_error = %s, next_attempt = %s, claim_until = NULL "
+            "WHERE id = %s",
             (error, GAVE_UP if next_attempt is None else next_attempt, message),
         )
 

@@ -31,8 +31,14 @@ class PgRollupWriter:
     def __init__(self) -> None:
         self._newest: dict[tuple[str, int], Rollup] = {}  # (tier, host_id) -> its newest row
 
-    def forget(self) -> None:
-        self._newest.clear()
+    def forget(self, host_ids: Iterable[int] | None = None) -> None:
+        """Forget the rows held in memory: all, or those of `host_ids` (another writer changed them)."""
+        if host_ids is None:
+            self._newest.clear()
+            return
+        gone = set(host_ids)
+        for key in [k for k in self._newest if k[1] in gone]:
+            del self._newest[key]
 
     def fold(
         self, db: psycopg.Connection, rows: Iterable[tuple[int, float, Sequence[int | None], dict]]

@@ -20,6 +20,7 @@ no migration.
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 from osmon import catalog
@@ -28,6 +29,13 @@ SCHEMA_VERSION_TABLE = "osmon_schema"
 MIGRATION_LOCK = 0x6F736D6F6E01  # pg_advisory_lock keys: "osmon" + a number
 RUN_LOCK = 0x6F736D6F6E02  # held by `run` (exclusively), by `restore` (exclusively)
 WEB_LOCK = 0x6F736D6F6E03  # held by `web` (shared), by `restore` (exclusively)
+
+
+def name_lock(name: str) -> int:
+    """The advisory lock key of collector `name` (held by the `run` of that name)."""
+    digest = hashlib.sha256(f"osmon collector {name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
 
 DAY = 86400
 PARTITIONED = {"samples": "ts", "rollup_minute": "t"}  # table -> its partition key
@@ -165,6 +173,42 @@ MIGRATIONS: list[str] = [
         digest text NOT NULL UNIQUE,
         created double precision NOT NULL
     );
+    """,
+    # 3: what SQLite's migration 8 holds: several collectors on one database (collector.leases):
+    # leases of hosts and duties fencing their owner's writes by epoch, pending breaches, one mail
+    # per event key with a sender's claim, and the collectors' heartbeats (the database's clock).
+    """
+    CREATE TABLE leases (
+        subject text PRIMARY KEY,
+        owner text NOT NULL,
+        epoch bigint NOT NULL,
+        expires double precision NOT NULL
+    );
+    CREATE INDEX leases_owner ON leases (owner);
+    CREATE TABLE pending (
+        host text NOT NULL,
+        rule text NOT NULL,
+        since double precision NOT NULL,
+        level text NOT NULL,
+        PRIMARY KEY (host, rule)
+    );
+    CREATE TABLE collectors (
+        name text PRIMARY KEY,
+        address text NOT NULL,
+        pid integer NOT NULL,
+        version text NOT NULL,
+        started double precision NOT NULL,
+        heartbeat double precision NOT NULL,
+        stopped boolean NOT NULL DEFAULT false,
+        received bigint NOT NULL DEFAULT 0,
+        rate double precision NOT NULL DEFAULT 0
+    );
+    ALTER TABLE outbox ADD COLUMN event_key text UNIQUE;
+    -- bumped by every write of a host's bookkeeping: a collector whose memory of a host is
+    -- older than this reads it again (another collector stored the host meanwhile)
+    ALTER TABLE hosts ADD COLUMN writes bigint NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN claimed_by text;
+    ALTER TABLE outbox ADD COLUMN claim_until double precision;
     """,
 ]
 

@@ -48,6 +48,7 @@ CONNECT_TIMEOUT = 5  # seconds: an unreachable server is reported, not waited fo
 POOL_SIZE = 4  # the dashboard's connections at most (waitress serves with 4 threads)
 STATEMENT_TIMEOUT = "30s"  # for readers: no dashboard query may run away
 AHEAD = 2  # days of partitions created ahead of today
+IDLE_IN_TRANSACTION = "5s"  # the writer never waits inside a transaction: a frozen one is cut off
 
 _RAW = ("host_id", "seq", "ts", *COLUMNS, "detail")
 
@@ -70,7 +71,9 @@ class PostgresStore(
     """Storage in a PostgreSQL database."""
 
     prune_granularity = float(DAY)  # retention drops whole day partitions
-    PARAM = "%s"  # psycopg's placeholder, for the shared sequence bookkeeping
+    PARAM = "%s"  # psycopg's placeholder, for the shared sequence bookkeeping and leases
+    NOW = "extract(epoch from clock_timestamp())"  # the database's clock: the one lease expiry follows
+    LOCK_LEASES = " FOR SHARE"  # a lease checked by a write cannot change owner before it commits
 
     def __init__(
         self,
@@ -87,11 +90,16 @@ class PostgresStore(
         }
         if (password := read_password(password_file)) is not None:
             self._connect_args["password"] = password
+        if not readonly:
+            # A writer frozen (SIGSTOP) inside a transaction would hold the leases its writes checked:
+            # the server ends such a session, so another collector can take them over.
+            self._connect_args["options"] = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION}"
         self._local = threading.local()
         self._pool: ConnectionPool | None = None
         self._init_book()
         self._rollups = PgRollupWriter()
         self._days: set[int] = set()  # days whose partitions exist
+        self._writes: dict[int, int] = {}  # host id -> hosts.writes after this writer's last write
         self._ahead_done = 0
         with self._connect() as conn:
             if readonly:
@@ -152,6 +160,7 @@ class PostgresStore(
         """After an error: roll back, and forget what memory says about the rolled-back transaction."""
         self._forget_book()
         self._rollups.forget()
+        self._writes.clear()
         self._days.clear()
         if conn.broken or conn.closed:
             conn.close()
@@ -261,6 +270,7 @@ class PostgresStore(
     def ingest(self, batch: list[Received]) -> IngestResult:
         """Store a batch in one transaction; (host, seq) already stored are skipped."""
         db = self.db
+        self._lock_hosts(batch)
         fresh, touched = self._without_duplicates(batch)
         for day in {day_of(r.sample.ts) for r in fresh}:
             self._create_partitions(db, day)
@@ -275,6 +285,26 @@ class PostgresStore(
         self._rollups.fold(db, ((row[0], row[2], row[3:-1], detail) for row, detail in rows))
         self._update_hosts(batch, fresh, touched)
         return IngestResult(fresh=fresh, duplicates=len(batch) - len(fresh))
+
+    def _lock_hosts(self, batch: list[Received]) -> None:
+        """Lock the batch's hosts until commit, and forget what memory holds of those another
+        collector wrote since this one last did (sequence ranges, the tiers' current rows).
+
+        Collectors sharing the database may both receive a host (its agent moved); in id order,
+        so two batches cannot deadlock.
+        """
+        ids = sorted({self._host_id(r.sample.host, r.received) for r in batch})
+        rows = self.db.execute(
+            "SELECT id, writes FROM hosts WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,)
+        ).fetchall()
+        stale = [host_id for host_id, writes in rows if self._writes.get(host_id) != writes]
+        for host_id, writes in rows:
+            self._writes[host_id] = writes + 1  # _update_hosts counts this batch's write
+        for host_id in stale:
+            self._ranges.pop(host_id, None)
+            self._epochs.pop(host_id, None)
+            self._latest_ts.pop(host_id, None)
+        self._rollups.forget(stale)
 
     def _insert_samples(self, rows: list[tuple]) -> set[tuple[int, int]]:
         """Binary COPY into a temporary table, then the rows not stored yet; returns (host_id, seq) inserted."""
@@ -300,7 +330,7 @@ class PostgresStore(
         with self.db.cursor() as cur:
             cur.executemany(
                 "UPDATE hosts SET last_seen = GREATEST(last_seen, %s), first_seq = %s, last_seq = %s, "
-                "stored = stored + %s, interval = COALESCE(%s, interval), "
+                "stored = stored + %s, interval = COALESCE(%s, interval), writes = writes + 1, "
                 "latest_seq = COALESCE(%s, latest_seq), latest_ts = COALESCE(%s, latest_ts) WHERE id = %s",
                 rows,
             )

@@ -166,6 +166,60 @@ class CopyInfo(NamedTuple):
     problems: list[str]  # what PRAGMA integrity_check found; empty when the copy is sound
 
 
+class OutboxMail(NamedTuple):
+    """A mail to queue with the alert changes it reports, in their transaction.
+
+    `key` names the event(s) it reports: the outbox holds one mail per key, so
+    a change saved twice (a retry, a collector taking over) is mailed once.
+    """
+
+    host: str | None  # whose alerts it reports (fenced with that host's lease); None: not a host's
+    key: str
+    mail: Any  # collector.mail.Mail
+    message_id: str
+    notified: tuple[str, ...] = ()  # rules whose active alert this mail tells about (reminders count from it)
+    at: float = 0.0
+
+
+class Pending(NamedTuple):
+    """A breach waiting for its rule's `for`: since when, at which level. `since` None: no longer pending."""
+
+    host: str
+    rule: str
+    since: float | None
+    level: str | None
+
+
+class Fence(NamedTuple):
+    """The leases a write relies on: its owner, and the epoch of each host's lease it holds."""
+
+    owner: str
+    epochs: dict[str, int]
+
+
+class Leases(NamedTuple):
+    """The outcome of taking leases: those held now (subject -> epoch), and when the others end."""
+
+    held: dict[str, int]
+    others: dict[str, float]  # subject -> seconds until the other owner's lease ends
+
+
+class CollectorInfo(NamedTuple):
+    """One collector of the cluster, as its heartbeats left it."""
+
+    name: str
+    address: str
+    pid: int
+    version: str
+    started: float
+    heartbeat: float
+    age: float  # seconds since its last heartbeat, by the database's clock
+    stopped: bool  # it said goodbye (a clean stop)
+    hosts: int  # host leases it holds now
+    received: int  # snapshots it stored since it started
+    rate: float  # snapshots per second lately
+
+
 class Token(NamedTuple):
     """A scraper token, as listed (the token itself is never stored)."""
 

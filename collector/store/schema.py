@@ -294,4 +294,40 @@ MIGRATIONS: list[str] = [
         created REAL NOT NULL
     );
     """,
+    # 8: several collectors on one database (collector.leases). Leases give one collector at a
+    # time a host's detection ("host:NAME") or a duty ("duty:NAME"); `epoch` grows when the owner
+    # changes and fences its writes. Pending breaches live here so a new owner resumes their
+    # timers; each mail names the event(s) it reports (`event_key`), once, and a sender claims
+    # it before sending. Collectors leave a heartbeat. Times are the database's clock.
+    """
+    CREATE TABLE leases (
+        subject TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        expires REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX leases_owner ON leases (owner);
+    CREATE TABLE pending (
+        host TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        since REAL NOT NULL,
+        level TEXT NOT NULL,
+        PRIMARY KEY (host, rule)
+    ) WITHOUT ROWID;
+    CREATE TABLE collectors (
+        name TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        version TEXT NOT NULL,
+        started REAL NOT NULL,
+        heartbeat REAL NOT NULL,
+        stopped INTEGER NOT NULL DEFAULT 0,
+        received INTEGER NOT NULL DEFAULT 0,
+        rate REAL NOT NULL DEFAULT 0
+    );
+    ALTER TABLE outbox ADD COLUMN event_key TEXT;
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claim_until REAL;
+    CREATE UNIQUE INDEX outbox_event ON outbox (event_key);
+    """,
 ]

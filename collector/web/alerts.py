@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from collector import peers
 from collector.store import OutboxMessage
 from collector.web import views
 from collector.web.auth import current_user, local_path
@@ -31,8 +32,11 @@ OUTBOX_LIMIT = 50
 @bp.route("/alerts")
 def page() -> str:
     # Recipients and subjects are for operators: the outbox shows only to logged-in users.
-    outbox = [mail_dict(m) for m in store().outbox_recent(OUTBOX_LIMIT)] if current_user() else None
-    return render_template("alerts.html", view=views.alerts(time.time()), outbox=outbox)
+    # So do the collectors (names, addresses) that detect and mail.
+    user = current_user()
+    outbox = [mail_dict(m) for m in store().outbox_recent(OUTBOX_LIMIT)] if user else None
+    collectors = peers.rows(store().collectors()) if user else None
+    return render_template("alerts.html", view=views.alerts(time.time()), outbox=outbox, collectors=collectors)
 
 
 def mail_dict(m: OutboxMessage) -> dict[str, Any]:

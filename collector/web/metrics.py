@@ -6,9 +6,9 @@ import time
 
 from flask import Blueprint, Response, jsonify
 
-from collector import histogram
+from collector import histogram, peers
 from collector.liveness import is_down
-from collector.store import Alert, StoreError, WebHost
+from collector.store import Alert, CollectorInfo, StoreError, WebHost
 from collector.web import fleet
 from collector.web.context import config, context, store
 from collector.web.errors import WebError
@@ -101,6 +101,41 @@ def collector_text(
     return lines
 
 
+def cluster_text(collectors: list[CollectorInfo]) -> list[str]:
+    """Each collector sharing the database: up or not, heartbeat age, hosts it evaluates, its rate."""
+    if not collectors:
+        return []
+    label = [({"collector": c.name}, c) for c in collectors]
+    return [
+        *family(
+            Family("osmon_collector_up", "gauge", "1 if the collector beat lately and did not stop.", ""),
+            ((k, 1.0 if peers.state(c) == "up" else 0.0) for k, c in label),
+        ),
+        *family(
+            Family(
+                "osmon_collector_heartbeat_age_seconds",
+                "gauge",
+                "Seconds since the collector's last heartbeat (the database's clock).",
+                "seconds",
+            ),
+            ((k, round(c.age, 3)) for k, c in label),
+        ),
+        *family(
+            Family("osmon_collector_hosts", "gauge", "Hosts whose detection the collector holds.", ""),
+            ((k, float(c.hosts if peers.state(c) == "up" else 0)) for k, c in label),
+        ),
+        *family(
+            Family(
+                "osmon_collector_snapshots_per_second",
+                "gauge",
+                "Snapshots the collector stored per second lately.",
+                "",
+            ),
+            ((k, float(c.rate)) for k, c in label),
+        ),
+    ]
+
+
 def exposition(
     hosts: list[WebHost],
     active: list[Alert],
@@ -109,6 +144,7 @@ def exposition(
     outbox: dict[str, int],
     size: int,
     now: float,
+    collectors: list[CollectorInfo] | None = None,
 ) -> str:
     """The whole /metrics text: every host's numbers, then the collector's own."""
     by_host: dict[str, list[Alert]] = {}
@@ -122,6 +158,7 @@ def exposition(
         states.append(HostState(h.name, not down, h.last_seen, h.snapshot))
     newest = max((h.last_seen for h in hosts), default=None)
     lines = hosts_text(states) + collector_text(counts, newest, counters, outbox, size, now)
+    lines += cluster_text(collectors or [])
     return "\n".join(lines) + "\n"
 
 
@@ -137,6 +174,7 @@ def metrics() -> Response:
         s.outbox_states(),
         s.database_size(),
         now,
+        s.collectors(),
     )
     return Response(text, content_type="text/plain; version=0.0.4; charset=utf-8")
 
