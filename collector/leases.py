@@ -87,15 +87,13 @@ class HostLeases:
 class Duties:
     """Work one collector at a time does (CERT-FR polling, retention): which of it is ours now."""
 
-    NAMES = ("certfr", "upkeep")
-
-    def __init__(self, store: Store, owner: str, ttl: float) -> None:
-        self.store, self.owner, self.ttl = store, owner, ttl
+    def __init__(self, store: Store, owner: str, ttl: float, names: tuple[str, ...]) -> None:
+        self.store, self.owner, self.ttl, self.names = store, owner, ttl, names
         self._held: set[str] = set()
 
     def renew(self) -> None:
         """Take or renew every duty that is free or ours; called every housekeeping pass."""
-        result = self.store.lease_take(self.owner, [DUTY + name for name in self.NAMES], self.ttl)
+        result = self.store.lease_take(self.owner, [DUTY + name for name in self.names], self.ttl)
         held = {subject[len(DUTY) :] for subject in result.held}
         for name in held - self._held:
             log.info("this collector now does %s", name)

@@ -36,7 +36,8 @@ class Services:
             owner=config.name,
             lease_time=config.lease_time,
         )
-        self.duties = Duties(store, config.name, max(config.lease_time, DUTY_TIME))
+        duties = ("upkeep", "certfr") if config.certfr_enabled else ("upkeep",)
+        self.duties = Duties(store, config.name, max(config.lease_time, DUTY_TIME), duties)
         self.certfr = None
         if config.certfr_enabled:
             self.certfr = CertfrPoller(config, store, notify=self._mail_certfr, active=self._polls_certfr)

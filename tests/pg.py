@@ -40,7 +40,10 @@ def _as_postgres(args: list[str]) -> list[str]:
 class PostgresServer:
     """One throw-away PostgreSQL cluster; `stop()` shuts it down and removes its directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: str = "", standby_of: PostgresServer | None = None, name: str = "") -> None:
+        """A new cluster; `settings` are extra `-c name=value` server options. With `standby_of`, a
+        streaming replica of that server instead (pg_basebackup -R), known to it as `name`."""
+        self.settings = settings
         self.dir = Path(tempfile.mkdtemp(prefix="osmon-pg-"))
         self.data = self.dir / "data"
         self.port = _free_port()
@@ -50,18 +53,36 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
         try:
-            self._run(
-                [str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user, "-E", "UTF8"]
-            )
+            if standby_of is None:
+                self._run(
+                    [str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user, "-E", "UTF8"]
+                )
+            else:
+                self._clone(standby_of, name)
             self.resume()
         except BaseException:
             self.stop()
             raise
 
+    def _clone(self, primary: PostgresServer, name: str) -> None:
+        """This cluster as a streaming replica of `primary`, named `name` (synchronous_standby_names)."""
+        self._run(
+            [str(PG_BIN / "pg_basebackup"), "-D", str(self.data), "-h", "127.0.0.1", "-p", str(primary.port),
+             "-U", primary.user, "-R", "-X", "stream"]
+        )  # fmt: skip
+        conninfo = f"host=127.0.0.1 port={primary.port} user={primary.user} application_name={name}"
+        with open(self.data / "postgresql.auto.conf", "a") as conf:
+            conf.write(f"primary_conninfo = '{conninfo}'\n")
+
+    def promote(self) -> None:
+        """Make this standby the primary (what Patroni or an operator does after losing the primary)."""
+        self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "promote"])
+
     def resume(self) -> None:
         """Start the server (again), on the same port."""
         options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off -c full_page_writes=off"
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off -c full_page_writes=off "
+            f"{self.settings}"
         )
         log = str(self.dir / "server.log")
         self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", log, "-w", "-o", options, "start"])

@@ -22,7 +22,11 @@ def is_postgresql(database: str) -> bool:
 
 
 def check(url: str) -> str:
-    """`url` if it is a usable postgresql:// URL, else DatabaseUrlError saying what is wrong."""
+    """`url` if it is a usable postgresql:// URL, else DatabaseUrlError saying what is wrong.
+
+    Several hosts (`HOST1:PORT1,HOST2:PORT2`, libpq's syntax) are accepted: with
+    `target_session_attrs=read-write`, libpq connects to whichever is the primary now.
+    """
     scheme = url.partition("://")[0].lower()
     if scheme not in SCHEMES:
         raise DatabaseUrlError(
@@ -30,18 +34,33 @@ def check(url: str) -> str:
         )
     try:
         parts = urlsplit(url)
-        port = parts.port
+        servers = _servers(parts.netloc.rpartition("@")[2])
     except ValueError as e:
         raise DatabaseUrlError(f"malformed URL {mask(url)}: {e}") from None
-    if not parts.hostname:
+    if not servers or not all(name for name, _ in servers):
         raise DatabaseUrlError(f"no host in {mask(url)}: expected postgresql://USER@HOST:PORT/DATABASE")
     if not parts.path.strip("/"):
         raise DatabaseUrlError(
             f"no database name in {mask(url)}: expected postgresql://USER@HOST:PORT/DATABASE"
         )
-    if port == 0:
+    if any(port == 0 for _, port in servers):
         raise DatabaseUrlError(f"port 0 in {mask(url)}")
     return url
+
+
+def _servers(hosts: str) -> list[tuple[str, int | None]]:
+    """(host, port) of each server of a URL's host list: `db-01:5432,db-02`, `[::1]:5433`."""
+    found = []
+    for item in hosts.split(","):
+        if item.startswith("["):
+            name, _, rest = item[1:].partition("]")
+            port_text = rest.removeprefix(":")
+        else:
+            name, _, port_text = item.partition(":")
+        if port_text and not (port_text.isdigit() and int(port_text) <= 65535):
+            raise ValueError(f"port {port_text!r} of {name or 'a host'} is not a port number")
+        found.append((name, int(port_text) if port_text else None))
+    return found
 
 
 def mask(url: str) -> str:
@@ -60,9 +79,9 @@ def mask(url: str) -> str:
 
 
 def host(url: str) -> str:
-    """host:port of a URL, for one-line errors."""
+    """host:port of a URL (each of them, for several), for one-line errors."""
     try:
-        parts = urlsplit(url)
-        return f"{parts.hostname}:{parts.port or 5432}"
+        servers = _servers(urlsplit(url).netloc.rpartition("@")[2])
     except ValueError:
         return "<malformed URL>"
+    return ",".join(f"{name}:{port or 5432}" for name, port in servers)
