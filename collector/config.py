@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from collector import rules, timing
 from collector.store import pg_url
+from osmon import wire
 from osmon.configfile import (
     ConfigError,
     Key,
@@ -35,7 +36,6 @@ from osmon.configfile import (
     string,
     zmq_endpoint,
 )
-from osmon import wire
 from osmon.limits import PEER_BYTES_PER_SECOND
 
 DEFAULT_PATH = "/etc/osmonitoring/collector.toml"

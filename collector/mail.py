@@ -6,9 +6,8 @@ whether trying again later can help (`permanent` False) or not.
 
 from __future__ import annotations
 
-import hashlib
-
 import contextlib
+import hashlib
 import re
 import shlex
 import smtplib

@@ -55,7 +55,17 @@ class PostgresServer:
         try:
             if standby_of is None:
                 self._run(
-                    [str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user, "-E", "UTF8"]
+                    [
+                        str(PG_BIN / "initdb"),
+                        "-D",
+                        str(self.data),
+                        "-A",
+                        "trust",
+                        "-U",
+                        self.user,
+                        "-E",
+                        "UTF8",
+                    ]
                 )
             else:
                 self._clone(standby_of, name)

@@ -48,7 +48,9 @@ class Harness:
     @property
     def mails(self) -> list[Mail]:
         """What the outbox holds, oldest first: what would be sent."""
-        return [Mail(m.recipients, m.subject, m.text, m.html) for m in reversed(self.store.outbox_recent(1000))]
+        return [
+            Mail(m.recipients, m.subject, m.text, m.html) for m in reversed(self.store.outbox_recent(1000))
+        ]
 
     def events(self, *events: AlertEvent) -> None:
         """Events stored with their mails, as detection does."""

@@ -36,7 +36,9 @@ def page() -> str:
     user = current_user()
     outbox = [mail_dict(m) for m in store().outbox_recent(OUTBOX_LIMIT)] if user else None
     collectors = peers.rows(store().collectors()) if user else None
-    return render_template("alerts.html", view=views.alerts(time.time()), outbox=outbox, collectors=collectors)
+    return render_template(
+        "alerts.html", view=views.alerts(time.time()), outbox=outbox, collectors=collectors
+    )
 
 
 def mail_dict(m: OutboxMessage) -> dict[str, Any]:
