@@ -333,10 +333,10 @@ def test_outbox_states_and_database_size_are_reported(store: Store) -> None:
 
 def test_a_lease_is_renewed_by_its_owner_and_taken_over_only_once_expired(reopen: Factory) -> None:
     one, two = reopen(), reopen()
-    assert one.lease_take("c1", ["host:a", "host:b"], 0.5).held == {"host:a": 1, "host:b": 1}
-    assert one.lease_take("c1", ["host:a"], 0.5).held == {"host:a": 1}  # renewed, same epoch
+    assert one.lease_take("c1", ["host:a", "host:b"], 3).held == {"host:a": 1, "host:b": 1}
+    assert one.lease_take("c1", ["host:a"], 3).held == {"host:a": 1}  # renewed, same epoch
     refused = two.lease_take("c2", ["host:a", "host:c"], 0.5)
-    assert refused.held == {"host:c": 1} and 0 < refused.others["host:a"] <= 0.5
+    assert refused.held == {"host:c": 1} and 0 < refused.others["host:a"] <= 3
     wait_until(lambda: two.lease_take("c2", ["host:a"], 5).held == {"host:a": 2})  # new owner, new epoch
     assert one.lease_take("c1", ["host:a"], 5).held == {}
     assert [(c.name, c.hosts) for c in one.collectors()] == []  # no heartbeat yet: not listed
@@ -372,8 +372,8 @@ def test_a_mail_is_queued_once_per_event_key_and_claimed_by_one_sender(reopen: F
     two.alerts_apply([], [], mails=[mail._replace(message_id="<other@x>")])  # the same event again
     assert [m.message_id for m in one.outbox_recent()] == ["<k@x>"]
     assert one.outbox_add(mail.mail, "<again@x>", T0, key="certfr X-1") == one.outbox_recent()[0].id
-    claimed = one.outbox_claim("c1", T0, hold=0.5)
-    assert [m.message_id for m in claimed] == ["<k@x>"] and two.outbox_claim("c2", T0, hold=0.5) == []
+    claimed = one.outbox_claim("c1", T0, hold=2)
+    assert [m.message_id for m in claimed] == ["<k@x>"] and two.outbox_claim("c2", T0, hold=2) == []
     wait_until(lambda: bool(two.outbox_claim("c2", T0, hold=30)))  # c1 died holding it: c2 may send it
     two.outbox_sent(claimed[0].id, T0 + 1)
     assert one.outbox_claim("c1", T0 + 10**6, hold=30) == []

@@ -19,7 +19,7 @@ from __future__ import annotations
 import calendar
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from collector.store.pg_schema import DAY, MIGRATIONS, day_of, partition_ddl, pa
 from collector.store.pg_tokens import PgTokenQueries
 from collector.store.pg_url import mask
 from collector.store.pg_web import PgWebQueries
-from collector.store.records import IngestResult, Received, StoreError, StoreUnreachable
+from collector.store.records import IngestResult, Leases, Received, StoreError, StoreUnreachable
 from collector.store.seqranges import SeqRanges
 from collector.store.sequences import SequenceBook
 
@@ -358,6 +358,32 @@ class PostgresStore(
 
     def counters(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT name, value FROM counters").fetchall())
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def lease_take(self, owner: str, subjects: Sequence[str], ttl: float) -> Leases:
+        """As ClusterBook.lease_take, in one statement: thousands of hosts renew every few seconds."""
+        names = sorted(set(subjects))
+        now = self.NOW
+        rows = self.db.execute(
+            "INSERT INTO leases AS l (subject, owner, epoch, expires) "
+            f"SELECT s, %(owner)s, 1, {now} + %(ttl)s FROM unnest(%(subjects)s::text[]) AS s ORDER BY s "
+            "ON CONFLICT (subject) DO UPDATE SET owner = EXCLUDED.owner, expires = EXCLUDED.expires, "
+            "epoch = CASE WHEN l.owner = EXCLUDED.owner THEN l.epoch ELSE l.epoch + 1 END "
+            f"WHERE l.owner = EXCLUDED.owner OR l.expires <= {now} RETURNING subject, epoch",
+            {"owner": owner, "ttl": ttl, "subjects": names},
+        ).fetchall()
+        held = dict(rows)
+        missing = [name for name in names if name not in held]
+        others: dict[str, float] = {}
+        if missing:
+            others = {
+                subject: max(0.0, left)
+                for subject, left in self.db.execute(
+                    f"SELECT subject, expires - {now} FROM leases WHERE subject = ANY(%s)", (missing,)
+                ).fetchall()
+            }
+        return Leases(held, others)
 
     # -- backup ----------------------------------------------------------------------------
 
