@@ -342,7 +342,9 @@ class Detector:
 
     def save_mails(self, mails: list[OutboxMail]) -> None:
         """Queue mails of hosts this collector evaluates (reminders), fenced like alert changes."""
-        self._save([], {}, [m for m in mails if m.host is None or m.host in self.leases.held])
+        # Leases renewed first: a host down for hours sends no data that would renew it.
+        owned = self._own({m.host for m in mails if m.host is not None})
+        self._save([], {}, [m for m in mails if m.host is None or m.host in owned])
 
     def _save(
         self,
