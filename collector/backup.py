@@ -1,8 +1,11 @@
 """`osmon-collector backup`: a consistent online copy of the database, with config and keys, in a tar.gz.
 
-An archive holds `manifest.json` first (format marker, versions, and the sha256 and
-size of every other member), then `osmon.db`, `config/collector.toml`, public keys
-under `keys/`, and secret files under `secrets/` only when asked for. Members are
+An archive holds `manifest.json` first (format marker, versions, the backend, and the
+sha256 and size of every other member), then the database: `osmon.db` (a SQLite copy)
+or `osmon.pgdump` (pg_dump's custom format, with the manifest recording the rows of
+every table and each host's samples and sequence range, to verify a restore by),
+then `config/collector.toml`, public keys under `keys/`, and secret files under
+`secrets/` only when asked for. Members are
 owned by root:root in the archive, 0600 except public keys (0644); the archive file
 itself is 0600, since the config holds password hashes.
 """
@@ -30,7 +33,8 @@ from collector.store import open_store
 from collector.store.backup import inspect_copy
 
 FORMAT, FORMAT_VERSION = "osmonitoring-backup", 1
-MANIFEST, DATABASE = "manifest.json", "osmon.db"
+MANIFEST, DATABASE, PG_DUMP = "manifest.json", "osmon.db", "osmon.pgdump"
+SQLITE, POSTGRESQL = "sqlite", "postgresql"  # the manifest's `backend`; archives without one are SQLite's
 NAME_PATTERN = re.compile(r"^osmon-backup-(\d{8}T\d{6}Z)(?:-(\d+))?\.tar\.gz$")
 STEP_PAGES = 256  # pages copied per step of the online copy (1 MiB with 4 KiB pages)
 # After each step, pause this many times as long as the step took: the copy then uses at most
@@ -111,7 +115,9 @@ def _digest(member: Member) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def manifest(members: list[Member], schema: int, database: str) -> dict:
+def manifest(
+    members: list[Member], schema: int, database: str, backend: str = SQLITE, contents: dict | None = None
+) -> dict:
     entries = []
     for m in members:
         size, sha256 = _digest(m)
@@ -137,6 +143,8 @@ def manifest(members: list[Member], schema: int, database: str) -> dict:
         "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "host": socket.gethostname(),
         "database": database,
+        "backend": backend,
+        **({"contents": contents} if contents is not None else {}),
         "members": entries,
     }
 
@@ -175,6 +183,8 @@ def create(config: CollectorConfig, output: Path, include_secrets: bool = False)
     files = gather_files(config, include_secrets)
     pacer = Pacer(sys.stderr if sys.stderr.isatty() else None)
     output.parent.mkdir(parents=True, exist_ok=True)
+    if config.postgresql:
+        return _create_postgresql(config, output, files, pacer)
     with tempfile.TemporaryDirectory(prefix=".osmon-backup-", dir=output.parent) as tmp:
         copy = Path(tmp) / DATABASE
         store = open_store(config.database, readonly=True)
@@ -192,6 +202,23 @@ def create(config: CollectorConfig, output: Path, include_secrets: bool = False)
         size = write_archive(output, manifest(members, info.schema, database.source), members)
         pacer.done()
         return Made(output, size, copy.stat().st_size, info.schema, members)
+
+
+def _create_postgresql(config: CollectorConfig, output: Path, files: list[Member], pacer: Pacer) -> Made:
+    """pg_dump (custom format) of one snapshot, with what it holds in the manifest."""
+    from collector.store import pg_dump
+
+    with tempfile.TemporaryDirectory(prefix=".osmon-backup-", dir=output.parent) as tmp:
+        dump = Path(tmp) / PG_DUMP
+        pacer.say("dumping the database (pg_dump)")
+        schema, contents = pg_dump.dump(config.database, config.database_password_file, dump)
+        database = Member(PG_DUMP, "database", config.database_shown, 0o600, None, dump)
+        members = [database, *files]
+        pacer.say("writing the archive")
+        doc = manifest(members, schema, database.source, POSTGRESQL, contents)
+        size = write_archive(output, doc, members)
+        pacer.done()
+        return Made(output, size, dump.stat().st_size, schema, members)
 
 
 def write_archive(output: Path, manifest_doc: dict, members: list[Member]) -> int:

@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     restore = commands.add_parser(
-        "restore", help="replace the database with a backup's, after verifying it (the old one is kept aside)"
+        "restore",
+        help="replace the database with a backup's, after verifying it "
+        "(SQLite: the old one is kept aside; PostgreSQL: into an empty database)",
     )
     restore.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
     restore.add_argument("--input", type=Path, required=True, help="an archive from `backup`")

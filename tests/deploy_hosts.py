@@ -67,6 +67,44 @@ def rootfs_tarball(suite: str = SUITE) -> Path:
     return tarball
 
 
+def package_mirror(suite: str, packages: tuple[str, ...]) -> Path:
+    """A cached flat APT repository of `packages` for `suite`: the debs a fresh host of that suite lacks.
+
+    What an air-gapped site has as its Debian mirror. Built once (from the Debian mirror, in a
+    container of the cached root file system, which downloads without installing), then reused.
+    """
+    digest = hashlib.sha1(f"{suite} {PACKAGES} {' '.join(packages)}".encode()).hexdigest()[:10]
+    mirror = CACHE / f"mirror-{suite}-{digest}"
+    if (mirror / "Packages").exists():
+        return mirror
+    build = CACHE / f"build-{os.getpid()}"
+    try:
+        build.mkdir(parents=True)
+        run("tar", "-C", str(build), "-xf", str(rootfs_tarball(suite)))
+        script = (
+            "apt-get clean && apt-get -qq update && apt-get -qq -y --no-install-recommends --download-only install "
+            + " ".join(packages)
+        )
+        run(
+            "systemd-nspawn", "--quiet", "-D", str(build), "--resolv-conf=copy-host", "--register=no", "--keep-unit",
+            "--pipe", "sh", "-c", script, timeout=1200,
+        )  # fmt: skip
+        partial = mirror.with_suffix(".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        index = []
+        for deb in sorted((build / "var/cache/apt/archives").glob("*.deb")):
+            shutil.copy(deb, partial / deb.name)
+            fields = run("dpkg-deb", "-f", str(deb)).stdout.rstrip("\n")
+            digest_ = hashlib.sha256(deb.read_bytes()).hexdigest()
+            index.append(f"{fields}\nFilename: ./{deb.name}\nSize: {deb.stat().st_size}\nSHA256: {digest_}\n")
+        (partial / "Packages").write_text("\n".join(index))
+        partial.rename(mirror)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return mirror
+
+
 @dataclass
 class Host:
     name: str
@@ -84,9 +122,17 @@ class Host:
 class Fleet:
     """Booted hosts reachable over ssh as root with the fleet's key; `close()` removes everything."""
 
-    def __init__(self, workdir: Path, names: list[str], suites: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        names: list[str],
+        suites: dict[str, str] | None = None,
+        mirrors: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self.dir = workdir
         self.suites = {name: (suites or {}).get(name, SUITE) for name in names}
+        # Hosts whose only package source is a local mirror of these packages (file:/srv/debian-mirror).
+        self.mirrors = mirrors or {}
         self.key = workdir / "id_ed25519"
         self.hosts = {
             name: Host(
@@ -107,10 +153,15 @@ class Fleet:
 
     def start(self) -> None:
         tarballs = {suite: rootfs_tarball(suite) for suite in set(self.suites.values())}
+        mirrors = {
+            name: package_mirror(self.suites[name], packages) for name, packages in self.mirrors.items()
+        }
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key))
         self._bridge()
         for host in self.hosts.values():
             self._unpack(host, tarballs[self.suites[host.name]])
+            if host.name in mirrors:
+                self._mirror(host, mirrors[host.name])
             self._network(host)
             self._boot(host)
         for host in self.hosts.values():
@@ -144,6 +195,13 @@ class Fleet:
                 "-f",
                 str(host.root / f"etc/ssh/ssh_host_{kind}_key"),
             )
+
+    def _mirror(self, host: Host, mirror: Path) -> None:
+        """The host's package sources: the local mirror only, as on an air-gapped network."""
+        shutil.copytree(mirror, host.root / "srv/debian-mirror")
+        (host.root / "etc/apt/sources.list").write_text("deb [trusted=yes] file:/srv/debian-mirror ./\n")
+        for stale in (host.root / "var/lib/apt/lists").glob("deb.debian.org_*"):
+            stale.unlink()
 
     def _network(self, host: Host) -> None:
         run("ip", "netns", "add", host.netns)
@@ -202,7 +260,7 @@ class Fleet:
             )
         return result
 
-    def inventory(self, collector: str, agents: list[str]) -> dict:
+    def inventory(self, collector: str, agents: list[str], database: str | None = None) -> dict:
         """An Ansible inventory (as a dict for YAML/JSON) of this fleet, reached as root over ssh."""
         ssh_args = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
         return {
@@ -216,6 +274,7 @@ class Fleet:
                 "children": {
                     "collector": {"hosts": {collector: None}},
                     "agents": {"hosts": dict.fromkeys(agents)},
+                    **({"database": {"hosts": {database: None}}} if database else {}),
                 },
             }
         }

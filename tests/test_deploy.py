@@ -5,7 +5,9 @@ The end-to-end test boots three hosts (two Debian 12, one Debian 13) with system
 collector and also an agent), and checks what an operator would: every unit active, the dashboard
 listing every host with fresh data, an alert mailed to an SMTP server this test runs on the bridge,
 a second run and a --check run changing nothing, a host shut down mailed as down, backups and
-restore, and an upgrade to a new build that restarts the services on it and keeps the data.
+restore, a move of the collector's storage to PostgreSQL on a database host (db-01, installed from
+its local package mirror: the hosts reach no Debian mirror), and an upgrade to a new build that
+restarts the services on it and keeps the data.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -70,7 +73,7 @@ def test_ansible_lint_production_profile() -> None:
 
 
 def test_playbooks_pass_syntax_check() -> None:
-    for playbook in ("site.yml", "collector.yml", "agents.yml", "restore.yml"):
+    for playbook in ("site.yml", "database.yml", "collector.yml", "agents.yml", "restore.yml"):
         result = subprocess.run(
             [
                 str(BIN / "ansible-playbook"),
@@ -98,6 +101,10 @@ SUITES = {"db-01": "trixie"}
 SMTP_PORT = 2525
 SMTP_USER = "osmon"
 SMTP_PASSWORD = f"vaulted-{secrets.token_hex(8)}"
+# db-01 is also the `database` group's host: PostgreSQL from its package sources (a local mirror).
+DATABASE = "db-01"
+MIRRORS = {DATABASE: ("postgresql", "python3-apt")}  # python3-apt: Ansible's apt module
+DATABASE_PASSWORD = f"vaulted-db-{secrets.token_hex(8)}"
 UNITS = {
     COLLECTOR: ["osmon-agent", "osmon-collector", "osmon-web", "osmon-backup"],
     "web-01": ["osmon-agent"],
@@ -151,8 +158,9 @@ class Deployment:
     def write_inventory(self) -> None:
         group_vars = self.inventory / "group_vars"
         group_vars.mkdir(parents=True)
-        (self.inventory / "hosts.yml").write_text(json.dumps(self.fleet.inventory(COLLECTOR, HOSTS)))
-        (group_vars / "all.yml").write_text("osmon_agent_interval: 2s\n")
+        (self.inventory / "hosts.yml").write_text(
+            json.dumps(self.fleet.inventory(COLLECTOR, HOSTS, DATABASE))
+        )
         settings = {
             "osmon_web_bind": "0.0.0.0:5000",
             "osmon_web_anonymous_read": True,
@@ -163,7 +171,7 @@ class Deployment:
             "osmon_smtp_from": "osmon@mon-01.test",
             "osmon_smtp_username": SMTP_USER,
             "osmon_alert_recipients": ["ops@example.org"],
-            "osmon_alert_routes": [{"hosts": "db-*", "recipients": ["dba@example.org"]}],
+            "osmon_alert_routes": [{"hosts": "web-*", "recipients": ["web@example.org"]}],
             "osmon_collector_down_after": 3,
             # One host alerts at once: its memory is always above these levels.
             "osmon_collector_threshold_overrides": [
@@ -183,6 +191,13 @@ class Deployment:
         (group_vars / "collector.yml").write_text(
             "".join(f"{k}: {json.dumps(v)}\n" for k, v in settings.items()) + vaulted
         )
+        # Shared by the database role (the role's password) and the collector (its password file).
+        vaulted = subprocess.run(
+            [str(BIN / "ansible-vault"), "encrypt_string", "--vault-password-file", str(self.vault_password),
+             "--name", "osmon_database_password", "--stdin-name", "osmon_database_password"],
+            input=DATABASE_PASSWORD, capture_output=True, text=True, env=tool_env(), check=True,
+        ).stdout  # fmt: skip
+        (group_vars / "all.yml").write_text("osmon_agent_interval: 2s\n" + vaulted)
 
     def playbook(self, playbook: str = "site.yml", *args: str, **extra: Any) -> tuple[str, float]:
         """Run a playbook of the repo against the fleet; returns its output and wall time."""
@@ -204,6 +219,7 @@ class Deployment:
             f"ansible-playbook {playbook} {' '.join(args)} failed:\n{output[-6000:]}"
         )
         assert SMTP_PASSWORD not in output, "the SMTP password appeared in Ansible's output"
+        assert DATABASE_PASSWORD not in output, "the database password appeared in Ansible's output"
         return output, seconds
 
     def api(self, path: str) -> Any:
@@ -249,7 +265,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     if why:
         pytest.skip(f"deployment test: {why}")
     workdir = tmp_path_factory.mktemp("deploy")
-    fleet = deploy_hosts.Fleet(workdir, HOSTS, SUITES)
+    fleet = deploy_hosts.Fleet(workdir, HOSTS, SUITES, MIRRORS)
     inbox = Inbox()
     smtp = None
     try:
@@ -361,7 +377,7 @@ def test_alert_is_mailed_through_smtp_auth(deployment: Deployment) -> None:
         lambda: deployment.inbox.find("web-01", "memory"), timeout=90, what="web-01's memory alert mail"
     )
     rcpt, message = found
-    assert rcpt == ["ops@example.org"]
+    assert sorted(rcpt) == ["ops@example.org", "web@example.org"]
     assert message["From"] == "osmon@mon-01.test"
     assert deployment.inbox.logins, "the collector did not log in with the vaulted password"
 
@@ -465,6 +481,56 @@ def test_backup_timer_and_restore_playbook(deployment: Deployment) -> None:
     assert "before-restore" in kept
 
 
+def pg_answer(deployment: Deployment, host: str) -> str:
+    """What the PostgreSQL server on the database host answers `host`'s startup message as the collector's role:
+    "R..." (asks for a password) or "E..." (refused, with the server's reason)."""
+    address = deployment.fleet.hosts[DATABASE].address
+    script = (
+        "import socket, struct\n"
+        f"s = socket.create_connection(('{address}', 5432), 5)\n"
+        "body = struct.pack('!i', 196608) + b'user\\0osmon\\0database\\0osmon\\0\\0'\n"
+        "s.sendall(struct.pack('!i', len(body) + 4) + body)\n"
+        "print(s.recv(4096).decode(errors='replace').replace('\\0', ' '))\n"
+    )
+    return deployment.fleet.ssh(host, f"python3 -c {shlex.quote(script)}").stdout.strip()
+
+
+def test_the_collector_moves_to_postgresql_on_the_database_host(deployment: Deployment) -> None:
+    """The same inventory with osmon_database_url: the collector and the dashboard store in PostgreSQL
+    on db-01, which the fresh deploy installed and let the collector host in."""
+    address = deployment.fleet.hosts[DATABASE].address
+    deployment.extra["osmon_database_url"] = f"postgresql://osmon@{address}:5432/osmon"
+    output, seconds = deployment.playbook("site.yml")
+    deployment.figures["move to PostgreSQL on db-01"] = f"{seconds:.1f} s"
+    assert recap(output)[COLLECTOR]["changed"] > 0
+    config = deployment.fleet.ssh(COLLECTOR, "cat /etc/osmonitoring/collector.toml").stdout
+    assert f'database = "postgresql://osmon@{address}:5432/osmon"' in config
+    assert deployment.fleet.ssh(
+        COLLECTOR, "stat -c '%U %a' /etc/osmonitoring/database-password"
+    ).stdout.strip() == ("osmon 400")
+
+    def fresh() -> list[dict] | None:
+        try:
+            rows = deployment.api("/api/hosts")["hosts"]
+        except OSError:
+            return None
+        ok = {r["name"] for r in rows if not r["down"] and r["last_seen_ago"] < 15 and r["cpu"] is not None}
+        return rows if ok == set(HOSTS) else None
+
+    wait_for(fresh, timeout=90, what="every host fresh on the dashboard, read from PostgreSQL")
+    status = {h["host"]: h for h in json.loads(deployment.as_collector("status --json"))}
+    assert set(status) == set(HOSTS) and all(status[h]["snapshots"] > 0 for h in HOSTS)
+    # The data is on db-01, written by the collector's role.
+    stored = deployment.fleet.ssh(
+        DATABASE, "runuser -u postgres -- psql -X -d osmon -tAc 'SELECT name FROM hosts ORDER BY name'"
+    ).stdout.split()
+    assert stored == sorted(HOSTS)
+    # pg_hba lets in the collector host (it asks for the password), and refuses any other.
+    assert pg_answer(deployment, COLLECTOR).startswith("R")
+    refused = pg_answer(deployment, "web-01")
+    assert refused.startswith("E") and "no pg_hba.conf entry" in refused, refused
+
+
 def test_upgrade_restarts_on_the_new_build_and_keeps_the_data(deployment: Deployment) -> None:
     old_venv = deployment.unit_venv(COLLECTOR, "osmon-collector")
     pids = {
@@ -496,9 +562,11 @@ def test_upgrade_restarts_on_the_new_build_and_keeps_the_data(deployment: Deploy
 
 
 def test_a_host_shut_down_is_mailed_as_down(deployment: Deployment) -> None:
-    deployment.fleet.power_off("db-01")
-    rcpt, _ = wait_for(lambda: deployment.inbox.find("db-01", "down"), timeout=120, what="db-01's down mail")
-    assert sorted(rcpt) == ["dba@example.org", "ops@example.org"]
+    deployment.fleet.power_off("web-01")  # not db-01: it holds the collector's database now
+    rcpt, _ = wait_for(
+        lambda: deployment.inbox.find("web-01", "down"), timeout=120, what="web-01's down mail"
+    )
+    assert sorted(rcpt) == ["ops@example.org", "web@example.org"]
 
 
 def test_report_figures(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-EXTRAS = "collector"  # a superset: agent-only hosts install just what the base package needs
+# A superset: agent-only hosts install just what the base package needs, a collector on SQLite
+# what `collector` adds, one on PostgreSQL also psycopg's binary wheels (`postgresql`).
+EXTRAS = "collector,postgresql"
 
 
 def platforms(machine: str, glibc: str) -> list[str]:
