@@ -78,8 +78,8 @@ KEYS = [
         "replay_rate",
         at_least(1, number),
         REPLAY_RATE,
-        "snapshots per second, at most, sent from the spool's backlog after moving to another "
-        "collector (new snapshots go out at once when nothing is waiting)",
+        "snapshots per second, beyond the agent's own rate, replayed from the spool's backlog "
+        "after moving to another collector (new snapshots go out at once when nothing waits)",
     ),
     Key("allow_insecure", boolean, False, "send plain TCP to a collector that is not on this machine"),
     Key("exclude_mounts", string_list, list(EXCLUDE_MOUNTS), "mount points not reported (globs)"),

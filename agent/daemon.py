@@ -45,7 +45,8 @@ class Agent:
         now = time.monotonic()
         self.watch = AckWatch(link.endpoint, after, spool.pending_count, now)
         self.failover = Failover(link, config.collectors, config.ack_timeout, spool.pending_count, now)
-        self.pace = Pace(config.replay_rate)
+        # The backlog shrinks by replay_rate a second, whatever the agent's own cadence.
+        self.pace = Pace(config.replay_rate + 1 / config.interval)
         self.poller = zmq.Poller()
 
     def collect(self) -> int:
@@ -136,10 +137,11 @@ class Agent:
             # Whatever was on the old connection may be gone with it: send it again now.
             self.in_flight = dict.fromkeys(self.in_flight, float("-inf"))
 
-    def next_resend(self) -> float:
+    def next_resend(self, now: float) -> float:
         if not self.in_flight or not self.link.connected:
             return float("inf")
-        return min(self.in_flight.values()) + self.config.ack_timeout
+        # While a replay is paced, what is due waits for the pace (no busy loop meanwhile).
+        return max(min(self.in_flight.values()) + self.config.ack_timeout, self.pace.next_send(now, 0.0))
 
     def run(self, shutdown: Shutdown) -> None:
         """Serve until SIGTERM/SIGINT."""
@@ -164,7 +166,7 @@ class Agent:
             self.watch.check(now)
             wake = min(
                 next_tick,
-                self.next_resend(),
+                self.next_resend(now),
                 self.link.retry_at or now + 1.0,
                 self.failover.next_check(),
                 self.pace.next_send(now),

@@ -132,7 +132,7 @@ class Failover:
         if len(self.tried) >= len(self.order):
             self.quiet = True
             log.warning(
-                "no collector acknowledges (%s, last %s: %s); trying them in turn, every %s; "
+                "no collector acknowledges (%s, last %s: %s); trying them in turn, %s each; "
                 "snapshots stay in the spool",
                 ", ".join(self.order),
                 current,

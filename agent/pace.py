@@ -43,9 +43,9 @@ class Pace:
         if self.active:
             self.tokens = max(0.0, self.tokens - count)
 
-    def next_send(self, now: float) -> float:
-        """When the next snapshot may go (inf when not pacing)."""
+    def next_send(self, now: float, idle: float = float("inf")) -> float:
+        """When the next snapshot may go (`idle` when not pacing)."""
         if not self.active:
-            return float("inf")
+            return idle
         start = max(now, self.stamp)
         return max(start + (1.0 - self.tokens) / self.rate, now + MIN_WAIT)
