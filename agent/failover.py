@@ -25,6 +25,9 @@ from osmon.words import plural
 log = logging.getLogger("osmon.agent")
 
 HOME_CHECK = 30.0  # seconds between probes of the home collector while away from it (+-25 %)
+# A home that shakes hands but acks nothing (its database is down, say) is left again after
+# each return; each such return doubles the probe period, up to this, until home acks again.
+HOME_CHECK_MAX = 300.0
 
 _PROBE_EVENTS: dict[int, bool] = {
     zmq.EVENT_HANDSHAKE_SUCCEEDED: True,
@@ -76,6 +79,8 @@ class Failover:
         self.next_probe = float("inf")
         self.tried: set[str] = set()  # endpoints left since the last ack
         self.quiet = False  # every endpoint tried without an ack: moves are logged at debug level
+        self.period = HOME_CHECK  # read here, not at import: a test may shorten it
+        self.returned = False  # back home through a probe, and no ack from home since
 
     @property
     def home(self) -> str:
@@ -97,6 +102,8 @@ class Failover:
         self.last_ack = now
         self.tried.clear()
         self.quiet = False
+        if self.link.endpoint == self.home:
+            self.period, self.returned = HOME_CHECK, False
 
     def target(self, now: float) -> str | None:
         """The endpoint to move to now, if any (and logs why)."""
@@ -104,6 +111,8 @@ class Failover:
             return None  # nowhere else to go: ZeroMQ reconnects by itself, the spool keeps everything
         current = self.link.endpoint
         if now - self.since >= self.after:
+            if self.returned:  # home answered the probe, then acked nothing: wait longer next time
+                self.period, self.returned = min(2 * self.period, HOME_CHECK_MAX), False
             following = self.order[(self.order.index(current) + 1) % len(self.order)]
             self._log_failover(current, following, self._why(now))
             return following
@@ -113,6 +122,7 @@ class Failover:
             self._close_probe(now)
             if answered:
                 log.info("home collector %s answers again: moving back from %s", self.home, current)
+                self.returned = True
                 return self.home
         return None
 
@@ -160,7 +170,7 @@ class Failover:
             self.probe.close()
             self.probe = None
         away = self.link.endpoint != self.home
-        self.next_probe = now + HOME_CHECK * random.uniform(0.75, 1.25) if away else float("inf")
+        self.next_probe = now + self.period * random.uniform(0.75, 1.25) if away else float("inf")
 
     def next_check(self) -> float:
         """When `target` has something to decide next (monotonic time)."""
