@@ -36,7 +36,8 @@ JITTER = 0.2  # up to 20 % earlier, so mail queued together does not retry in lo
 # RFC 5321 4.5.4.1 asks MTAs to keep trying for 4-5 days; an alert older than that is history.
 GIVE_UP_AFTER = 5 * 86400.0
 KEEP_SENT = 30 * 86400.0
-CLAIM_HOLD = 120.0  # seconds a sender has to hand a claimed mail over before another may try it
+CLAIM_MARGIN = 30.0  # seconds a claim outlasts the longest SMTP conversation (smtp.timeout)
+CLAIM_HOLD = 60.0  # seconds a sender has to hand a claimed mail over before another may try it
 
 
 def backoff(attempts: int, rng: Callable[[], float] = random.random) -> float:
@@ -145,8 +146,8 @@ class Outbox:
 
 def outbox_from_config(store: Store, config: CollectorConfig) -> Outbox:
     """The outbox sending through the configured transport, from smtp.from."""
-    # A claim outlasts the longest conversation with the server: connecting, then sending.
-    hold = max(CLAIM_HOLD, 3 * config.smtp_timeout)
+    # A claim outlasts the longest conversation with the server (smtp.timeout bounds all of it).
+    hold = config.smtp_timeout + CLAIM_MARGIN
     return Outbox(store, transport_from_config(config), config.smtp_from, owner=config.name, hold=hold)
 
 

@@ -66,14 +66,17 @@ class PgOutboxQueries(PgBase):
         """Claim up to `limit` due mails for `hold` seconds (the database's clock) and return them.
 
         Another sender skips claimed mail, so each goes out once; a sender that died with a claim
-        leaves the mail to the others once the claim lapses (sent again under the same Message-ID).
+        leaves the mail to the others once the claim lapses (sent again under the same Message-ID),
+        and to itself at once when it starts again under the same name: its one sender is not
+        sending anything now.
         """
         rows = self.db.execute(
             f"UPDATE outbox SET claimed_by = %s, claim_until = {_NOW} + %s WHERE id IN ("
             f"SELECT id FROM outbox WHERE sent IS NULL AND next_attempt <= %s "
-            f"AND (claim_until IS NULL OR claim_until <= {_NOW}) ORDER BY next_attempt, id LIMIT %s FOR UPDATE SKIP LOCKED"
+            f"AND (claim_until IS NULL OR claim_until <= {_NOW} OR claimed_by = %s) "
+            f"ORDER BY next_attempt, id LIMIT %s FOR UPDATE SKIP LOCKED"
             f") RETURNING {_COLUMNS}",
-            (owner, hold, now, limit),
+            (owner, hold, now, owner, limit),
         ).fetchall()
         return sorted((_message(row) for row in rows), key=lambda m: (m.next_attempt, m.id))
 
