@@ -111,7 +111,9 @@ def failover(server: PostgresServer, hosts: int) -> None:
     url = server.database()
     with tempfile.TemporaryDirectory(prefix="osmon-failover-") as tmp:
         workdir = Path(tmp)
-        timing = 'lease_time = "3s"\n[agents]\ninterval = "1s"\nack_timeout = "1s"\n[alerts]\ndown_after = 10\n'
+        timing = (
+            'lease_time = "3s"\n[agents]\ninterval = "1s"\nack_timeout = "1s"\n[alerts]\ndown_after = 10\n'
+        )
         collectors = start_collectors(workdir, url, 3, timing)
         endpoints = [f"tcp://127.0.0.1:{port}" for _, port, _ in collectors]
         names = [f"fleet-{i:03d}" for i in range(hosts)]
