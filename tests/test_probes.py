@@ -413,7 +413,8 @@ def test_process_table_of_this_machine_sees_our_process_and_its_cpu_time():
     me = table[os.getpid()]
     assert me.cpu - before.cpu >= 0.2  # a kept-open file is re-read, not a stale copy
     assert abs(me.rss - psutil.Process().memory_info().rss) < 4 * 1024 * 1024
-    assert abs(len(table) - len(psutil.pids())) <= 3
+    # Every process, give or take those started or ended between the two scans (a busy machine).
+    assert abs(len(table) - len(psutil.pids())) <= max(3, len(table) // 50)
 
 
 def tables(entries):
