@@ -20,6 +20,7 @@ from collector import histogram
 from collector.allowlist import AllowList
 from collector.config import CollectorConfig
 from collector.samples import extract
+from collector.snapshots import decode
 from collector.store import Received, Store, StoreError
 from osmon import keys, wire
 from osmon.limits import (
@@ -216,7 +217,7 @@ class Ingest:
         accepted = []
         for data in snapshots:
             try:
-                snapshot = wire.decode_snapshot(data)
+                snapshot = decode(data)
             except wire.WireError as e:
                 self.reject(sender, str(e))
                 continue
