@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from functools import partial
+from itertools import chain
+from operator import add, is_not
 from typing import Any, NamedTuple
 
 import msgpack
 
 from collector.store.compact import COLUMNS, highest
 from collector.store.schema import STATS
+from osmon import catalog
 
 
 class Tier(NamedTuple):
@@ -39,8 +43,15 @@ MINUTE = Tier("minute", "rollup_minute", 60)
 HOUR = Tier("hour", "rollup_hour", 3600)
 TIERS = (MINUTE, HOUR)
 TIERS_BY_NAME = {tier.name: tier for tier in TIERS}
+# A batch is summed up per host and minute once, and each tier adds those sums up.
+assert all(tier.width % MINUTE.width == 0 for tier in TIERS)
 
 ROLLUP_COLUMNS = tuple(f"{c}_{s}" for c in COLUMNS for s in STATS)
+
+# A stored sample: (host_id, ts, stored column values, stored detail).
+StoredRow = tuple[int, float, Sequence[int | None], dict[str, Any]]
+
+_present = partial(filter, partial(is_not, None))  # the values of a column that are not None
 
 
 def tier_for(width: float) -> Tier | None:
@@ -52,50 +63,157 @@ def tier_for(width: float) -> Tier | None:
 
 
 class Rollup:
-    """The aggregate of one host over one period, in stored (scaled) units."""
+    """The aggregate of one host over one period, in stored (scaled) units.
 
-    __slots__ = ("detail", "n", "stats", "t")
+    Per column, in lists by column (so that whole rows are combined by builtins, in C): the
+    minimum and maximum (None until a value comes), the sum, and the count of values.
+    Lists and the detail's values are replaced, never changed in place: rollups may share them.
+    """
+
+    __slots__ = ("counts", "detail", "maxs", "mins", "n", "sums", "t")
 
     def __init__(self, t: int) -> None:
         self.t = t
         self.n = 0
-        # Per column [min, sum, max, count]; min and max are None until a value comes.
-        self.stats: list[list[Any]] = [[None, 0, None, 0] for _ in COLUMNS]
+        self.mins: list[Any] = [None] * len(COLUMNS)
+        self.sums: list[Any] = [0] * len(COLUMNS)
+        self.maxs: list[Any] = [None] * len(COLUMNS)
+        self.counts: list[int] = [0] * len(COLUMNS)
         self.detail: dict[str, Any] = {}  # stored detail keys -> each entity's maximum
 
-    def add(self, values: Sequence[int | None], detail: dict[str, Any]) -> None:
-        """One sample: its stored column values and its stored (short-keyed) detail."""
-        self.n += 1
-        for stat, value in zip(self.stats, values, strict=True):
-            if value is not None:
-                stat[0] = value if stat[0] is None else min(stat[0], value)
-                stat[1] += value
-                stat[2] = value if stat[2] is None else max(stat[2], value)
-                stat[3] += 1
-        for key, value in detail.items():
-            self.detail[key] = highest(self.detail.get(key), value)
+    @classmethod
+    def of(cls, t: int, values: Sequence[Sequence[int | None]], details: Iterable[dict[str, Any]]) -> Rollup:
+        """The aggregate of samples (their stored column values and stored, short-keyed detail)."""
+        rollup = cls(t)
+        rollup.n = len(values)
+        present = list(map(list, map(_present, zip(*values, strict=True))))
+        rollup.counts = list(map(len, present))
+        rollup.sums = list(map(sum, present))
+        if all(rollup.counts):
+            rollup.mins, rollup.maxs = list(map(min, present)), list(map(max, present))
+        else:  # a number no sample of the period had (a probe this host lacks)
+            rollup.mins = [min(p) if p else None for p in present]
+            rollup.maxs = [max(p) if p else None for p in present]
+        for detail in details:
+            _merge_detail(rollup.detail, detail)
+        return rollup
+
+    def merge(self, other: Rollup) -> None:
+        """Add the samples `other` aggregates (of a period within this one)."""
+        if not self.n:
+            self.mins, self.sums, self.maxs, self.counts = other.mins, other.sums, other.maxs, other.counts
+            self.detail = dict(other.detail)
+        else:
+            if None in self.sums:
+                self._add_new_columns(other)
+            else:
+                self.sums = list(map(add, self.sums, other.sums))
+                self.counts = list(map(add, self.counts, other.counts))
+            if None in self.mins or None in other.mins:
+                self.mins = list(map(_lower, self.mins, other.mins))
+                self.maxs = list(map(_higher, self.maxs, other.maxs))
+            else:
+                self.mins = list(map(min, self.mins, other.mins))
+                self.maxs = list(map(max, self.maxs, other.maxs))
+            _merge_detail(self.detail, other.detail)
+        self.n += other.n
+
+    def _add_new_columns(self, other: Rollup) -> None:
+        """Sums and counts where this row was stored before some columns were added to the tables
+        (their sum is NULL, their count n): it had none of their values, so theirs are other's."""
+        sums, counts = [], []
+        for total, count, more, more_count in zip(
+            self.sums, self.counts, other.sums, other.counts, strict=True
+        ):
+            if total is not None:
+                sums.append(total + more)
+                counts.append(count + more_count)
+            elif more_count:
+                sums.append(more)
+                counts.append(more_count)
+            else:  # still none: the row stays as it was stored
+                sums.append(None)
+                counts.append(count + other.n)
+        self.sums, self.counts = sums, counts
 
     def row(self, host_id: int) -> tuple:
         detail = {k: v for k, v in self.detail.items() if v}
-        flat: list[int | None] = []
-        for low, total, high, count in self.stats:
-            # A column's count is nearly always n: NULL, which takes no room on disk, says so.
-            flat += (low, total, high, None if count == self.n else count)
-        return (host_id, self.t, self.n, *flat, msgpack.packb(detail, use_bin_type=True) if detail else None)
+        n = self.n
+        # A column's count is nearly always n: NULL, which takes no room on disk, says so.
+        counts = [None if count == n else count for count in self.counts]
+        return (
+            host_id,
+            self.t,
+            n,
+            *chain.from_iterable(zip(self.mins, self.sums, self.maxs, counts, strict=True)),
+            msgpack.packb(detail, use_bin_type=True) if detail else None,
+        )
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Rollup:
         """From (t, n, *ROLLUP_COLUMNS, detail) as stored."""
         rollup = cls(row[0])
-        rollup.n = row[1]
+        n = rollup.n = row[1]
         values = row[2:-1]
-        rollup.stats = [list(values[i : i + len(STATS)]) for i in range(0, len(values), len(STATS))]
-        for stat in rollup.stats:
-            if stat[3] is None:
-                stat[3] = rollup.n
+        step = len(STATS)
+        rollup.mins, rollup.sums, rollup.maxs = (
+            list(values[0::step]),
+            list(values[1::step]),
+            list(values[2::step]),
+        )
+        rollup.counts = [n if count is None else count for count in values[3::step]]
         if row[-1] is not None:
             rollup.detail = msgpack.unpackb(row[-1])
         return rollup
+
+
+def _lower(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _higher(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else max(a, b)
+
+
+_MAPS = frozenset(s.key for s in catalog.SERIES if s.stored and s.shape == "map")
+
+
+def _merge_detail(into: dict[str, Any], detail: dict[str, Any]) -> None:
+    """Each entity's maximum of `into` and `detail`, into `into` (whose values are replaced, not changed)."""
+    for key, value in detail.items():
+        if not value and key in into:
+            continue  # an empty list or map (no failed unit, no link down): nothing to raise
+        current = into.get(key)
+        if key in _MAPS and type(current) is dict and type(value) is dict and current.keys() == value.keys():
+            # The usual case, per mount: the same entities as before, each a number.
+            try:
+                into[key] = {k: max(v, value[k]) for k, v in current.items()}
+                continue
+            except TypeError:  # a gap (None) among them
+                pass
+        into[key] = highest(current, value)
+
+
+def summaries(rows: Iterable[StoredRow]) -> dict[tuple[int, int], Rollup]:
+    """A batch's samples aggregated per host and minute: what it adds to the rows of every tier."""
+    minutes: dict[tuple[int, int], tuple[list, list]] = {}
+    for host_id, ts, values, detail in rows:
+        key = (host_id, int(ts // MINUTE.width) * MINUTE.width)
+        group = minutes.get(key)
+        if group is None:
+            minutes[key] = ([values], [detail])
+        else:
+            group[0].append(values)
+            group[1].append(detail)
+    return {key: Rollup.of(key[1], values, details) for key, (values, details) in minutes.items()}
+
+
+def by_tier(minutes: dict[tuple[int, int], Rollup], tier: Tier) -> dict[tuple[int, int], list[Rollup]]:
+    """The batch's minute aggregates under the row of `tier` they add to: (host_id, t) -> aggregates."""
+    rows: dict[tuple[int, int], list[Rollup]] = {}
+    for (host_id, minute), summary in minutes.items():
+        rows.setdefault((host_id, minute - minute % tier.width), []).append(summary)
+    return rows
 
 
 class RollupWriter:
@@ -108,20 +226,17 @@ class RollupWriter:
         """After a rolled-back transaction: what is in memory may not be in the database."""
         self._newest.clear()
 
-    def fold(
-        self, db: sqlite3.Connection, rows: Iterable[tuple[int, float, Sequence[int | None], dict]]
-    ) -> None:
+    def fold(self, db: sqlite3.Connection, rows: Iterable[StoredRow]) -> None:
         """Add samples (host_id, ts, stored values, stored detail) to every tier."""
-        rows = list(rows)
+        minutes = summaries(rows)
         for tier in TIERS:
-            touched: dict[tuple[int, int], Rollup] = {}
-            for host_id, ts, values, detail in rows:
-                t = int(ts // tier.width) * tier.width
-                rollup = touched.get((host_id, t))
-                if rollup is None:
-                    rollup = touched[(host_id, t)] = self._rollup(db, tier, host_id, t)
-                rollup.add(values, detail)
-            db.executemany(_upsert(tier), [r.row(host_id) for (host_id, _), r in touched.items()])
+            written = []
+            for (host_id, t), parts in by_tier(minutes, tier).items():
+                rollup = self._rollup(db, tier, host_id, t)
+                for part in parts:
+                    rollup.merge(part)
+                written.append(rollup.row(host_id))
+            db.executemany(_upsert(tier), written)
 
     def _rollup(self, db: sqlite3.Connection, tier: Tier, host_id: int, t: int) -> Rollup:
         newest = self._newest.get((tier.name, host_id))
