@@ -28,6 +28,7 @@ import zmq
 
 from agent.daemon import SEND_BATCH
 from collector import config as collector_config
+from collector import snapshots
 from collector.detection import Detector
 from collector.ingest import Ingest
 from collector.store import open_store
@@ -37,7 +38,7 @@ from osmon import wire
 # (label, what the stage covers), in the order of the path.
 STAGES = (
     ("receive", "socket reads, message limits, byte budget (Ingest.read_message)"),
-    ("decode+validate", "msgpack decode and every check of the wire format (wire.decode_snapshot)"),
+    ("decode+validate", "msgpack decode and every check of the wire format (snapshots.decode)"),
     ("extract", "stored numbers in column order, Received records (samples.extract)"),
     ("dedup", "sequence bookkeeping, (host, seq) duplicates (_without_duplicates)"),
     ("compact", "scaled integers and detail blobs of the rows (_sample_rows)"),
@@ -186,8 +187,8 @@ def profile(
         stage["ack"] = per["store_and_ack"] - per["store"] - per["detection"]
         stage["detection"] = per["detection"]
         stage["loop"] = per["batch"] - per["receive"] - per["accept"] - per["store_and_ack"]
-        # accept = decode and validate + extract: split by timing decode_snapshot alone over the same data.
-        decode = _per_snapshot(counted, wire.decode_snapshot)
+        # accept = decode and validate + extract: split by timing the decoder alone over the same data.
+        decode = _per_snapshot(counted, snapshots.decode)
         stage["decode+validate"] = decode
         stage["extract"] = per["accept"] - decode
         result = {name: stage[name] for name, _ in STAGES}
