@@ -185,8 +185,10 @@ class Ingest:
         MAX_MESSAGE_BYTES and its peer within its byte budget; the rest is read and let go."""
         frames: list[bytes] = []
         count = size = 0
-        while self.socket.rcvmore:
-            frame = self.socket.recv()  # bytes: what decoding needs, and cheaper than a Frame for small ones
+        # Bound once, and RCVMORE read directly: the `rcvmore` property took a third of the receiving.
+        recv, option = self.socket.recv, self.socket.getsockopt
+        while option(zmq.RCVMORE):
+            frame = recv()  # bytes: what decoding needs, and cheaper than a Frame for small ones
             count, size = count + 1, size + len(frame)
             if count <= MAX_FRAMES and size <= MAX_MESSAGE_BYTES:
                 frames.append(frame)
