@@ -30,7 +30,7 @@ from agent.daemon import SEND_BATCH
 from collector import config as collector_config
 from collector import snapshots
 from collector.detection import Detector
-from collector.ingest import Ingest
+from collector.ingest import Ingest, tune_garbage_collector
 from collector.store import open_store
 from collector.store.compact import COLUMNS
 from osmon import wire
@@ -130,6 +130,7 @@ def profile(
             dealer.connect("inproc://stages")
             dealers.append(dealer)
         ingest = Ingest(config, store, router, on_batch=detector.process)
+        tune_garbage_collector()  # as `osmon-collector run` does
         timers = Timers()
         for method, stage in (
             ("receive_batch", "batch"),
