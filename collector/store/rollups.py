@@ -82,18 +82,26 @@ class Rollup:
         self.detail: dict[str, Any] = {}  # stored detail keys -> each entity's maximum
 
     @classmethod
-    def of(cls, t: int, values: Sequence[Sequence[int | None]], details: Iterable[dict[str, Any]]) -> Rollup:
+    def of(cls, t: int, values: list[Sequence[int | None]], details: Iterable[dict[str, Any]]) -> Rollup:
         """The aggregate of samples (their stored column values and stored, short-keyed detail)."""
         rollup = cls(t)
         rollup.n = len(values)
-        present = list(map(list, map(_present, zip(*values, strict=True))))
-        rollup.counts = list(map(len, present))
-        rollup.sums = list(map(sum, present))
+        columns: list[Any] = list(zip(*values, strict=True))
+        # The numbers a host lacks are missing from its every sample: those of the first sample
+        # are left out here, and if another sample lacks another, sum() says so.
+        for i in [i for i, value in enumerate(values[0]) if value is None]:
+            columns[i] = [v for v in columns[i] if v is not None]
+        try:
+            rollup.sums = list(map(sum, columns))
+        except TypeError:
+            columns = [[v for v in column if v is not None] for column in columns]
+            rollup.sums = list(map(sum, columns))
+        rollup.counts = list(map(len, columns))
         if all(rollup.counts):
-            rollup.mins, rollup.maxs = list(map(min, present)), list(map(max, present))
+            rollup.mins, rollup.maxs = list(map(min, columns)), list(map(max, columns))
         else:  # a number no sample of the period had (a probe this host lacks)
-            rollup.mins = [min(p) if p else None for p in present]
-            rollup.maxs = [max(p) if p else None for p in present]
+            rollup.mins = [min(c) if c else None for c in columns]
+            rollup.maxs = [max(c) if c else None for c in columns]
         for detail in details:
             _merge_detail(rollup.detail, detail)
         return rollup
