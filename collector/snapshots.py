@@ -99,7 +99,7 @@ def decode(data: bytes) -> wire.Snapshot:
         return wire.decode_snapshot(data)
     if not wire.valid_host(m.host):
         return wire.decode_snapshot(data)
-    metrics = {name: v for name, v in zip(_METRICS, _astuple(m.metrics), strict=True) if v is not _UNSET}
+    metrics = msgspec.to_builtins(m.metrics)  # under the wire's names, without those absent (UNSET)
     series: dict[str, Any] = (
         {}
         if m.series is None
