@@ -189,14 +189,22 @@ _MAPS = frozenset(s.key for s in catalog.SERIES if s.stored and s.shape == "map"
 def _merge_detail(into: dict[str, Any], detail: dict[str, Any]) -> None:
     """Each entity's maximum of `into` and `detail`, into `into` (whose values are replaced, not changed)."""
     for key, value in detail.items():
-        if not value and key in into:
-            continue  # an empty list or map (no failed unit, no link down): nothing to raise
         current = into.get(key)
-        if key in _MAPS and type(current) is dict and type(value) is dict and current.keys() == value.keys():
-            # The usual case, per mount: the same entities as before, each a number.
+        if current is None:
+            into[key] = value
+            continue
+        if not value:
+            continue  # an empty list or map (no failed unit, no link down): nothing to raise
+        kind = type(value)
+        if kind is type(current):
+            # The usual cases, before the general way: the same cores, or the same mounts, as before.
             try:
-                into[key] = {k: max(v, value[k]) for k, v in current.items()}
-                continue
+                if kind is list and len(value) == len(current):
+                    into[key] = list(map(max, current, value))
+                    continue
+                if kind is dict and key in _MAPS and current.keys() == value.keys():
+                    into[key] = {k: max(v, value[k]) for k, v in current.items()}
+                    continue
             except TypeError:  # a gap (None) among them
                 pass
         into[key] = highest(current, value)
