@@ -159,6 +159,12 @@ def main() -> int:
     parser.add_argument("--curve", action="store_true", help="CurveZMQ encryption and authentication")
     parser.add_argument("--no-stages", action="store_true", help="skip the per-stage profile in this process")
     parser.add_argument(
+        "--stage-hosts",
+        type=int,
+        help="hosts in the per-stage profile (default: --agents); at 2000, each batch of 2000 holds one "
+        "snapshot per host, so every snapshot starts its own rollup rows, as in a large fleet",
+    )
+    parser.add_argument(
         "--database",
         help="postgresql://... (an empty database), or 'postgresql' for a throw-away local server "
         "(the tests' tests/pg.py); default: SQLite in a temporary directory",
@@ -203,7 +209,11 @@ def bench(args: argparse.Namespace, postmaster: int | None) -> int:
             os.kill(collector.pid, signal.SIGTERM)
             collector.wait(30)
         db_size = sum(p.stat().st_size for p in workdir.glob("osmon.db*"))
-        profile = None if args.no_stages else stages.profile(workdir, probes, args.database)
+        profile = (
+            None
+            if args.no_stages
+            else stages.profile(workdir, probes, args.database, hosts=args.stage_hosts or args.agents)
+        )
     mode = "CurveZMQ" if args.curve else "plain TCP"
     rate = acked / args.seconds
     engine = "PostgreSQL" if args.database else "SQLite"

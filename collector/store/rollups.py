@@ -22,7 +22,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from functools import partial
-from itertools import chain
 from operator import add, is_not
 from typing import Any, NamedTuple
 
@@ -62,11 +61,23 @@ def tier_for(width: float) -> Tier | None:
     return None
 
 
+# Inside a Rollup, a column without values has _TOP as its minimum and -_TOP as its maximum (beyond
+# any integer SQLite stores), so that whole rows combine without a test for None; they are None
+# again in the row stored. Each map turns one into the other element by element (dict.get(x, x):
+# x itself unless it is a key).
+_TOP = 2**63
+_LOW, _HIGH = {None: _TOP}.get, {None: -_TOP}.get
+_NONE = {_TOP: None, -_TOP: None}.get
+_SUM, _COUNT = {None: 0}.get, {None: 0}.get  # _COUNT(x, 1): 0 for None, 1 for a number
+_ONES = (1,) * len(COLUMNS)
+assert STATS == ("min", "sum", "max", "n")  # the order of a row's columns (Rollup.row, from_row)
+
+
 class Rollup:
     """The aggregate of one host over one period, in stored (scaled) units.
 
     Per column, in lists by column (so that whole rows are combined by builtins, in C): the
-    minimum and maximum (None until a value comes), the sum, and the count of values.
+    minimum and maximum (_TOP and -_TOP until a value comes), the sum, and the count of values.
     Lists and the detail's values are replaced, never changed in place: rollups may share them.
     """
 
@@ -75,9 +86,9 @@ class Rollup:
     def __init__(self, t: int) -> None:
         self.t = t
         self.n = 0
-        self.mins: list[Any] = [None] * len(COLUMNS)
+        self.mins: list[Any] = [_TOP] * len(COLUMNS)
         self.sums: list[Any] = [0] * len(COLUMNS)
-        self.maxs: list[Any] = [None] * len(COLUMNS)
+        self.maxs: list[Any] = [-_TOP] * len(COLUMNS)
         self.counts: list[int] = [0] * len(COLUMNS)
         self.detail: dict[str, Any] = {}  # stored detail keys -> each entity's maximum
 
@@ -86,25 +97,35 @@ class Rollup:
         """The aggregate of samples (their stored column values and stored, short-keyed detail)."""
         rollup = cls(t)
         rollup.n = len(values)
+        if len(values) == 1:  # one sample of the host in the batch's minute: a large fleet's batches
+            [row] = values
+            rollup.mins, rollup.maxs = list(map(_LOW, row, row)), list(map(_HIGH, row, row))
+            rollup.sums, rollup.counts = list(map(_SUM, row, row)), list(map(_COUNT, row, _ONES))
+        else:
+            rollup._add_columns(values)
+        details = iter(details)
+        rollup.detail = dict(next(details))
+        for detail in details:
+            _merge_detail(rollup.detail, detail)
+        return rollup
+
+    def _add_columns(self, values: list[Sequence[int | None]]) -> None:
         columns: list[Any] = list(zip(*values, strict=True))
         # The numbers a host lacks are missing from its every sample: those of the first sample
         # are left out here, and if another sample lacks another, sum() says so.
         for i in [i for i, value in enumerate(values[0]) if value is None]:
             columns[i] = [v for v in columns[i] if v is not None]
         try:
-            rollup.sums = list(map(sum, columns))
+            self.sums = list(map(sum, columns))
         except TypeError:
             columns = [[v for v in column if v is not None] for column in columns]
-            rollup.sums = list(map(sum, columns))
-        rollup.counts = list(map(len, columns))
-        if all(rollup.counts):
-            rollup.mins, rollup.maxs = list(map(min, columns)), list(map(max, columns))
+            self.sums = list(map(sum, columns))
+        self.counts = list(map(len, columns))
+        if all(self.counts):
+            self.mins, self.maxs = list(map(min, columns)), list(map(max, columns))
         else:  # a number no sample of the period had (a probe this host lacks)
-            rollup.mins = [min(c) if c else None for c in columns]
-            rollup.maxs = [max(c) if c else None for c in columns]
-        for detail in details:
-            _merge_detail(rollup.detail, detail)
-        return rollup
+            self.mins = [min(c) if c else _TOP for c in columns]
+            self.maxs = [max(c) if c else -_TOP for c in columns]
 
     def merge(self, other: Rollup) -> None:
         """Add the samples `other` aggregates (of a period within this one)."""
@@ -117,12 +138,9 @@ class Rollup:
             else:
                 self.sums = list(map(add, self.sums, other.sums))
                 self.counts = list(map(add, self.counts, other.counts))
-            if None in self.mins or None in other.mins:
-                self.mins = list(map(_lower, self.mins, other.mins))
-                self.maxs = list(map(_higher, self.maxs, other.maxs))
-            else:
-                self.mins = list(map(min, self.mins, other.mins))
-                self.maxs = list(map(max, self.maxs, other.maxs))
+            # Comparisons written out: three times faster than map(min, ...) (no call per column).
+            self.mins = [a if a <= b else b for a, b in zip(self.mins, other.mins, strict=True)]
+            self.maxs = [a if a >= b else b for a, b in zip(self.maxs, other.maxs, strict=True)]
             _merge_detail(self.detail, other.detail)
         self.n += other.n
 
@@ -147,15 +165,14 @@ class Rollup:
     def row(self, host_id: int) -> tuple:
         detail = {k: v for k, v in self.detail.items() if v}
         n = self.n
+        # (min, sum, max, count) of each column in turn, filled a statistic at a time.
+        flat: list[Any] = [None] * (len(STATS) * len(COLUMNS))
+        flat[0::4] = map(_NONE, self.mins, self.mins)
+        flat[1::4] = self.sums
+        flat[2::4] = map(_NONE, self.maxs, self.maxs)
         # A column's count is nearly always n: NULL, which takes no room on disk, says so.
-        counts = [None if count == n else count for count in self.counts]
-        return (
-            host_id,
-            self.t,
-            n,
-            *chain.from_iterable(zip(self.mins, self.sums, self.maxs, counts, strict=True)),
-            msgpack.packb(detail, use_bin_type=True) if detail else None,
-        )
+        flat[3::4] = [None if count == n else count for count in self.counts]
+        return (host_id, self.t, n, *flat, msgpack.packb(detail, use_bin_type=True) if detail else None)
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Rollup:
@@ -164,23 +181,13 @@ class Rollup:
         n = rollup.n = row[1]
         values = row[2:-1]
         step = len(STATS)
-        rollup.mins, rollup.sums, rollup.maxs = (
-            list(values[0::step]),
-            list(values[1::step]),
-            list(values[2::step]),
-        )
+        mins, maxs = values[0::step], values[2::step]
+        rollup.mins, rollup.maxs = list(map(_LOW, mins, mins)), list(map(_HIGH, maxs, maxs))
+        rollup.sums = list(values[1::step])
         rollup.counts = [n if count is None else count for count in values[3::step]]
         if row[-1] is not None:
             rollup.detail = msgpack.unpackb(row[-1])
         return rollup
-
-
-def _lower(a: Any, b: Any) -> Any:
-    return b if a is None else a if b is None else min(a, b)
-
-
-def _higher(a: Any, b: Any) -> Any:
-    return b if a is None else a if b is None else max(a, b)
 
 
 _MAPS = frozenset(s.key for s in catalog.SERIES if s.stored and s.shape == "map")
