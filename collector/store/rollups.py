@@ -20,7 +20,7 @@ lost from a rollup.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from operator import add, is_not
 from typing import Any, NamedTuple
@@ -66,9 +66,12 @@ def tier_for(width: float) -> Tier | None:
 # again in the row stored. Each map turns one into the other element by element (dict.get(x, x):
 # x itself unless it is a key).
 _TOP = 2**63
-_LOW, _HIGH = {None: _TOP}.get, {None: -_TOP}.get
-_NONE = {_TOP: None, -_TOP: None}.get
-_SUM, _COUNT = {None: 0}.get, {None: 0}.get  # _COUNT(x, 1): 0 for None, 1 for a number
+_Map = Callable[[Any, Any], Any]
+_LOW: _Map = {None: _TOP}.get
+_HIGH: _Map = {None: -_TOP}.get
+_NONE: _Map = {_TOP: None, -_TOP: None}.get
+_SUM: _Map = {None: 0}.get
+_COUNT: _Map = {None: 0}.get  # _COUNT(x, 1): 0 for None, 1 for a number
 _ONES = (1,) * len(COLUMNS)
 assert STATS == ("min", "sum", "max", "n")  # the order of a row's columns (Rollup.row, from_row)
 
