@@ -20,8 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import stages  # beside this script
 import zmq
-from curve_keys import make_keys  # beside this script
+from curve_keys import make_keys
 
 from agent.daemon import SEND_BATCH
 from agent.sampler import Sampler
@@ -89,13 +90,16 @@ class SimulatedAgents:
         self.next_seq = [1] * count
         self.unacked = [0] * count
         self.acked = 0
+        self.sent = 0
+        self.sending = True
 
     def fill(self, i: int) -> None:
         """Top the window up, in messages of up to SEND_BATCH snapshots, as a catching-up agent does."""
-        while (room := self.window - self.unacked[i]) > 0:
+        while self.sending and (room := self.window - self.unacked[i]) > 0:
             bodies = [self.body(i) for _ in range(min(room, SEND_BATCH))]
             self.sockets[i].send_multipart(bodies, zmq.NOBLOCK)
             self.unacked[i] += len(bodies)
+            self.sent += len(bodies)
 
     def body(self, i: int) -> bytes:
         seq = self.next_seq[i]
@@ -122,7 +126,7 @@ class SimulatedAgents:
             index[s] = i
             self.fill(i)
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and (self.sending or self.acked < self.sent):
             for s, _ in poller.poll(100):
                 i = index[s]
                 while True:
@@ -134,6 +138,12 @@ class SimulatedAgents:
                     self.acked += len(seqs)
                 self.fill(i)
         return self.acked
+
+    def drain(self, timeout: float) -> int:
+        """Stop sending and wait for the acks of everything in flight; the snapshots never acked."""
+        self.sending = False
+        self.run(timeout)
+        return self.sent - self.acked
 
 
 def main() -> int:
@@ -147,6 +157,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--curve", action="store_true", help="CurveZMQ encryption and authentication")
+    parser.add_argument("--no-stages", action="store_true", help="skip the per-stage profile in this process")
+    parser.add_argument(
+        "--stage-hosts",
+        type=int,
+        help="hosts in the per-stage profile (default: --agents); at 2000, each batch of 2000 holds one "
+        "snapshot per host, so every snapshot starts its own rollup rows, as in a large fleet",
+    )
     parser.add_argument(
         "--database",
         help="postgresql://... (an empty database), or 'postgresql' for a throw-away local server "
@@ -171,6 +188,7 @@ def bench(args: argparse.Namespace, postmaster: int | None) -> int:
 
     probes = real_probes()
     size = len(wire.encode_snapshot("bench-0000", 1, time.time(), 10.0, "bench", probes))
+    processes = (probes.get("processes") or {}).get("count")
     with tempfile.TemporaryDirectory(prefix="osmon-bench-") as tmp:
         workdir, port = Path(tmp), free_port()
         collector, client_keys = start_collector(workdir, port, args.curve, args.agents, args.database)
@@ -185,17 +203,23 @@ def bench(args: argparse.Namespace, postmaster: int | None) -> int:
             agents.run(args.seconds)
             acked, cpu = agents.acked - before, collector_cpu(collector.pid) - cpu_before
             server = server_cpu(postmaster) - server_before
+            lost = agents.drain(30.0)
         finally:
             context.destroy(linger=0)
             os.kill(collector.pid, signal.SIGTERM)
             collector.wait(30)
         db_size = sum(p.stat().st_size for p in workdir.glob("osmon.db*"))
+        profile = (
+            None
+            if args.no_stages
+            else stages.profile(workdir, probes, args.database, hosts=args.stage_hosts or args.agents)
+        )
     mode = "CurveZMQ" if args.curve else "plain TCP"
     rate = acked / args.seconds
     engine = "PostgreSQL" if args.database else "SQLite"
     print(
         f"ingest: {rate:.0f} snapshots/s ({args.agents} agents, {mode}, {engine}, "
-        f"{size} B snapshots, acked after commit)"
+        f"{size} B snapshots of a host with {processes} processes, acked after commit)"
     )
     print(
         f"ingest collector cpu: {cpu / args.seconds * 100:.0f} % of one core, "
@@ -211,6 +235,11 @@ def bench(args: argparse.Namespace, postmaster: int | None) -> int:
             )
     else:
         print(f"ingest database: {db_size / max(agents.acked, 1):.0f} bytes per snapshot stored")
+    if profile is not None:
+        stages.report(profile, cpu / max(acked, 1))
+    if lost:
+        print(f"ingest FAILED: {lost} of {agents.sent} snapshots sent were never acked", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -22,7 +22,7 @@ from collector import config as collector_config
 from collector import restore as restores
 from collector import status as host_status
 from collector import testmail as test_message
-from collector.ingest import Ingest, bind_socket
+from collector.ingest import Ingest, bind_socket, tune_garbage_collector
 from collector.mail import MailError
 from collector.service import Services
 from collector.store import Store, StoreError, StoreUnreachable, check_connection, open_store
@@ -244,6 +244,7 @@ def _run(config: collector_config.CollectorConfig) -> int:
         )
         services = Services(config, store)
         services.start()
+        tune_garbage_collector()
         try:
             Ingest(
                 config,

@@ -16,7 +16,9 @@ from osmon.wire import Snapshot
 COLUMNS = catalog.COLUMNS
 # Metric name -> its position in Sample.values.
 POSITION: dict[str, int] = {m.name: i for i, m in enumerate(catalog.STORED)}
-_FROM_WIRE = tuple(m.name if m.source is not None else None for m in catalog.STORED)
+# The names a snapshot's metrics are looked up under, by column; a derived one (disk.max) is never
+# among them: wire keeps only the metrics agents send.
+_FROM_WIRE = tuple(m.name for m in catalog.STORED)
 _DISK_MAX = POSITION["disk.max"]
 
 
@@ -36,8 +38,7 @@ class Sample(NamedTuple):
 
 def extract(snapshot: Snapshot) -> Sample:
     """The numbers of a validated snapshot."""
-    m = snapshot.metrics
-    values = [None if name is None else m.get(name) for name in _FROM_WIRE]
+    values: list[float | None] = list(map(snapshot.metrics.get, _FROM_WIRE))
     usage = [v for v in snapshot.series.get("disk.percent", {}).values() if v is not None]
     values[_DISK_MAX] = max(usage) if usage else None
     return Sample(snapshot.host, snapshot.seq, snapshot.ts, tuple(values), snapshot.series)

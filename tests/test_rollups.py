@@ -135,6 +135,30 @@ def test_a_rolled_back_batch_leaves_no_trace_in_the_rollups(tmp_path: Path) -> N
     assert list(stored.detail["disk.percent"]) == list(grown)
 
 
+def test_a_column_added_within_a_period_takes_its_first_values_there(tmp_path: Path) -> None:
+    """A collector upgraded to a version storing a new number, while agents already send it: the
+    current period's rows were stored without the column (a NULL sum), and fold its first values."""
+    path = tmp_path / "osmon.db"
+    rng = random.Random(2)
+    store = open_store(path)
+    store.ingest([snapshot("a", 1, T0 + 1.0, rng)])  # without processes.running
+    store.close()
+    db = sqlite3.connect(path)
+    for tier in ("rollup_minute", "rollup_hour"):
+        for stat in ("min", "sum", "max", "n"):
+            db.execute(f"ALTER TABLE {tier} DROP COLUMN procs_running_{stat}")
+    db.commit()
+    db.close()
+    store = open_store(path)  # adds the columns back, NULL in the rows stored
+    for seq, running in ((2, 3), (3, 5)):
+        raw = wire.encode_snapshot("a", seq, T0 + seq, 7.0, "test", {"processes": {"running": running}})
+        store.ingest([Received(extract(wire.decode_snapshot(raw)), raw, 7.0, T0 + seq)])
+    for tier in (MINUTE, HOUR):
+        [bucket] = store.web_series("a", ["procs_running", "cpu"], T0, T0 + 3600, tier.width)
+        assert bucket.stats[0] == (3.0, 4.0, 5.0)  # the two values it has, not an average over three
+        assert bucket.stats[1][1] is not None
+
+
 def test_mount_names_are_stored_once_per_list_and_read_back_in_order(tmp_path: Path) -> None:
     rng = random.Random(3)
     path = tmp_path / "osmon.db"

@@ -150,6 +150,13 @@ def test_series_buckets_give_min_avg_max_and_tiers_equal_the_raw_rows(store: Sto
             assert b.stats[1] == (50.0, 50.0, 50.0)
 
 
+def test_a_number_a_host_never_sent_reads_as_no_value_from_every_tier(store: Store) -> None:
+    store.ingest([received("a", s) for s in range(400)])  # no conntrack table on this host
+    for width in (30, 60, 3600):
+        for b in store.web_series("a", ["conntrack", "cpu"], T0, T0 + 4000, width):
+            assert b.stats[0] == (None, None, None) and b.stats[1] == (10.0, 10.0, 10.0)
+
+
 def test_per_entity_series_hold_each_entitys_maximum(store: Store) -> None:
     store.ingest([received("a", s, mounts={"/": 60.0 + s % 7, "/var": 10.0}) for s in range(1, 400)])
     for width in (30, 60, 3600):

@@ -28,10 +28,13 @@ from osmon import catalog
 # Column -> factor: the stored integer is round(value * factor).
 SCALE: dict[str, int] = {m.column: m.scale for m in catalog.STORED if m.column is not None}
 COLUMNS = catalog.COLUMNS
+_FACTORS = tuple(SCALE.values())
 
 # Stored detail key -> (wire key, factor).
 _DETAIL = {s.key: (s.name, s.scale) for s in catalog.SERIES if s.stored}
 _BY_WIRE = {wire: (short, factor) for short, (wire, factor) in _DETAIL.items()}
+# Wire key -> (stored key, factor, shape) of the series stored.
+_STORED_SERIES = {s.name: (s.key, s.scale, s.shape) for s in catalog.SERIES if s.stored}
 # What a raw sample keeps; the rollups keep each entity's maximum of the others per minute and hour.
 RAW_DETAIL = tuple(s.key for s in catalog.SERIES if s.raw)
 
@@ -42,7 +45,8 @@ def scaled(value: float | None, factor: int) -> int | None:
 
 def pack_row(sample: Sample) -> tuple[int | None, ...]:
     """The stored integers of a sample's host-wide numbers, in COLUMNS order."""
-    return tuple(scaled(v, f) for v, f in zip(sample.values, SCALE.values(), strict=True))
+    # scaled() written out: this runs for every column of every snapshot.
+    return tuple([None if v is None else round(v * f) for v, f in zip(sample.values, _FACTORS, strict=True)])
 
 
 def unpack_value(column: str, stored: float | None) -> float | None:
@@ -50,13 +54,43 @@ def unpack_value(column: str, stored: float | None) -> float | None:
 
 
 def stored_detail(detail: dict[str, Any]) -> dict[str, Any]:
-    """The per-entity numbers of a sample as stored: short keys, scaled integers."""
+    """The per-entity numbers of a sample as stored: short keys, scaled integers.
+
+    `detail` has the shapes osmon.wire checked (a list, or a map of numbers or of pairs, each
+    number finite or None); anything else is scaled as _scale_tree does, which leaves out what
+    is no number.
+    """
     stored: dict[str, Any] = {}
     for wire_key, value in detail.items():
-        short, factor = _BY_WIRE.get(wire_key, (None, 1))
-        if short is not None:
+        found = _STORED_SERIES.get(wire_key)
+        if found is None:
+            continue
+        short, factor, shape = found
+        try:
+            stored[short] = _SCALE_SHAPE[shape](value, factor)
+        except (TypeError, AttributeError):
             stored[short] = _scale_tree(value, factor)
     return stored
+
+
+def _scale_list(values: list[float | None], factor: int) -> list[int | None]:
+    return [None if v is None else round(v * factor) for v in values]
+
+
+def _scale_map(values: dict[str, float | None], factor: int) -> dict[str, int | None]:
+    return {k: None if v is None else round(v * factor) for k, v in values.items()}
+
+
+def _scale_pairs(pairs: dict[str, list[float | None]], factor: int) -> dict[str, list[int | None]]:
+    return {k: [None if v is None else round(v * factor) for v in pair] for k, pair in pairs.items()}
+
+
+# A shape's scaling, on what wire checked; a TypeError or AttributeError on anything else.
+_SCALE_SHAPE: dict[str, Callable[[Any, int], Any]] = {
+    "list": _scale_list,
+    "map": _scale_map,
+    "pairs": _scale_pairs,
+}
 
 
 def pack_detail(stored: dict[str, Any], names_id: Callable[[tuple[str, ...]], int]) -> bytes:

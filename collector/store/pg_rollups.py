@@ -9,12 +9,12 @@ while their period is current, and the tiers' tables keep free room in each page
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import psycopg
 
 from collector.store import pg_schema
-from collector.store.rollups import ROLLUP_COLUMNS, TIERS, Rollup, Tier
+from collector.store.rollups import ROLLUP_COLUMNS, TIERS, Rollup, StoredRow, Tier, by_tier, summaries
 
 _COLUMNS = ("host_id", "t", "n", *ROLLUP_COLUMNS, "detail")
 _BINARY = {"smallint": "int2", "integer": "int4", "bigint": "int8"}
@@ -40,23 +40,21 @@ class PgRollupWriter:
         for key in [k for k in self._newest if k[1] in gone]:
             del self._newest[key]
 
-    def fold(
-        self, db: psycopg.Connection, rows: Iterable[tuple[int, float, Sequence[int | None], dict]]
-    ) -> None:
-        rows = list(rows)
-        if not rows:
+    def fold(self, db: psycopg.Connection, rows: Iterable[StoredRow]) -> None:
+        minutes = summaries(rows)
+        if not minutes:
             return
         for tier in TIERS:
+            parts = by_tier(minutes, tier)
             touched: dict[tuple[int, int], Rollup | None] = {}
-            for host_id, ts, _, _ in rows:
-                key = (host_id, int(ts // tier.width) * tier.width)
-                if key not in touched:
-                    newest = self._newest.get((tier.name, host_id))
-                    touched[key] = newest if newest is not None and newest.t == key[1] else None
+            for host_id, t in parts:
+                newest = self._newest.get((tier.name, host_id))
+                touched[(host_id, t)] = newest if newest is not None and newest.t == t else None
             self._read_missing(db, tier, touched)
             folded: dict[tuple[int, int], Rollup] = {k: v or Rollup(k[1]) for k, v in touched.items()}
-            for host_id, ts, values, detail in rows:
-                folded[(host_id, int(ts // tier.width) * tier.width)].add(values, detail)
+            for key, rollup in folded.items():
+                for part in parts[key]:
+                    rollup.merge(part)
             for (host_id, t), rollup in folded.items():
                 newest = self._newest.get((tier.name, host_id))
                 if newest is None or t >= newest.t:

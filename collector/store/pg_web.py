@@ -71,7 +71,9 @@ class PgWebQueries(PgBase):
             source, time = "samples", "ts"
         else:
             stats = ", ".join(
-                f"min({c}_min) / {SCALE[c]}.0, sum({c}_sum) / (sum(COALESCE({c}_n, n)) * {SCALE[c]}.0), "
+                # NULLIF: a number the host never sent in the bucket has no average (0 / 0 is
+                # an error in PostgreSQL, NULL in SQLite).
+                f"min({c}_min) / {SCALE[c]}.0, sum({c}_sum) / (NULLIF(sum(COALESCE({c}_n, n)), 0) * {SCALE[c]}.0), "
                 f"max({c}_max) / {SCALE[c]}.0"
                 for c in columns
             )

@@ -274,7 +274,7 @@ class PostgresStore(
         fresh, touched = self._without_duplicates(batch)
         for day in {day_of(r.sample.ts) for r in fresh}:
             self._create_partitions(db, day)
-        rows = [self._sample_row(r) for r in fresh]
+        rows = self._sample_rows(fresh)
         inserted = self._insert_samples([row for row, _ in rows])
         if len(inserted) < len(fresh):
             # Stored meanwhile by another writer of this database: not ours to fold or report.

@@ -169,6 +169,10 @@ class SequenceBook:
         ranges = self._ranges[host_id] = SeqRanges()
         return ranges
 
+    def _sample_rows(self, fresh: list[Received]) -> list[tuple[tuple, dict]]:
+        """The rows of `samples` for a batch's fresh snapshots, each with its stored detail."""
+        return [self._sample_row(r) for r in fresh]
+
     def _sample_row(self, r: Received) -> tuple[tuple, dict]:
         """The row of `samples` for a snapshot, and its stored detail for the rollups."""
         s = r.sample

@@ -139,12 +139,8 @@ class SQLiteStore(
         db.execute("BEGIN IMMEDIATE")
         try:
             fresh, touched = self._without_duplicates(batch)
-            rows = [self._sample_row(r) for r in fresh]
-            # Sorted by the index key, inserts touch each index page once per batch. By the key
-            # alone: two rows may share it (a sequence reset within a batch, clamped clocks), and
-            # comparing the rest of them compared None with numbers (a TypeError the fuzz test found).
-            ordered: list[tuple[Any, ...]] = sorted((row for row, _ in rows), key=_index_key)
-            db.executemany(_INSERT_SAMPLE, ordered)
+            rows = self._sample_rows(fresh)
+            self._insert_samples([row for row, _ in rows])
             self._rollups.fold(db, ((row[0], row[2], row[3:-1], detail) for row, detail in rows))
             self._update_hosts(batch, fresh, touched)
             db.execute("COMMIT")
@@ -156,6 +152,13 @@ class SQLiteStore(
             self._rollups.forget()
             raise
         return IngestResult(fresh=fresh, duplicates=len(batch) - len(fresh))
+
+    def _insert_samples(self, rows: list[tuple[Any, ...]]) -> None:
+        # Sorted by the index key, inserts touch each index page once per batch. By the key
+        # alone: two rows may share it (a sequence reset within a batch, clamped clocks), and
+        # comparing the rest of them compared None with numbers (a TypeError the fuzz test found).
+        ordered: list[tuple[Any, ...]] = sorted(rows, key=_index_key)
+        self.db.executemany(_INSERT_SAMPLE, ordered)
 
     def _update_hosts(self, batch: list[Received], fresh: list[Received], touched: dict[int, list]) -> None:
         """One UPDATE per host of the batch (last seen, sequence bookkeeping), then the latest snapshots."""
