@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -221,3 +222,60 @@ def test_three_collectors_under_faults_lose_nothing_and_mail_each_event_once(
         f"\nmails delivered: {len(inbox.messages)}, distinct: {len(delivered)}, alert events mailed: {sum(mailed.values())}"
     )
     store.close()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "osmon-collector"), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_collectors_share_a_database_under_distinct_names_only(tmp_path: Path, pg_url: str) -> None:
+    """Two collectors of one name would take each other's leases for their own: the second is refused.
+    `cluster` lists them; a collector stopped cleanly says so and holds no host."""
+    configs = []
+    for name, label in (("mon-01", "a"), ("mon-01", "b"), ("mon-02", "c")):
+        path = tmp_path / f"{label}.toml"
+        path.write_text(
+            f'name = "{name}"\nlisten = "tcp://127.0.0.1:{free_port()}"\ndatabase = "{pg_url}"\n'
+            "[certfr]\nenabled = false\n"
+        )
+        configs.append(path)
+    first = Process([str(BIN / "osmon-collector"), "run", "--config", str(configs[0])], tmp_path / "a.log")
+    other = Process([str(BIN / "osmon-collector"), "run", "--config", str(configs[2])], tmp_path / "c.log")
+    try:
+        wait_for(lambda: "listening on" in first.output(), what="the first collector")
+        second = run_cli("run", "--config", str(configs[1]))
+        assert second.returncode == 2
+        assert "a collector named 'mon-01' already runs" in second.stderr and "own `name`" in second.stderr
+
+        def listed() -> dict:
+            out = run_cli("cluster", "--config", str(configs[0]), "--json")
+            return {c["name"]: c for c in json.loads(out.stdout or "[]")} if out.returncode == 0 else {}
+
+        wait_for(lambda: {"mon-01", "mon-02"} <= set(listed()), what="both collectors in `cluster`")
+        assert {c["state"] for c in listed().values()} == {"up"}
+        assert other.terminate() == 0
+        after = listed()
+        assert after["mon-02"]["state"] == "stopped" and after["mon-02"]["hosts"] == 0
+        table = run_cli("cluster", "--config", str(configs[0])).stdout
+        assert "mon-02" in table and "STOPPED" in table and "NAME" in table
+    finally:
+        for process in (first, other):
+            if process.alive():
+                process.kill()
+
+
+def test_check_config_refuses_timings_that_would_call_a_failed_over_host_down(tmp_path: Path) -> None:
+    path = tmp_path / "collector.toml"
+    path.write_text(
+        'listen = "tcp://127.0.0.1:5555"\ndatabase = "/tmp/x.db"\nlease_time = "40s"\n'
+        '[agents]\ninterval = "10s"\nack_timeout = "10s"\n[alerts]\ndown_after = 3\n'
+    )
+    out = run_cli("check-config", "--config", str(path))
+    assert out.returncode == 2
+    assert "key 'agents.ack_timeout': an agent whose collector dies is unheard for up to 40 s" in out.stderr
+    assert (
+        "key 'lease_time': 40 s plus one interval (10 s) is not less than the host-down window (30 s)"
+        in out.stderr
+    )
+    path.write_text(path.read_text().replace("down_after = 3", "down_after = 6"))
+    assert run_cli("check-config", "--config", str(path)).returncode == 0

@@ -841,10 +841,28 @@ def test_metrics_pass_promtool(dash: Dashboard) -> None:
     dash.feed("web-01")
     dash.store.ingest([hostile_host(1, dash.now)])  # label values with quotes and angle brackets
     dash.store.add_counters({"received": 3, "acks_dropped": 1})
+    dash.store.heartbeat("mon-01:5555", "tcp://0.0.0.0:5555", 1, "1.0", dash.now, 3, 0.5)
     text = dash.client().get("/metrics").get_data()
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30)
     # Not only valid: no lint remark either (units, _total, _ratio ...).
     assert (check.returncode, check.stdout + check.stderr) == (0, b"")
+
+
+def test_the_collectors_sharing_the_database_are_listed_and_exported(dash: Dashboard) -> None:
+    dash.feed("web-01")
+    dash.store.heartbeat("mon-01:5555", "tcp://0.0.0.0:5555", 101, "1.0", dash.now, 500, 12.5)
+    dash.store.heartbeat("mon-02:5555", "tcp://0.0.0.0:5555", 102, "1.0", dash.now, 0, 0.0, stopped=True)
+    dash.store.lease_take("mon-01:5555", ["host:web-01"], 30)
+    client = dash.client()
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'osmon_collector_up{collector="mon-01:5555"} 1.0' in text
+    assert 'osmon_collector_up{collector="mon-02:5555"} 0.0' in text
+    assert 'osmon_collector_hosts{collector="mon-01:5555"} 1.0' in text
+    assert 'osmon_collector_snapshots_per_second{collector="mon-01:5555"} 12.5' in text
+    assert "mon-01:5555" not in client.get("/alerts").get_data(as_text=True)  # operators only, as the outbox
+    login(client)
+    page = client.get("/alerts").get_data(as_text=True)
+    assert 'id="collectors"' in page and "mon-01:5555" in page and "stopped" in page
 
 
 def test_healthz_reports_whether_the_database_can_be_read(dash: Dashboard, tmp_path: Path) -> None:
