@@ -46,6 +46,10 @@ _ALERTED_SERIES = tuple(s.name for s in catalog.SERIES if s.levels is not None)
 # Series whose entities are listed only while something is wrong (a failed unit): an entity with an
 # alert or a pending breach that a sample no longer lists reads as this value, which resolves it.
 _ABSENT = tuple((f"{s.name}:", s.name, s.absent) for s in catalog.SERIES if s.absent is not None)
+# Every metric a reading may name, whose levels detection looks up per host once.
+_ALERTED_METRICS = tuple(
+    dict.fromkeys([*(m for m, _, _ in _ALERTED), *_ALERTED_SERIES, *(n for _, n, _ in _ABSENT)])
+)
 
 
 def readings(sample: Sample) -> list[tuple[str, str, float]]:
@@ -79,43 +83,43 @@ class Timers:
     """
 
     def __init__(self) -> None:
-        self._timers: dict[tuple[str, str], tuple[float, str]] = {}
+        self.timers: dict[tuple[str, str], tuple[float, str]] = {}  # read freely; change through the methods
         self.changed: set[tuple[str, str]] = set()
 
     def __contains__(self, key: object) -> bool:
-        return key in self._timers
+        return key in self.timers
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._timers)
+        return iter(self.timers)
 
     def setdefault(self, key: tuple[str, str], default: tuple[float, str]) -> tuple[float, str]:
-        if key not in self._timers:
-            self._timers[key] = default
+        if key not in self.timers:
+            self.timers[key] = default
             self.changed.add(key)
-        return self._timers[key]
+        return self.timers[key]
 
     def pop(self, key: tuple[str, str]) -> None:
         """End the timer of `key`, if any."""
-        if self._timers.pop(key, None) is not None:
+        if self.timers.pop(key, None) is not None:
             self.changed.add(key)
 
     def load(self, rows: Iterable[Pending]) -> None:
         """Timers as the database holds them (a host just taken over): not changes."""
         for p in rows:
             if p.since is not None and p.level is not None:
-                self._timers[(p.host, p.rule)] = (p.since, p.level)
+                self.timers[(p.host, p.rule)] = (p.since, p.level)
 
     def forget(self, hosts: set[str]) -> None:
         """Drop the timers of `hosts` from memory only (another collector has them)."""
-        for key in [k for k in self._timers if k[0] in hosts]:
-            del self._timers[key]
+        for key in [k for k in self.timers if k[0] in hosts]:
+            del self.timers[key]
             self.changed.discard(key)
 
     def drain(self) -> list[Pending]:
         """The changes since the last drain, as rows to write (since None: no longer pending)."""
         rows = []
         for key in self.changed:
-            since, level = self._timers.get(key, (None, None))
+            since, level = self.timers.get(key, (None, None))
             rows.append(Pending(key[0], key[1], since, level))
         self.changed = set()
         return rows
@@ -155,6 +159,8 @@ class Detector:
         }
         self._next_refresh = time.monotonic() + REFRESH
         self._last_refresh = float("-inf")
+        self._floors: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}  # host -> levels (_quiet)
+        self._levels: dict[str, dict[str, tuple[Threshold, float]]] = {}  # host -> metric -> levels
 
     def _own(self, hosts: set[str]) -> set[str]:
         """Of `hosts`, those this collector evaluates now: leases taken or renewed, state loaded."""
@@ -185,7 +191,7 @@ class Detector:
         for host in owned:
             if (host, DOWN) in self.active:
                 events.append(self._end(host, DOWN, self.clock(), None))
-        active, pending, lookup = self.active, self.pending, self.rules.lookup
+        active, pending = self.active, self.pending.timers  # the dict itself: `in` on the hot path
         busy = {host for host, _ in active} | {host for host, _ in pending}
         watched = self._watched()
         # Arrival order is each agent's spool order: per host, oldest first.
@@ -194,9 +200,10 @@ class Detector:
             if host not in owned or (host not in busy and self._quiet(r.sample)):
                 continue  # another collector's, or the common case: every value below its levels
             busy.add(host)
+            levels = self._levels.get(host) or self._host_levels(host)
             for rule, metric, value in readings(r.sample) + self._absences(r.sample, watched):
                 key = (host, rule)
-                threshold, floor = lookup(host, metric)
+                threshold, floor = levels[metric]
                 # The common case, kept cheap: nothing firing, nothing pending, value below every level.
                 if value < floor and key not in active and key not in pending:
                     continue
@@ -241,18 +248,39 @@ class Detector:
 
     def _quiet(self, s: Sample) -> bool:
         """Every reading of `s` below the lowest level of its rule (a series' highest entity stands for all)."""
-        lookup, host = self.rules.lookup, s.host
-        for metric, position, per_core in _ALERTED:
-            value = s.values[position]
+        floors = self._floors.get(s.host) or self._host_floors(s.host)
+        values = s.values
+        for (_, position, per_core), floor in zip(_ALERTED, floors[0], strict=True):
+            value = values[position]
             if value is not None and per_core:
                 value = _per_core(s, value)
-            if value is not None and value >= lookup(host, metric)[1]:
+            if value is not None and value >= floor:
                 return False
-        for metric in _ALERTED_SERIES:
-            values = [v for v in (s.detail.get(metric) or {}).values() if v is not None]
-            if values and max(values) >= lookup(host, metric)[1]:
+        detail = s.detail
+        for metric, floor in zip(_ALERTED_SERIES, floors[1], strict=True):
+            entities = detail.get(metric)
+            if entities and any(v is not None and v >= floor for v in entities.values()):
                 return False
         return True
+
+    def _host_levels(self, host: str) -> dict[str, tuple[Threshold, float]]:
+        """(threshold, floor) of every alerted metric and series for `host`, looked up once."""
+        if len(self._levels) > 100_000:
+            self._levels.clear()
+        found = self._levels[host] = {m: self.rules.lookup(host, m) for m in _ALERTED_METRICS}
+        return found
+
+    def _host_floors(self, host: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The lowest level of each alerted metric and series for `host`: what `_quiet` compares with."""
+        if len(self._floors) > 100_000:
+            self._floors.clear()
+        lookup = self.rules.lookup
+        found = (
+            tuple(lookup(host, metric)[1] for metric, _, _ in _ALERTED),
+            tuple(lookup(host, metric)[1] for metric in _ALERTED_SERIES),
+        )
+        self._floors[host] = found
+        return found
 
     def _evaluate(self, host: str, rule: str, t: Threshold, value: float, ts: float) -> AlertEvent | None:
         key = (host, rule)
