@@ -48,7 +48,10 @@ CONNECT_TIMEOUT = 5  # seconds: an unreachable server is reported, not waited fo
 POOL_SIZE = 4  # the dashboard's connections at most (waitress serves with 4 threads)
 STATEMENT_TIMEOUT = "30s"  # for readers: no dashboard query may run away
 AHEAD = 2  # days of partitions created ahead of today
-IDLE_IN_TRANSACTION = "5s"  # the writer never waits inside a transaction: a frozen one is cut off
+# The writer never waits inside a transaction: one that froze (SIGSTOP, a paused VM) is cut off,
+# its locks released. Generous: a batch on a starved machine computes for seconds between statements.
+IDLE_IN_TRANSACTION = "60s"
+LEASE_LOCK_WAIT = "2s"  # how long taking leases waits for a row another collector's write holds
 
 _RAW = ("host_id", "seq", "ts", *COLUMNS, "detail")
 
@@ -365,14 +368,23 @@ class PostgresStore(
         """As ClusterBook.lease_take, in one statement: thousands of hosts renew every few seconds."""
         names = sorted(set(subjects))
         now = self.NOW
-        rows = self.db.execute(
-            "INSERT INTO leases AS l (subject, owner, epoch, expires) "
-            f"SELECT s, %(owner)s, 1, {now} + %(ttl)s FROM unnest(%(subjects)s::text[]) AS s ORDER BY s "
-            "ON CONFLICT (subject) DO UPDATE SET owner = EXCLUDED.owner, expires = EXCLUDED.expires, "
-            "epoch = CASE WHEN l.owner = EXCLUDED.owner THEN l.epoch ELSE l.epoch + 1 END "
-            f"WHERE l.owner = EXCLUDED.owner OR l.expires <= {now} RETURNING subject, epoch",
-            {"owner": owner, "ttl": ttl, "subjects": names},
-        ).fetchall()
+        try:
+            # A lease row locked by a write of a collector that froze mid-transaction is not worth
+            # waiting for (the server ends that session after IDLE_IN_TRANSACTION): try it later.
+            with self.db.transaction():
+                self.db.execute(f"SET LOCAL lock_timeout = '{LEASE_LOCK_WAIT}'")
+                rows = self.db.execute(
+                    "INSERT INTO leases AS l (subject, owner, epoch, expires) "
+                    f"SELECT s, %(owner)s, 1, {now} + %(ttl)s FROM unnest(%(subjects)s::text[]) AS s "
+                    "ORDER BY s ON CONFLICT (subject) DO UPDATE SET owner = EXCLUDED.owner, "
+                    "expires = EXCLUDED.expires, "
+                    "epoch = CASE WHEN l.owner = EXCLUDED.owner THEN l.epoch ELSE l.epoch + 1 END "
+                    f"WHERE l.owner = EXCLUDED.owner OR l.expires <= {now} RETURNING subject, epoch",
+                    {"owner": owner, "ttl": ttl, "subjects": names},
+                ).fetchall()
+                self.db.execute("SET LOCAL lock_timeout = 0")
+        except psycopg.errors.LockNotAvailable:
+            return Leases({}, {})
         held = dict(rows)
         missing = [name for name in names if name not in held]
         others: dict[str, float] = {}
