@@ -273,7 +273,8 @@ class Ingest:
         self.counts["duplicates"] += result.duplicates
         acks: defaultdict[bytes, list[int]] = defaultdict(list)
         for sender, r in zip(senders, batch, strict=True):
-            acks[sender].append(r.sample.seq)
+            if r.sample.host not in result.deferred:  # another collector stores it now: resent later
+                acks[sender].append(r.sample.seq)
         for sender, seqs in acks.items():
             try:
                 self.socket.send_multipart([sender, wire.encode_ack(seqs)], zmq.NOBLOCK)

@@ -273,7 +273,9 @@ class PostgresStore(
     def ingest(self, batch: list[Received]) -> IngestResult:
         """Store a batch in one transaction; (host, seq) already stored are skipped."""
         db = self.db
-        self._lock_hosts(batch)
+        deferred = self._lock_hosts(batch)
+        if deferred:
+            batch = [r for r in batch if r.sample.host not in deferred]
         fresh, touched = self._without_duplicates(batch)
         for day in {day_of(r.sample.ts) for r in fresh}:
             self._create_partitions(db, day)
@@ -287,18 +289,21 @@ class PostgresStore(
             fresh, rows = [r for r, _ in kept], [row for _, row in kept]
         self._rollups.fold(db, ((row[0], row[2], row[3:-1], detail) for row, detail in rows))
         self._update_hosts(batch, fresh, touched)
-        return IngestResult(fresh=fresh, duplicates=len(batch) - len(fresh))
+        return IngestResult(fresh=fresh, duplicates=len(batch) - len(fresh), deferred=deferred)
 
-    def _lock_hosts(self, batch: list[Received]) -> None:
+    def _lock_hosts(self, batch: list[Received]) -> frozenset[str]:
         """Lock the batch's hosts until commit, and forget what memory holds of those another
         collector wrote since this one last did (sequence ranges, the tiers' current rows).
+        Returns the hosts another writer holds now: they wait for a later batch.
 
-        Collectors sharing the database may both receive a host (its agent moved); in id order,
-        so two batches cannot deadlock.
+        Collectors sharing the database may both receive a host (its agent moved). Waiting for
+        its row would stall this collector's whole ingest behind the other's transaction (or,
+        if that collector froze mid-batch, until the server cuts it off): skipped instead.
         """
-        ids = sorted({self._host_id(r.sample.host, r.received) for r in batch})
+        ids = {self._host_id(r.sample.host, r.received): r.sample.host for r in batch}
         rows = self.db.execute(
-            "SELECT id, writes FROM hosts WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,)
+            "SELECT id, writes FROM hosts WHERE id = ANY(%s) ORDER BY id FOR UPDATE SKIP LOCKED",
+            (sorted(ids),),
         ).fetchall()
         stale = [host_id for host_id, writes in rows if self._writes.get(host_id) != writes]
         for host_id, writes in rows:
@@ -308,6 +313,8 @@ class PostgresStore(
             self._epochs.pop(host_id, None)
             self._latest_ts.pop(host_id, None)
         self._rollups.forget(stale)
+        locked = {host_id for host_id, _ in rows}
+        return frozenset(host for host_id, host in ids.items() if host_id not in locked)
 
     def _insert_samples(self, rows: list[tuple]) -> set[tuple[int, int]]:
         """Binary COPY into a temporary table, then the rows not stored yet; returns (host_id, seq) inserted."""

@@ -40,6 +40,9 @@ class Received(NamedTuple):
 class IngestResult(NamedTuple):
     fresh: list[Received]  # stored by this batch, in arrival order
     duplicates: int  # already stored before: acked again, not stored twice
+    # Hosts another writer of the database is storing right now (PostgreSQL, several collectors):
+    # their snapshots were left out of this batch, and must not be acked (their agents resend them).
+    deferred: frozenset[str] = frozenset()
 
 
 class HostInfo(NamedTuple):

@@ -68,13 +68,18 @@ class SequenceBook:
     def _host_id(self, name: str, now: float) -> int:
         host_id = self._host_ids.get(name)
         if host_id is None:
-            row = self.db.execute(
+            # Read first, insert only a new host: an upsert would lock the row, and wait for
+            # another collector storing the host now (collectors sharing a PostgreSQL database).
+            select = self._sql("SELECT id FROM hosts WHERE name = ?")
+            row = self.db.execute(select, (name,)).fetchone() or self.db.execute(
                 self._sql(
                     "INSERT INTO hosts (name, first_seen, last_seen) VALUES (?, ?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id"
+                    "ON CONFLICT (name) DO NOTHING RETURNING id"
                 ),
                 (name, now, now),
             ).fetchone()
+            if row is None:  # inserted by another collector between the two statements
+                row = self.db.execute(select, (name,)).fetchone()
             host_id = self._host_ids[name] = row[0]
         return host_id
 
