@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from collector import rules, timing
+from collector import httppost, rules, timing
+from collector.alertmanager import Alertmanager
 from collector.store import pg_url
+from collector.webhook import FORMATS, Webhook
 from osmon import wire
 from osmon.configfile import (
     ConfigError,
@@ -57,6 +59,69 @@ def routes(value: object) -> list[Route]:
         if set(table) != {"hosts", "recipients"}:
             raise ValueError(f"route {i + 1}: needs exactly 'hosts' (a glob) and 'recipients' (a list)")
         parsed.append(Route(string(table["hosts"]), address_list(table["recipients"])))
+    return parsed
+
+
+_HOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_HOOK_KEYS = ("name", "url", "format", "secret_file", "hosts", "ca_file")
+
+
+def _tables(value: object, what: str, keys: tuple[str, ...]) -> list[dict]:
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ValueError(f"expected [[{what}]] tables")
+    for i, table in enumerate(value):
+        unknown = sorted(set(table) - set(keys))
+        if unknown:
+            raise ValueError(f"table {i + 1}: unknown key {unknown[0]!r} (known: {', '.join(keys)})")
+        if "url" not in table:
+            raise ValueError(f"table {i + 1}: needs 'url'")
+    return value
+
+
+def _url(value: object, where: str) -> str:
+    """An http(s) URL; an error shows it masked (its user information or path may be a secret)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: url: expected a string")
+    try:
+        http_url(value)
+    except ValueError:
+        raise ValueError(
+            f"{where}: url: expected an http:// or https:// URL, got {httppost.shown(value)}"
+        ) from None
+    return value
+
+
+def webhooks(value: object) -> list[Webhook]:
+    """The [[notify.webhook]] tables."""
+    parsed: list[Webhook] = []
+    for i, table in enumerate(_tables(value, "notify.webhook", _HOOK_KEYS)):
+        name = table.get("name")
+        if not isinstance(name, str) or not _HOOK_NAME.match(name):
+            raise ValueError(f"table {i + 1}: name: expected letters, digits, '.', '-' or '_', got {name!r}")
+        if any(hook.name == name for hook in parsed):
+            raise ValueError(f"webhook {name!r}: two webhooks of that name")
+        where = f"webhook {name!r}"
+        fmt = table.get("format", "json")
+        if fmt not in FORMATS:
+            raise ValueError(f"{where}: format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+        optional = {}
+        for key in ("secret_file", "hosts", "ca_file"):
+            if key in table:
+                if not isinstance(table[key], str) or not table[key]:
+                    raise ValueError(f"{where}: {key}: expected a non-empty string")
+                optional[key] = table[key]
+        parsed.append(Webhook(name, _url(table["url"], where), fmt, **optional))
+    return parsed
+
+
+def alertmanagers(value: object) -> list[Alertmanager]:
+    """The [[notify.alertmanager]] tables."""
+    parsed = []
+    for i, table in enumerate(_tables(value, "notify.alertmanager", ("url", "ca_file"))):
+        ca_file = table.get("ca_file")
+        if ca_file is not None and (not isinstance(ca_file, str) or not ca_file):
+            raise ValueError(f"table {i + 1}: ca_file: expected a non-empty string")
+        parsed.append(Alertmanager(_url(table["url"], f"alertmanager {i + 1}").rstrip("/"), ca_file))
     return parsed
 
 
@@ -152,6 +217,13 @@ KEYS = [
     Key("alerts.recipients", address_list, [], "who gets every host's alerts"),
     Key("alerts.repeat", at_least(60, parse_duration), 4 * 3600.0, "reminder interval while an alert fires"),
     Key("alerts.route", routes, [], "[[alerts.route]] hosts = glob, recipients = [...]"),
+    Key(
+        "notify.webhook",
+        webhooks,
+        [],
+        "[[notify.webhook]] name, url, format = json | slack, secret_file (HMAC signature), hosts = glob",
+    ),
+    Key("notify.alertmanager", alertmanagers, [], "[[notify.alertmanager]] url = Alertmanager's base URL"),
     Key("certfr.enabled", boolean, True, "follow the CERT-FR security alert feed"),
     Key("certfr.url", http_url, "https://www.cert.ssi.gouv.fr/alerte/feed/", "CERT-FR alert feed (RSS)"),
     Key("certfr.interval", at_least(60, parse_duration), 1800.0, "time between two polls of the feed"),
@@ -199,6 +271,8 @@ class CollectorConfig:
     alert_recipients: list[str]
     alert_repeat: float
     alert_routes: list[Route]
+    webhooks: list[Webhook]
+    alertmanagers: list[Alertmanager]
     thresholds: rules.Rules
     certfr_enabled: bool
     certfr_url: str
@@ -294,6 +368,8 @@ def load(path: str | Path) -> CollectorConfig:
         alert_recipients=s["alerts.recipients"],
         alert_repeat=s["alerts.repeat"],
         alert_routes=s["alerts.route"],
+        webhooks=s["notify.webhook"],
+        alertmanagers=s["notify.alertmanager"],
         thresholds=thresholds,
         certfr_enabled=s["certfr.enabled"],
         certfr_url=s["certfr.url"],
@@ -326,6 +402,13 @@ def _check_files(s: dict, problems: Problems) -> None:
         problems.add("curve.secret_key", f"file {s['curve.secret_key']!r} does not exist")
     if s["curve.agents"] is not None and not Path(s["curve.agents"]).is_dir():
         problems.add("curve.agents", f"directory {s['curve.agents']!r} does not exist")
+    for hook in s["notify.webhook"]:
+        for key, name in (("secret_file", hook.secret_file), ("ca_file", hook.ca_file)):
+            if name is not None and not Path(name).is_file():
+                problems.add("notify.webhook", f"webhook {hook.name!r}: {key}: file {name!r} does not exist")
+    for manager in s["notify.alertmanager"]:
+        if manager.ca_file is not None and not Path(manager.ca_file).is_file():
+            problems.add("notify.alertmanager", f"ca_file: file {manager.ca_file!r} does not exist")
     password = s["database_password_file"]
     if password is not None:
         if not problems.bad("database") and not pg_url.is_url(s["database"]):
@@ -374,6 +457,13 @@ def warnings(config: CollectorConfig) -> list[str]:
         found.append(
             f"{config.path}: key 'database': the URL holds a password; prefer database_password_file (0400)"
         )
+    for hook in config.webhooks:
+        secret = hook.secret_file
+        if secret is not None and Path(secret).is_file() and Path(secret).stat().st_mode & 0o077:
+            found.append(
+                f"{config.path}: key 'notify.webhook': {hook.name}'s secret_file {secret} is readable "
+                "by other users (chmod 0400)"
+            )
     recipients = config.alert_recipients or config.alert_routes or config.certfr_recipients
     domain = parseaddr(config.smtp_from)[1].rpartition("@")[2].lower()
     if recipients and ("." not in domain or domain.endswith(tuple(f".{d}" for d in _LOCAL_DOMAINS))):
