@@ -9,7 +9,7 @@ import socket
 from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from collector import httppost, rules, timing
@@ -63,7 +63,7 @@ def routes(value: object) -> list[Route]:
 
 
 _HOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_HOOK_KEYS = ("name", "url", "format", "secret_file", "hosts", "ca_file")
+_HOOK_KEYS = ("name", "url", "format", "secret_file", "hosts", "ca_file", "timeout")
 
 
 def _tables(value: object, what: str, keys: tuple[str, ...]) -> list[dict]:
@@ -104,12 +104,17 @@ def webhooks(value: object) -> list[Webhook]:
         fmt = table.get("format", "json")
         if fmt not in FORMATS:
             raise ValueError(f"{where}: format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
-        optional = {}
+        optional: dict[str, Any] = {}
         for key in ("secret_file", "hosts", "ca_file"):
             if key in table:
                 if not isinstance(table[key], str) or not table[key]:
                     raise ValueError(f"{where}: {key}: expected a non-empty string")
                 optional[key] = table[key]
+        if "timeout" in table:
+            try:
+                optional["timeout"] = at_least(1, parse_duration)(table["timeout"])
+            except ValueError as e:
+                raise ValueError(f"{where}: timeout: {e}") from None
         parsed.append(Webhook(name, _url(table["url"], where), fmt, **optional))
     return parsed
 

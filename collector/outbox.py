@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from collector import httppost
 from collector.delivery import DeliveryError
 from collector.mail import (
     Mail,
@@ -166,7 +165,7 @@ class Outbox:
             return
         self.store.outbox_failed(message.id, e.reason, now + backoff(attempts, self.rng))
         if message.channel not in self._failing:
-            kind = "mail" if message.channel == MAIL else message.channel
+            kind = "mail" if message.channel == MAIL else "webhook"
             log.warning("%s delivery failing, it waits in the outbox and is retried: %s", kind, e)
         self._failing[message.channel] = e.reason
 
@@ -179,7 +178,7 @@ class Outbox:
 def outbox_from_config(store: Store, config: CollectorConfig) -> Outbox:
     """The outbox sending through the configured transport, from smtp.from, and to the webhooks."""
     # A claim outlasts the longest conversation with a server: connecting, then sending.
-    hold = max(CLAIM_HOLD, 3 * config.smtp_timeout, 3 * httppost.DEADLINE)
+    hold = max(CLAIM_HOLD, 3 * config.smtp_timeout, *(4 * hook.timeout for hook in config.webhooks))
     hooks: dict[str, Channel] = {hook.channel: WebhookChannel(hook) for hook in config.webhooks}
     return Outbox(
         store, transport_from_config(config), config.smtp_from, owner=config.name, hold=hold, channels=hooks

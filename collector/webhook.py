@@ -43,6 +43,7 @@ class Webhook(NamedTuple):
     secret_file: str | None = None
     hosts: str = "*"  # a glob on host names, as [[alerts.route]]
     ca_file: str | None = None
+    timeout: float = httppost.TIMEOUT  # to connect, and for the answer; the whole POST gets 3 times this
 
     @property
     def channel(self) -> str:
@@ -88,9 +89,10 @@ class WebhookChannel:
             headers["X-Osmon-Timestamp"] = str(timestamp)
             headers["X-Osmon-Signature"] = signature(self._secret(), timestamp, payload)
         try:
-            httppost.post(self.hook.url, payload, headers, context=self._tls())
+            timeout = self.hook.timeout
+            httppost.post(self.hook.url, payload, headers, timeout, 3 * timeout, self._tls())
         except DeliveryError as e:
-            raise DeliveryError(f"{self.hook}: {e.reason}", e.permanent) from None
+            raise DeliveryError(f"webhook {self.hook.name!r}: {e.reason}", e.permanent) from None
         return None
 
     def _secret(self) -> bytes:
