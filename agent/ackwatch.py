@@ -39,6 +39,16 @@ class AckWatch:
             self.warned = False
         self.last_ack = now
 
+    def moved(self, endpoint: str, now: float) -> None:
+        """The agent talks to another collector now: it gets the full delay, as at the start.
+
+        With several collectors, a move comes before this warning would (osmon.timing), and
+        agent.failover says when none of them acknowledges.
+        """
+        self.endpoint = endpoint
+        if not self.warned:
+            self.last_ack = max(self.last_ack, now)
+
     def check(self, now: float) -> None:
         """Warn once when nothing was acked for `after` seconds and snapshots wait."""
         if self.warned or now - self.last_ack < self.after:

@@ -102,6 +102,8 @@ def _run(config: agent_config.AgentConfig) -> int:
             config.collector,
             plural(spool.pending_count(), "snapshot"),
         )
+        if len(config.collectors) > 1:
+            log.info("collectors in this host's order (home first): %s", ", ".join(config.collectors))
         raise_descriptor_limit()
         sampler = Sampler(
             top_n=config.top_processes,
@@ -154,8 +156,12 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    agent_config.load(args.config)
+    config = agent_config.load(args.config)
     print(f"{args.config}: ok")
+    if len(config.collectors) > 1:
+        print(f"collectors for host {config.host}, in order (home first, then failover):")
+        for rank, endpoint in enumerate(config.collectors, 1):
+            print(f"  {rank}. {endpoint}")
     return 0
 
 

@@ -36,23 +36,40 @@ def monitor_event(frames: list[bytes]) -> int:
 class Link:
     """Sends snapshots and receives acks; reports (re)connections so the agent can resend."""
 
-    def __init__(self, context: zmq.Context, config: AgentConfig) -> None:
-        self.endpoint = config.collector
-        self.socket = context.socket(zmq.DEALER)
-        # Queue nothing on a connection that is not up: an unsent snapshot stays in
-        # the spool, where it survives a restart, instead of in ZeroMQ's memory.
-        self.socket.setsockopt(zmq.IMMEDIATE, 1)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.SNDHWM, max(1000, config.in_flight * 2))
-        self.socket.setsockopt(zmq.RECONNECT_IVL, 500)
-        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
-        # Heartbeats notice a collector that vanished without closing TCP (power loss, partition).
-        self.socket.setsockopt(zmq.HEARTBEAT_IVL, 5000)
-        self.socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 15000)
+    def __init__(self, context: zmq.Context, config: AgentConfig, endpoint: str | None = None) -> None:
+        self.context, self.in_flight = context, config.in_flight
+        self.curve_keys: tuple[bytes, bytes, bytes] | None = None
         if config.curve_secret_key and config.curve_server_key:  # all keys or none (agent.config)
             public, secret = keys.load_pair(config.curve_secret_key)
-            self.socket.curve_publickey, self.socket.curve_secretkey = public, secret
-            self.socket.curve_serverkey = keys.load_public(config.curve_server_key)
+            self.curve_keys = (public, secret, keys.load_public(config.curve_server_key))
+        self.curve = bool(config.curve_secret_key)
+        self.several = len(config.collectors) > 1  # a lost connection is then agent.failover's concern
+        self._backoff = MIN_RETRY
+        self._last_failure_log = -60.0
+        self._open(endpoint or config.collector)
+
+    def dealer(self) -> zmq.Socket:
+        """A DEALER socket with this agent's options and CurveZMQ keys, not yet connected."""
+        socket = self.context.socket(zmq.DEALER)
+        # Queue nothing on a connection that is not up: an unsent snapshot stays in
+        # the spool, where it survives a restart, instead of in ZeroMQ's memory.
+        socket.setsockopt(zmq.IMMEDIATE, 1)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.SNDHWM, max(1000, self.in_flight * 2))
+        socket.setsockopt(zmq.RECONNECT_IVL, 500)
+        socket.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
+        # Heartbeats notice a collector that vanished without closing TCP (power loss, partition).
+        socket.setsockopt(zmq.HEARTBEAT_IVL, 5000)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 15000)
+        if self.curve_keys:
+            socket.curve_publickey, socket.curve_secretkey, socket.curve_serverkey = self.curve_keys
+        return socket
+
+    def _open(self, endpoint: str) -> None:
+        # One endpoint per socket, always: a DEALER connected to several would deal
+        # snapshots round-robin among them.
+        self.endpoint = endpoint
+        self.socket = self.dealer()
         self.monitor = self.socket.get_monitor_socket(
             zmq.EVENT_CONNECTED
             | zmq.EVENT_DISCONNECTED
@@ -61,12 +78,14 @@ class Link:
             | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
             | zmq.EVENT_HANDSHAKE_FAILED_AUTH
         )
-        self.curve = bool(config.curve_secret_key)
-        self.connected = self._tcp_up = False
+        self.connected = self._tcp_up = self.handshaken = False
         self.retry_at: float | None = None  # when to reconnect after a refused handshake
-        self._backoff = MIN_RETRY
-        self._last_failure_log = -60.0
         self.socket.connect(self.endpoint)
+
+    def move(self, endpoint: str) -> None:
+        """Close the connection and open one to `endpoint`; whatever was queued on the old one is gone."""
+        self.close()
+        self._open(endpoint)
 
     def send(self, bodies: list[bytes]) -> bool:
         """Queue one message of snapshots (a frame each); False when no connection can take it now."""
@@ -103,12 +122,17 @@ class Link:
             if event == zmq.EVENT_CONNECTED:
                 self._tcp_up = True
             if event == ready:
-                self.connected = reopened = True
+                self.connected = self.handshaken = reopened = True
                 self._backoff = MIN_RETRY
                 log.info("connected to collector %s", self.endpoint)
             elif event == zmq.EVENT_DISCONNECTED and self.connected:
                 self.connected = self._tcp_up = False
-                log.warning("lost the connection to collector %s; spooling until it is back", self.endpoint)
+                if self.several:
+                    log.info("lost the connection to collector %s", self.endpoint)
+                else:
+                    log.warning(
+                        "lost the connection to collector %s; spooling until it is back", self.endpoint
+                    )
             elif event == zmq.EVENT_DISCONNECTED and self._tcp_up and self.curve:
                 # A collector that cannot decrypt our HELLO (wrong server key) or whose
                 # allow-list lacks our key just closes the connection mid-handshake.

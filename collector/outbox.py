@@ -39,7 +39,8 @@ JITTER = 0.2  # up to 20 % earlier, so mail queued together does not retry in lo
 GIVE_UP_AFTER = 5 * 86400.0
 KEEP_SENT = 30 * 86400.0
 MAIL = "mail"  # the channel of mail; a webhook's is "webhook:NAME"
-CLAIM_HOLD = 120.0  # seconds a sender has to hand a claimed mail over before another may try it
+CLAIM_MARGIN = 30.0  # seconds a claim outlasts the longest SMTP conversation (smtp.timeout)
+CLAIM_HOLD = 60.0  # seconds a sender has to hand a claimed mail over before another may try it
 
 
 def backoff(attempts: int, rng: Callable[[], float] = random.random) -> float:
@@ -177,8 +178,9 @@ class Outbox:
 
 def outbox_from_config(store: Store, config: CollectorConfig) -> Outbox:
     """The outbox sending through the configured transport, from smtp.from, and to the webhooks."""
-    # A claim outlasts the longest conversation with a server: connecting, then sending.
-    hold = max(CLAIM_HOLD, 3 * config.smtp_timeout, *(4 * hook.timeout for hook in config.webhooks))
+    # A claim outlasts the longest conversation with a server: smtp.timeout bounds all of an SMTP
+    # one, three times a webhook's timeout all of its POST.
+    hold = max(config.smtp_timeout, *(3 * hook.timeout for hook in config.webhooks)) + CLAIM_MARGIN
     hooks: dict[str, Channel] = {hook.channel: WebhookChannel(hook) for hook in config.webhooks}
     return Outbox(
         store, transport_from_config(config), config.smtp_from, owner=config.name, hold=hold, channels=hooks

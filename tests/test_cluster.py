@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from agent.spool import Spool
-from collector.store import open_store
+from collector.store import Store, StoreError, open_store
 from tests import pg
 from tests.conftest import BIN, Process, free_port, wait_for
 from tests.test_mail import Inbox, Servers
@@ -60,6 +60,7 @@ class Fleet:
                 f'[agents]\ninterval = "{INTERVAL}s"\nack_timeout = "{ACK_TIMEOUT}s"\n'
                 '[alerts]\ndown_after = 16\nrecipients = ["ops@example.org"]\n'
                 f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\nsecurity = "none"\nfrom = "osmon@example.org"\n'
+                'timeout = "5s"\n'
                 '[thresholds."cpu.percent"]\nwarning = 80\ncritical = 95\nfor = "1s"\n'
                 "[certfr]\nenabled = false\n"
             )
@@ -104,6 +105,13 @@ def spool_state(directory: Path, host: str) -> tuple[int, int]:
         spool.close()
 
 
+def readable(url: str) -> Store | None:
+    try:
+        return open_store(url, readonly=True)
+    except StoreError:
+        return None
+
+
 def query(url: str, sql: str) -> list[tuple]:
     with psycopg.connect(url) as conn:
         return conn.execute(sql).fetchall()  # type: ignore[arg-type]
@@ -130,7 +138,7 @@ def test_three_collectors_under_faults_lose_nothing_and_mail_each_event_once(
     t0 = time.time()
     sims = f.start_fleet(HOSTS, "sims", t0)
     victim = f.start_fleet([VICTIM], "victim", t0)
-    store = open_store(f.url, readonly=True)
+    store: Store = wait_for(lambda: readable(f.url), what="a collector to create the schema")  # type: ignore[assignment]
 
     def at(offset: float) -> None:
         time.sleep(max(0.0, t0 + offset - time.time()))
@@ -139,7 +147,6 @@ def test_three_collectors_under_faults_lose_nothing_and_mail_each_event_once(
     wait_for(lambda: {h.name for h in store.hosts()} >= {*HOSTS, VICTIM}, what="every host stored")
     at(8)
     f.collectors["c1"].kill()  # mid-batch: snapshots arrive every few milliseconds
-    killed = time.time()
     at(14)
     f.start_collector("c1")
     at(16)
@@ -154,6 +161,8 @@ def test_three_collectors_under_faults_lose_nothing_and_mail_each_event_once(
     at(31)
     server.pause()  # PostgreSQL crashes and comes back
     server.resume()
+    store.close()  # the test's own connections went with it
+    store = wait_for(lambda: readable(f.url), what="PostgreSQL back")  # type: ignore[assignment]
     at(36)
     victim.kill()  # the victim host's agent dies: its host is down, once
     at(56)
@@ -162,9 +171,9 @@ def test_three_collectors_under_faults_lose_nothing_and_mail_each_event_once(
     # cleanly, before silence could call anyone down: agents wait for their last acks.
     final = f.start_fleet([*HOSTS, VICTIM], "final", t0)
     wait_for(lambda: not [a for a in store.alerts_active() if a.rule == "host.down"], what="the victim back")
-    time.sleep(2 * INTERVAL)
+    # A mail claimed by a collector that died lapses after its claim (smtp.timeout + 30 s).
+    wait_for(lambda: store.outbox_states()["queued"] == 0, timeout=90, what="the outbox to empty")
     assert final.terminate() == 0
-    wait_for(lambda: store.outbox_states()["queued"] == 0, what="the outbox to empty")
     for name in f.names:
         assert f.collectors[name].terminate() == 0
     down = [a for a in store.alerts_history(limit=10_000) if a.rule == "host.down"]
@@ -208,20 +217,7 @@ def test_three_collectors_under_faults_lose_nothing_and_mail_each_event_once(
         assert recorded[(host, "cpu.percent", "fired")] == len(EPISODES), host
         assert recorded[(host, "cpu.percent", "resolved")] == len(EPISODES), host
 
-    # Figures for the note: how long the killed collector's hosts went unheard, what each collector did.
-    gaps = query(
-        f.url,
-        "SELECT h.name, max(s.ts - s.prev) FROM (SELECT host_id, ts, lag(ts) OVER (PARTITION BY host_id "
-        f"ORDER BY ts) AS prev FROM samples WHERE ts BETWEEN {killed - 1} AND {killed + 10}) s "
-        "JOIN hosts h ON h.id = s.host_id GROUP BY h.name ORDER BY 2 DESC",
-    )
-    print("\nlongest gap between stored snapshots around the SIGKILL (s):", gaps[:3])
     print(
-        "mails delivered:",
-        len(inbox.messages),
-        "distinct:",
-        len(delivered),
-        "events mailed:",
-        sum(mailed.values()),
+        f"\nmails delivered: {len(inbox.messages)}, distinct: {len(delivered)}, alert events mailed: {sum(mailed.values())}"
     )
     store.close()

@@ -399,7 +399,7 @@ def test_outbox_channels_keep_their_payload_and_a_sender_claims_only_its_channel
     stored = store.outbox_get(claimed.id)
     assert stored is not None and stored.payload == '{"x": 1}'
     assert store.outbox_add(Mail(["a@example.org"], "plain", "t", ""), "<p@x>", T0) > 0
-    assert [m.channel for m in store.outbox_claim("c1", T0, 30)] == ["mail"]  # outbox_add queues mail
+    assert [m.channel for m in store.outbox_claim("c2", T0, 30)] == ["mail"]  # outbox_add queues mail
 
 
 def test_alerts_since_lists_the_active_and_the_lately_resolved(store: Store) -> None:

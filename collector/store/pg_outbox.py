@@ -70,7 +70,9 @@ class PgOutboxQueries(PgBase):
         """Claim up to `limit` due mails for `hold` seconds (the database's clock) and return them.
 
         Another sender skips claimed mail, so each goes out once; a sender that died with a claim
-        leaves the mail to the others once the claim lapses (sent again under the same Message-ID).
+        leaves the mail to the others once the claim lapses (sent again under the same Message-ID),
+        and to itself at once when it starts again under the same name: its one sender is not
+        sending anything now.
         With `channels`, only messages of those channels (a sender claims what it can deliver).
         """
         only, args = "", ()  # type: tuple[str, tuple[str, ...]]
@@ -81,9 +83,10 @@ class PgOutboxQueries(PgBase):
         rows = self.db.execute(
             f"UPDATE outbox SET claimed_by = %s, claim_until = {_NOW} + %s WHERE id IN ("
             f"SELECT id FROM outbox WHERE sent IS NULL AND next_attempt <= %s "
-            f"AND (claim_until IS NULL OR claim_until <= {_NOW}){only} ORDER BY next_attempt, id LIMIT %s FOR UPDATE SKIP LOCKED"
+            f"AND (claim_until IS NULL OR claim_until <= {_NOW} OR claimed_by = %s){only} "
+            f"ORDER BY next_attempt, id LIMIT %s FOR UPDATE SKIP LOCKED"
             f") RETURNING {_COLUMNS}",
-            (owner, hold, now, *args, limit),
+            (owner, hold, now, owner, *args, limit),
         ).fetchall()
         return sorted((_message(row) for row in rows), key=lambda m: (m.next_attempt, m.id))
 
