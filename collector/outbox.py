@@ -180,7 +180,7 @@ def outbox_from_config(store: Store, config: CollectorConfig) -> Outbox:
     """The outbox sending through the configured transport, from smtp.from, and to the webhooks."""
     # A claim outlasts the longest conversation with a server: smtp.timeout bounds all of an SMTP
     # one, three times a webhook's timeout all of its POST.
-    hold = max(config.smtp_timeout, *(3 * hook.timeout for hook in config.webhooks)) + CLAIM_MARGIN
+    hold = max([config.smtp_timeout, *(3 * hook.timeout for hook in config.webhooks)]) + CLAIM_MARGIN
     hooks: dict[str, Channel] = {hook.channel: WebhookChannel(hook) for hook in config.webhooks}
     return Outbox(
         store, transport_from_config(config), config.smtp_from, owner=config.name, hold=hold, channels=hooks
