@@ -13,7 +13,10 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from collector import rules, timing
+from collector.alertmanager import Alertmanager
+from collector.notifyconfig import alertmanagers, webhooks
 from collector.store import pg_url
+from collector.webhook import Webhook
 from osmon import wire
 from osmon.configfile import (
     ConfigError,
@@ -152,6 +155,13 @@ KEYS = [
     Key("alerts.recipients", address_list, [], "who gets every host's alerts"),
     Key("alerts.repeat", at_least(60, parse_duration), 4 * 3600.0, "reminder interval while an alert fires"),
     Key("alerts.route", routes, [], "[[alerts.route]] hosts = glob, recipients = [...]"),
+    Key(
+        "notify.webhook",
+        webhooks,
+        [],
+        "[[notify.webhook]] name, url, format = json | slack, secret_file (HMAC signature), hosts = glob",
+    ),
+    Key("notify.alertmanager", alertmanagers, [], "[[notify.alertmanager]] url = Alertmanager's base URL"),
     Key("certfr.enabled", boolean, True, "follow the CERT-FR security alert feed"),
     Key("certfr.url", http_url, "https://www.cert.ssi.gouv.fr/alerte/feed/", "CERT-FR alert feed (RSS)"),
     Key("certfr.interval", at_least(60, parse_duration), 1800.0, "time between two polls of the feed"),
@@ -199,6 +209,8 @@ class CollectorConfig:
     alert_recipients: list[str]
     alert_repeat: float
     alert_routes: list[Route]
+    webhooks: list[Webhook]
+    alertmanagers: list[Alertmanager]
     thresholds: rules.Rules
     certfr_enabled: bool
     certfr_url: str
@@ -294,6 +306,8 @@ def load(path: str | Path) -> CollectorConfig:
         alert_recipients=s["alerts.recipients"],
         alert_repeat=s["alerts.repeat"],
         alert_routes=s["alerts.route"],
+        webhooks=s["notify.webhook"],
+        alertmanagers=s["notify.alertmanager"],
         thresholds=thresholds,
         certfr_enabled=s["certfr.enabled"],
         certfr_url=s["certfr.url"],
@@ -326,6 +340,13 @@ def _check_files(s: dict, problems: Problems) -> None:
         problems.add("curve.secret_key", f"file {s['curve.secret_key']!r} does not exist")
     if s["curve.agents"] is not None and not Path(s["curve.agents"]).is_dir():
         problems.add("curve.agents", f"directory {s['curve.agents']!r} does not exist")
+    for hook in s["notify.webhook"]:
+        for key, name in (("secret_file", hook.secret_file), ("ca_file", hook.ca_file)):
+            if name is not None and not Path(name).is_file():
+                problems.add("notify.webhook", f"webhook {hook.name!r}: {key}: file {name!r} does not exist")
+    for manager in s["notify.alertmanager"]:
+        if manager.ca_file is not None and not Path(manager.ca_file).is_file():
+            problems.add("notify.alertmanager", f"ca_file: file {manager.ca_file!r} does not exist")
     password = s["database_password_file"]
     if password is not None:
         if not problems.bad("database") and not pg_url.is_url(s["database"]):
@@ -374,6 +395,13 @@ def warnings(config: CollectorConfig) -> list[str]:
         found.append(
             f"{config.path}: key 'database': the URL holds a password; prefer database_password_file (0400)"
         )
+    for hook in config.webhooks:
+        secret = hook.secret_file
+        if secret is not None and Path(secret).is_file() and Path(secret).stat().st_mode & 0o077:
+            found.append(
+                f"{config.path}: key 'notify.webhook': {hook.name}'s secret_file {secret} is readable "
+                "by other users (chmod 0400)"
+            )
     recipients = config.alert_recipients or config.alert_routes or config.certfr_recipients
     domain = parseaddr(config.smtp_from)[1].rpartition("@")[2].lower()
     if recipients and ("." not in domain or domain.endswith(tuple(f".{d}" for d in _LOCAL_DOMAINS))):

@@ -20,6 +20,8 @@ from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from collector.delivery import DeliveryError
+
 if TYPE_CHECKING:
     from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
@@ -40,13 +42,8 @@ class Mail(NamedTuple):
     html: str
 
 
-class MailError(Exception):
+class MailError(DeliveryError):
     """A mail was not handed over; `permanent` when retrying the same mail cannot help."""
-
-    def __init__(self, reason: str, permanent: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.permanent = permanent
 
 
 class Transport(Protocol):

@@ -1,10 +1,11 @@
-"""From alert events to mails: who gets them, what they say, when a reminder is due.
+"""From alert events to mails and webhook deliveries: who gets them, what they say, when a reminder is due.
 
 One mail per host per batch of events (alerts that start together go out
-together); one when an alert fires, one when it escalates, a reminder every
-`repeat` while it fires, one when it resolves — only if the firing one went
-out. A silenced host's alerts are recorded but not mailed. Mails go to the
-persistent outbox, which retries until the SMTP server takes them.
+together), and one delivery to each webhook whose `hosts` match; one when an
+alert fires, one when it escalates, a reminder every `repeat` while it fires,
+one when it resolves — only if the firing one went out. A silenced host's
+alerts are recorded but not notified. All go to the persistent outbox, which
+retries until the server takes them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Container
 from fnmatch import fnmatchcase
 from urllib.parse import quote
 
+from collector import webhook
 from collector.alertcontext import evidence, human_duration, latest_probes
 from collector.certfr import http_link
 from collector.config import CollectorConfig
@@ -23,6 +25,7 @@ from collector.detection import DOWN
 from collector.mail import Mail, event_message_id, one_line
 from collector.store import Alert, AlertEvent, CertfrItem, OutboxMail, Store, StoreError
 from collector.timefmt import moment
+from collector.webhook import Webhook
 from osmon import catalog
 
 log = logging.getLogger("osmon.notify")
@@ -85,34 +88,74 @@ class Notifier:
         return any(s.host == host for s in self.store.silences(self.clock()))
 
     def mails_for(self, events: list[AlertEvent]) -> list[OutboxMail]:
-        """The mails `events` deserve: one per host."""
+        """The messages `events` deserve: per host, one mail and one delivery per matching webhook."""
         by_host: dict[str, list[AlertEvent]] = {}
         for e in events:
             if e.kind in MAILED_KINDS:
                 by_host.setdefault(e.host, []).append(e)
-        mails = [self._mail_host(host, host_events) for host, host_events in by_host.items()]
-        return [m for m in mails if m is not None]
+        return [m for host, host_events in by_host.items() for m in self._for_host(host, host_events)]
 
-    def _mail_host(self, host: str, events: list[AlertEvent]) -> OutboxMail | None:
+    def _for_host(self, host: str, events: list[AlertEvent]) -> list[OutboxMail]:
         to = recipients(self.config, host)
-        if not to:
-            return None
+        hooks = [hook for hook in self.config.webhooks if fnmatchcase(host, hook.hosts)]
+        if not to and not hooks:
+            return []
         if self.silenced(host):
-            log.info("%s is silenced: %d alert change(s) recorded, not mailed", host, len(events))
-            return None
+            log.info("%s is silenced: %d alert change(s) recorded, not notified", host, len(events))
+            return []
         # A resolution is news only to those who heard of the alert.
         events = [e for e in events if e.kind != "resolved" or self.store.alert_was_notified(host, e.rule)]
         if not events:
-            return None
+            return []
         now = self.clock()
         key = event_key(host, events)
+        notified = tuple(e.rule for e in events if e.kind != "resolved")
+        found = []
+        if to:
+            mail = self.compose(host, events, to, now)
+            found.append(
+                OutboxMail(host, key, mail, event_message_id(self.config.smtp_from, key), notified, now)
+            )
+        for hook in hooks:
+            found.append(self._delivery(hook, host, events, key, notified, now))
+        return found
+
+    def _delivery(
+        self,
+        hook: Webhook,
+        host: str,
+        events: list[AlertEvent],
+        key: str,
+        notified: tuple[str, ...],
+        now: float,
+    ) -> OutboxMail:
+        """The webhook delivery of `events`: its own key in the outbox, so it goes once, beside the mail."""
+        summary = self._summary(host, events, now)
+        docs = [
+            {
+                "kind": e.kind,
+                "rule": e.rule,
+                "severity": e.severity,
+                "value": e.value,
+                "threshold": e.threshold,
+                "started": self._started(e, now),
+                "ts": e.ts,
+                "summary": self._what(e, now),
+            }
+            for e in events
+        ]
+        lines = [self._line(e, now) for e in events]
+        payload = webhook.body(hook.format, host, summary, docs, self._link(host), lines)
+        hook_key = f"{hook.channel} {key}"
         return OutboxMail(
             host,
-            key,
-            self.compose(host, events, to, now),
-            event_message_id(self.config.smtp_from, key),
-            tuple(e.rule for e in events if e.kind != "resolved"),
+            hook_key,
+            Mail([], summary, "", ""),
+            event_message_id(self.config.smtp_from, hook_key),
+            notified,
             now,
+            hook.channel,
+            payload,
         )
 
     def reminders(self, hosts: Container[str] | None = None) -> list[OutboxMail]:
@@ -128,15 +171,11 @@ class Notifier:
                         "reminder", a.host, a.rule, a.severity, slot, a.value, a.threshold, started=a.started
                     )
                 )
-        mails = [self._mail_host(host, events) for host, events in due.items()]
-        return [m for m in mails if m is not None]
+        return [m for host, events in due.items() for m in self._for_host(host, events)]
 
     def compose(self, host: str, events: list[AlertEvent], to: list[str], now: float) -> Mail:
         """Subject like `[osMonitoring] CRITICAL web-01: memory 96.2 % >= 95 % for 5 min`, text and HTML bodies."""
-        worst = max(events, key=lambda e: (e.kind != "resolved", e.severity == "critical"))
-        state = "RESOLVED" if worst.kind == "resolved" else worst.severity.upper()
-        more = f" (+{len(events) - 1} more)" if len(events) > 1 else ""
-        subject = f"[osMonitoring] {state} {host}: {self._what(worst, now)}{more}"
+        subject = f"[osMonitoring] {self._summary(host, events, now)}"
         probes = latest_probes(self.store, host)
         blocks = [[self._line(e, now), *self._context(e, now, probes)] for e in events]
         link = self._link(host)
@@ -147,6 +186,20 @@ class Notifier:
         link_html = f'<p><a href="{html.escape(link)}">{html.escape(link)}</a></p>' if link else ""
         body = f"<html><body><p><b>{html.escape(host)}</b></p><ul>{items}</ul>{link_html}</body></html>"
         return Mail(to, subject, text, body)
+
+    def _summary(self, host: str, events: list[AlertEvent], now: float) -> str:
+        """`CRITICAL web-01: memory 96.2 % >= 95 % for 5 min (+1 more)`: the worst change first."""
+        worst = max(events, key=lambda e: (e.kind != "resolved", e.severity == "critical"))
+        state = "RESOLVED" if worst.kind == "resolved" else worst.severity.upper()
+        more = f" (+{len(events) - 1} more)" if len(events) > 1 else ""
+        return f"{state} {host}: {self._what(worst, now)}{more}"
+
+    def alert_summary(self, a: Alert, now: float) -> str:
+        """An alert in a few words, as Alertmanager shows it: `memory 96.2 % >= 95 % for 5 min`."""
+        if a.ended is None:
+            return f"{a.severity.upper()} {a.host}: {describe(a, a.started, now)}"
+        end = AlertEvent("resolved", a.host, a.rule, a.severity, a.ended, a.value, a.threshold, a.started)
+        return f"RESOLVED {a.host}: {describe(end, a.started, a.ended)}"
 
     def _started(self, e: AlertEvent, now: float) -> float:
         """When what the mail reports began: a host down dates from its last snapshot."""

@@ -1,8 +1,9 @@
-"""The persistent outbox: mail waits in the database until a server accepts it.
+"""The persistent outbox: mail and webhook deliveries wait in the database until a server accepts them.
 
-`Outbox.enqueue` only stores; `MailSender`, one thread of the collector, sends
-what is due, retries with exponential backoff while the server is down or
-answers 4xx, and gives up only on permanent refusals or very old mail.
+`Outbox.enqueue` only stores (alert mail and webhook deliveries are stored with the alert
+changes, by detection); `MailSender`, one thread of the collector, delivers what is due
+through its channel, retries with exponential backoff while a server is down or answers
+a temporary error, and gives up only on permanent refusals or very old messages.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from collector.delivery import DeliveryError
 from collector.mail import (
     Mail,
-    MailError,
     Transport,
     compose,
     event_message_id,
@@ -24,6 +25,7 @@ from collector.mail import (
     transport_from_config,
 )
 from collector.store import OutboxMessage, Store, StoreError
+from collector.webhook import WebhookChannel
 
 if TYPE_CHECKING:
     from collector.config import CollectorConfig
@@ -36,6 +38,7 @@ JITTER = 0.2  # up to 20 % earlier, so mail queued together does not retry in lo
 # RFC 5321 4.5.4.1 asks MTAs to keep trying for 4-5 days; an alert older than that is history.
 GIVE_UP_AFTER = 5 * 86400.0
 KEEP_SENT = 30 * 86400.0
+MAIL = "mail"  # the channel of mail; a webhook's is "webhook:NAME"
 CLAIM_MARGIN = 30.0  # seconds a claim outlasts the longest SMTP conversation (smtp.timeout)
 CLAIM_HOLD = 60.0  # seconds a sender has to hand a claimed mail over before another may try it
 
@@ -46,8 +49,37 @@ def backoff(attempts: int, rng: Callable[[], float] = random.random) -> float:
     return delay * (1 - JITTER * rng())
 
 
+class Channel(Protocol):
+    """A way out of the outbox: mail, or one webhook (collector.webhook)."""
+
+    def deliver(self, message: OutboxMessage) -> str | None:
+        """Hand `message` over (a note if only partly taken), or raise DeliveryError."""
+        ...
+
+
+class MailChannel:
+    """Mail through a transport (SMTP or a sendmail command)."""
+
+    def __init__(self, transport: Transport, sender: str) -> None:
+        self.transport, self.sender = transport, sender
+
+    def __str__(self) -> str:
+        return str(self.transport)
+
+    def deliver(self, message: OutboxMessage) -> str | None:
+        mail = Mail(message.recipients, message.subject, message.text, message.html)
+        email = compose(mail, self.sender, message.message_id, date=message.created)
+        refused = self.transport.send(email, message.recipients)
+        return "; ".join(f"{rcpt} refused: {reply}" for rcpt, reply in refused.items()) or None
+
+
 class Outbox:
-    """Mail to send, kept in the store until a transport has handed it over."""
+    """Messages to deliver, kept in the store until their channel has handed them over.
+
+    Each message has a channel: "mail" (the transport), or "webhook:NAME" (`channels`). A sender
+    claims only messages of the channels it has: another collector configured with more may
+    deliver the rest.
+    """
 
     def __init__(
         self,
@@ -58,12 +90,16 @@ class Outbox:
         rng: Callable[[], float] = random.random,
         owner: str = "local",
         hold: float = CLAIM_HOLD,
+        channels: dict[str, Channel] | None = None,
     ) -> None:
         self.store, self.transport, self.sender = store, transport, sender
         self.clock, self.rng = clock, rng
         self.owner, self.hold = owner, hold  # who claims mail before sending it, for how long
+        self.channels: dict[str, Channel] = dict(channels or {})
+        if transport is not None:
+            self.channels[MAIL] = MailChannel(transport, sender)
         self.on_enqueue: Callable[[], None] | None = None  # set by MailSender to wake it up
-        self._failing: str | None = None  # the outage being reported, so it is logged once
+        self._failing: dict[str, str] = {}  # channel -> the outage being reported, so it is logged once
         self._warned_no_transport = False
 
     def enqueue(self, mail: Mail, key: str | None = None) -> int:
@@ -80,63 +116,59 @@ class Outbox:
         return outbox_id
 
     def size(self) -> int:
-        """Mail waiting to be sent."""
+        """Messages waiting to be delivered."""
         return self.store.outbox_size()
 
     def deliver_due(self, now: float | None = None) -> int:
-        """Send the mail that is due; returns how many went out."""
+        """Deliver the messages that are due; returns how many went out."""
         if self.transport is None:
             self._warn_no_transport()
-            return 0
         now = self.clock() if now is None else now
         sent = 0
-        # One mail claimed at a time: every collector's sender may be at work on the same outbox,
-        # and a claim held while the server is down would keep the others from trying.
-        while claimed := self.store.outbox_claim(self.owner, now, self.hold, limit=1):
+        working = dict(self.channels)
+        # One message claimed at a time: every collector's sender may be at work on the same outbox,
+        # and a claim held while a server is down would keep the others from trying.
+        while working and (
+            claimed := self.store.outbox_claim(self.owner, now, self.hold, limit=1, channels=sorted(working))
+        ):
             message = claimed[0]
+            channel = working[message.channel]
             try:
-                self._send(self.transport, message)
-            except MailError as e:
+                note = channel.deliver(message)
+            except DeliveryError as e:
                 self._failed(message, e, now)
                 if not e.permanent:
-                    break  # the server is likely down for the rest too: try them next round
-            else:
-                sent += 1
+                    del working[message.channel]  # likely down for the rest too: try them next round
+                continue
+            # Recorded right away: from here on, a failure must not send it a second time.
+            self.store.outbox_sent(message.id, self.clock(), note)
+            sent += 1
+            if note:
+                log.warning("mail %r sent, but %s", message.subject, note)
+            if self._failing.pop(message.channel, None) is not None:
+                log.info("delivery through %s works again; %d message(s) waiting", channel, self.size())
         return sent
 
     def prune(self, now: float | None = None) -> int:
-        """Forget mail sent (or given up on) more than 30 days ago."""
+        """Forget messages sent (or given up on) more than 30 days ago."""
         return self.store.outbox_prune((self.clock() if now is None else now) - KEEP_SENT)
 
-    def _send(self, transport: Transport, message: OutboxMessage) -> None:
-        mail = Mail(message.recipients, message.subject, message.text, message.html)
-        email = compose(mail, self.sender, message.message_id, date=message.created)
-        refused = transport.send(email, message.recipients)
-        # Recorded right away: from here on, a failure must not send it a second time.
-        note = "; ".join(f"{rcpt} refused: {reply}" for rcpt, reply in refused.items()) or None
-        self.store.outbox_sent(message.id, self.clock(), note)
-        if note:
-            log.warning("mail %r sent, but %s", message.subject, note)
-        if self._failing is not None:
-            log.info("mail delivery through %s works again; %d mail waiting", transport, self.size())
-            self._failing = None
-
-    def _failed(self, message: OutboxMessage, e: MailError, now: float) -> None:
+    def _failed(self, message: OutboxMessage, e: DeliveryError, now: float) -> None:
         attempts = message.attempts + 1
+        what = (
+            f"mail {message.subject!r} to {message.recipients}"
+            if message.channel == MAIL
+            else f"{message.subject!r} to {message.channel}"
+        )
         if e.permanent or now - message.created >= GIVE_UP_AFTER:
             self.store.outbox_failed(message.id, e.reason, None)
-            log.error(
-                "gave up on mail %r to %s after %d attempts: %s",
-                message.subject,
-                message.recipients,
-                attempts,
-                e,
-            )
+            log.error("gave up on %s after %d attempts: %s", what, attempts, e)
             return
         self.store.outbox_failed(message.id, e.reason, now + backoff(attempts, self.rng))
-        if self._failing is None:
-            log.warning("mail delivery failing, mail waits in the outbox and is retried: %s", e)
-        self._failing = e.reason
+        if message.channel not in self._failing:
+            kind = "mail" if message.channel == MAIL else "webhook"
+            log.warning("%s delivery failing, it waits in the outbox and is retried: %s", kind, e)
+        self._failing[message.channel] = e.reason
 
     def _warn_no_transport(self) -> None:
         if not self._warned_no_transport:
@@ -145,10 +177,14 @@ class Outbox:
 
 
 def outbox_from_config(store: Store, config: CollectorConfig) -> Outbox:
-    """The outbox sending through the configured transport, from smtp.from."""
-    # A claim outlasts the longest conversation with the server (smtp.timeout bounds all of it).
-    hold = config.smtp_timeout + CLAIM_MARGIN
-    return Outbox(store, transport_from_config(config), config.smtp_from, owner=config.name, hold=hold)
+    """The outbox sending through the configured transport, from smtp.from, and to the webhooks."""
+    # A claim outlasts the longest conversation with a server: smtp.timeout bounds all of an SMTP
+    # one, three times a webhook's timeout all of its POST.
+    hold = max([config.smtp_timeout, *(3 * hook.timeout for hook in config.webhooks)]) + CLAIM_MARGIN
+    hooks: dict[str, Channel] = {hook.channel: WebhookChannel(hook) for hook in config.webhooks}
+    return Outbox(
+        store, transport_from_config(config), config.smtp_from, owner=config.name, hold=hold, channels=hooks
+    )
 
 
 class MailSender:
@@ -196,7 +232,7 @@ class MailSender:
             if time.monotonic() - self._last_prune >= self.prune_every:
                 self._last_prune = time.monotonic()
                 self.outbox.prune()
-        except (MailError, StoreError, OSError) as e:
+        except (DeliveryError, StoreError, OSError) as e:
             if str(e) != self._last_error:
                 log.error("mail sender: %s", e)
             self._last_error = str(e)

@@ -1,11 +1,12 @@
-"""The pieces `osmon-collector run` runs beside ingest: detection, mail, the CERT-FR feed, and its
-part in a cluster of collectors (leases of hosts and duties, heartbeats)."""
+"""The pieces `osmon-collector run` runs beside ingest: detection, mail and webhooks, Alertmanager, the
+CERT-FR feed, and its part in a cluster of collectors (leases of hosts and duties, heartbeats)."""
 
 from __future__ import annotations
 
 import os
 import time
 
+from collector.alertmanager import AlertPusher
 from collector.certfr import CertfrPoller
 from collector.config import CollectorConfig
 from collector.detection import Detector
@@ -27,6 +28,12 @@ class Services:
         self.outbox = outbox_from_config(store, config)
         self.sender = MailSender(self.outbox)
         self.notifier = Notifier(config, store)
+        self.held: frozenset[str] = frozenset()  # the hosts whose lease detection holds, as of the last tick
+        self.pusher = None
+        if config.alertmanagers:
+            self.pusher = AlertPusher(
+                store, config.alertmanagers, lambda: self.held, self.notifier.alert_summary, config.public_url
+            )
         self.detector = Detector(
             store,
             config.thresholds,
@@ -50,6 +57,8 @@ class Services:
     def start(self) -> None:
         self.on_housekeeping()  # duties and a first heartbeat before the threads look at them
         self.sender.start()
+        if self.pusher is not None:
+            self.pusher.start()
         if self.certfr is not None:
             self.certfr.start()
 
@@ -58,6 +67,8 @@ class Services:
         if self.certfr is not None:
             self.certfr.stop()
         self.sender.stop(timeout=10)
+        if self.pusher is not None:
+            self.pusher.stop(timeout=10)
         self.detector.leases.release()
         self.duties.release()
         self._beat(stopped=True)
@@ -71,6 +82,11 @@ class Services:
         if time.monotonic() >= self._next_remind:
             self._next_remind = time.monotonic() + REMIND_EVERY
             self.detector.save_mails(self.notifier.reminders(self.detector.leases.held))
+        if self.pusher is not None:
+            held = self.detector.leases.held
+            if len(held) != len(self.held) or not self.held.issuperset(held):
+                self.held = frozenset(held)
+                self.pusher.notify()  # hosts gained (or lost): their alerts are this collector's to push
 
     def on_housekeeping(self) -> None:
         """Renew the duties (or take those a dead collector left), and say this collector is alive."""
@@ -90,6 +106,9 @@ class Services:
 
     def _queued(self, events: list[AlertEvent]) -> None:
         self.sender.notify()  # mail was queued with the events: send it now, not at the next poll
+        if self.pusher is not None:
+            self.held = frozenset(self.detector.leases.held)
+            self.pusher.notify()
 
     def _beat(self, stopped: bool = False) -> None:
         now = time.monotonic()

@@ -18,6 +18,7 @@ import pytest
 
 from agent.spool import Spool
 from tests import pg
+from tests.webhook_sink import Sink
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,6 +208,16 @@ def pg_server() -> Iterator[pg.PostgresServer]:
 def pg_url(pg_server: pg.PostgresServer) -> str:
     """The URL of a new, empty PostgreSQL database of the test's own."""
     return pg_server.database()
+
+
+@pytest.fixture(scope="session")
+def webhook_sink() -> Iterator[Sink]:
+    """A real HTTP server on loopback for the session; each test takes endpoints of its own."""
+    sink = Sink()
+    try:
+        yield sink
+    finally:
+        sink.stop()
 
 
 @pytest.hookimpl(hookwrapper=True)

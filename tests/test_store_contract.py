@@ -387,6 +387,40 @@ def test_a_mail_is_queued_once_per_event_key_and_claimed_by_one_sender(reopen: F
     one.close(), two.close()
 
 
+def test_outbox_channels_keep_their_payload_and_a_sender_claims_only_its_channels(store: Store) -> None:
+    mail = OutboxMail("a", "a k", Mail(["ops@example.org"], "s", "t", ""), "<m@x>", ("cpu.percent",), T0)
+    hook = OutboxMail(
+        "a", "webhook:chat a k", Mail([], "s", "", ""), "<w@x>", (), T0, "webhook:chat", '{"x": 1}'
+    )
+    store.alerts_apply([], [], mails=[mail, hook])
+    assert [(m.channel, m.payload, m.recipients) for m in reversed(store.outbox_recent())] == [
+        ("mail", None, ["ops@example.org"]),
+        ("webhook:chat", '{"x": 1}', []),
+    ]
+    assert store.outbox_claim("c1", T0, 30, channels=[]) == []
+    assert [m.channel for m in store.outbox_claim("c1", T0, 30, channels=["webhook:other", "mail"])] == [
+        "mail"
+    ]
+    [claimed] = store.outbox_claim("c1", T0, 30, channels=["webhook:chat"])
+    assert (claimed.channel, claimed.payload, claimed.message_id) == ("webhook:chat", '{"x": 1}', "<w@x>")
+    stored = store.outbox_get(claimed.id)
+    assert stored is not None and stored.payload == '{"x": 1}'
+    assert store.outbox_add(Mail(["a@example.org"], "plain", "t", ""), "<p@x>", T0) > 0
+    assert [m.channel for m in store.outbox_claim("c2", T0, 30)] == ["mail"]  # outbox_add queues mail
+
+
+def test_alerts_since_lists_the_active_and_the_lately_resolved(store: Store) -> None:
+    def event(kind: str, host: str, ts: float) -> AlertEvent:
+        return AlertEvent(kind, host, "cpu.percent", "critical", ts, 99.0, 95.0, started=T0)
+
+    store.alerts_apply(
+        [event("fired", "old", T0), event("fired", "recent", T0), event("fired", "on", T0)], []
+    )
+    store.alerts_apply([event("resolved", "old", T0 + 10), event("resolved", "recent", T0 + 100)], [])
+    found = store.alerts_since(T0 + 50)
+    assert [(a.host, a.ended) for a in found] == [("on", None), ("recent", T0 + 100)]
+
+
 def test_collectors_are_listed_with_their_heartbeat_and_hosts(store: Store) -> None:
     store.heartbeat("mon-01:5555", "tcp://0.0.0.0:5555", 42, "1.0", T0, 1000, 12.5)
     store.heartbeat("mon-02:5555", "tcp://0.0.0.0:5555", 43, "1.0", T0, 0, 0.0, stopped=True)

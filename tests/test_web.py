@@ -925,3 +925,26 @@ def test_the_alerts_page_shows_the_outbox_to_logged_in_users(dash: Dashboard) ->
     )  # newest first
     assert "550 5.1.1 no such user" in outbox and "nobody@example.org" in outbox
     assert "[osMonitoring] RESOLVED web-01" in outbox and "cannot connect to SMTP" in outbox
+    assert outbox.count('<td class="channel">mail</td>') == 3
+
+
+def test_the_outbox_shows_the_channel_of_a_webhook_delivery(dash: Dashboard) -> None:
+    from collector.mail import Mail
+    from collector.store import OutboxMail
+
+    delivery = OutboxMail(
+        "web-01",
+        "webhook:chat k",
+        Mail([], "CRITICAL web-01: host down", "", ""),
+        "<w@x>",
+        (),
+        dash.now,
+        "webhook:chat",
+        "{}",
+    )
+    dash.store.alerts_apply([], [], mails=[delivery])
+    client = dash.client()
+    login(client)
+    page = client.get("/alerts").get_data(as_text=True)
+    outbox = page[page.index('id="outbox"') :]
+    assert '<td class="channel">webhook:chat</td>' in outbox and "CRITICAL web-01: host down" in outbox

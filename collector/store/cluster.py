@@ -158,7 +158,8 @@ class ClusterBook:
         self.db.execute(
             self._q(
                 "INSERT INTO outbox (created, message_id, recipients, subject, text, html, next_attempt, "
-                "event_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING"
+                "event_key, channel, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (event_key) DO NOTHING"
             ),
             (
                 m.at,
@@ -169,6 +170,8 @@ class ClusterBook:
                 mail.html,
                 m.at,
                 m.key,
+                m.channel,
+                m.payload,
             ),
         )
         if m.host is not None:

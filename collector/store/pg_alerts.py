@@ -21,6 +21,15 @@ class PgAlertQueries(ClusterBook, PgBase):
         ).fetchall()
         return [Alert(*row) for row in rows]
 
+    def alerts_since(self, ended_after: float) -> list[Alert]:
+        """Active alerts, and those that ended at or after `ended_after`, by host then rule (what
+        Alertmanager is told: it keeps a resolution only if told it again for a while)."""
+        rows = self.db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE ended IS NULL OR ended >= %s ORDER BY host, rule, id",
+            (ended_after,),
+        ).fetchall()
+        return [Alert(*row) for row in rows]
+
     def alerts_history(self, host: str | None = None, limit: int = 100) -> list[Alert]:
         """The most recent alerts, active or not, newest first."""
         where, args = ("WHERE host = %s", (host, limit)) if host else ("", (limit,))

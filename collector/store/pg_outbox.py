@@ -1,8 +1,9 @@
-"""The SQL of the mail outbox on PostgreSQL: mail waits here until an SMTP server has accepted it."""
+"""The SQL of the outbox (mail and webhook deliveries) on PostgreSQL: mail waits here until an SMTP server has accepted it."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from collector.store.pg_base import PgBase, one
@@ -14,7 +15,8 @@ if TYPE_CHECKING:
 
 _NOW = "extract(epoch from clock_timestamp())"  # the database's clock, Unix seconds
 _COLUMNS = (
-    "id, created, message_id, recipients, subject, text, html, attempts, next_attempt, last_error, sent"
+    "id, created, message_id, recipients, subject, text, html, attempts, next_attempt, last_error, sent, "
+    "channel, payload"
 )
 
 
@@ -62,21 +64,29 @@ class PgOutboxQueries(PgBase):
         ).fetchall()
         return [_message(row) for row in rows]
 
-    def outbox_claim(self, owner: str, now: float, hold: float, limit: int = 100) -> list[OutboxMessage]:
+    def outbox_claim(
+        self, owner: str, now: float, hold: float, limit: int = 100, channels: Sequence[str] | None = None
+    ) -> list[OutboxMessage]:
         """Claim up to `limit` due mails for `hold` seconds (the database's clock) and return them.
 
         Another sender skips claimed mail, so each goes out once; a sender that died with a claim
         leaves the mail to the others once the claim lapses (sent again under the same Message-ID),
         and to itself at once when it starts again under the same name: its one sender is not
         sending anything now.
+        With `channels`, only messages of those channels (a sender claims what it can deliver).
         """
+        only, args = "", ()  # type: tuple[str, tuple[str, ...]]
+        if channels is not None:
+            if not channels:
+                return []
+            only, args = f" AND channel IN ({', '.join(['%s'] * len(channels))})", tuple(channels)
         rows = self.db.execute(
             f"UPDATE outbox SET claimed_by = %s, claim_until = {_NOW} + %s WHERE id IN ("
             f"SELECT id FROM outbox WHERE sent IS NULL AND next_attempt <= %s "
-            f"AND (claim_until IS NULL OR claim_until <= {_NOW} OR claimed_by = %s) "
+            f"AND (claim_until IS NULL OR claim_until <= {_NOW} OR claimed_by = %s){only} "
             f"ORDER BY next_attempt, id LIMIT %s FOR UPDATE SKIP LOCKED"
             f") RETURNING {_COLUMNS}",
-            (owner, hold, now, owner, limit),
+            (owner, hold, now, owner, *args, limit),
         ).fetchall()
         return sorted((_message(row) for row in rows), key=lambda m: (m.next_attempt, m.id))
 

@@ -210,6 +210,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN claimed_by text;
     ALTER TABLE outbox ADD COLUMN claim_until double precision;
     """,
+    # 4: what SQLite's migration 9 holds: the outbox's channels (mail, or "webhook:NAME" with the
+    # body as posted).
+    """
+    ALTER TABLE outbox ADD COLUMN channel text NOT NULL DEFAULT 'mail';
+    ALTER TABLE outbox ADD COLUMN payload text;
+    """,
 ]
 
 

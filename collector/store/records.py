@@ -93,7 +93,7 @@ class Silence(NamedTuple):
 
 
 class OutboxMessage(NamedTuple):
-    """One mail of the outbox; `sent` is None until a server accepted it."""
+    """One message of the outbox, a mail or a webhook delivery; `sent` is None until a server accepted it."""
 
     id: int
     created: float
@@ -106,6 +106,8 @@ class OutboxMessage(NamedTuple):
     next_attempt: float  # GAVE_UP once given up
     last_error: str | None
     sent: float | None
+    channel: str = "mail"  # or "webhook:NAME" (collector.webhook)
+    payload: str | None = None  # a webhook's body, as it is posted
 
     @property
     def gave_up(self) -> bool:
@@ -170,7 +172,7 @@ class CopyInfo(NamedTuple):
 
 
 class OutboxMail(NamedTuple):
-    """A mail to queue with the alert changes it reports, in their transaction.
+    """A mail (or a webhook delivery) to queue with the alert changes it reports, in their transaction.
 
     `key` names the event(s) it reports: the outbox holds one mail per key, so
     a change saved twice (a retry, a collector taking over) is mailed once.
@@ -182,6 +184,8 @@ class OutboxMail(NamedTuple):
     message_id: str
     notified: tuple[str, ...] = ()  # rules whose active alert this mail tells about (reminders count from it)
     at: float = 0.0
+    channel: str = "mail"  # or "webhook:NAME": then `mail` holds only a subject, and `payload` the body
+    payload: str | None = None
 
 
 class Pending(NamedTuple):

@@ -330,4 +330,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN claim_until REAL;
     CREATE UNIQUE INDEX outbox_event ON outbox (event_key);
     """,
+    # 9: channels of the outbox: a message is a mail, or a delivery to a webhook ("webhook:NAME")
+    # whose body is kept as posted (`payload`), retried and claimed like mail.
+    """
+    ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'mail';
+    ALTER TABLE outbox ADD COLUMN payload TEXT;
+    """,
 ]

@@ -42,9 +42,10 @@ def page() -> str:
 
 
 def mail_dict(m: OutboxMessage) -> dict[str, Any]:
-    """One outbox row as the page shows it: queued, sent or failed (given up)."""
+    """One outbox row (a mail or a webhook delivery) as the page shows it: queued, sent or failed (given up)."""
     state = "sent" if m.sent is not None else "failed" if m.gave_up else "queued"
     return {
+        "channel": m.channel,  # mail, or webhook:NAME
         "created": m.created,
         "recipients": ", ".join(m.recipients),
         "subject": m.subject,
