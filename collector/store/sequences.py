@@ -71,13 +71,16 @@ class SequenceBook:
             # Read first, insert only a new host: an upsert would lock the row, and wait for
             # another collector storing the host now (collectors sharing a PostgreSQL database).
             select = self._sql("SELECT id FROM hosts WHERE name = ?")
-            row = self.db.execute(select, (name,)).fetchone() or self.db.execute(
-                self._sql(
-                    "INSERT INTO hosts (name, first_seen, last_seen) VALUES (?, ?, ?) "
-                    "ON CONFLICT (name) DO NOTHING RETURNING id"
-                ),
-                (name, now, now),
-            ).fetchone()
+            row = (
+                self.db.execute(select, (name,)).fetchone()
+                or self.db.execute(
+                    self._sql(
+                        "INSERT INTO hosts (name, first_seen, last_seen) VALUES (?, ?, ?) "
+                        "ON CONFLICT (name) DO NOTHING RETURNING id"
+                    ),
+                    (name, now, now),
+                ).fetchone()
+            )
             if row is None:  # inserted by another collector between the two statements
                 row = self.db.execute(select, (name,)).fetchone()
             host_id = self._host_ids[name] = row[0]
