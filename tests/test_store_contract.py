@@ -62,7 +62,12 @@ def store(reopen: Factory) -> Iterator[Store]:
 
 
 def received(
-    host: str, seq: int, ts: float | None = None, cpu: float = 10.0, mounts: dict | None = None
+    host: str,
+    seq: int,
+    ts: float | None = None,
+    cpu: float = 10.0,
+    mounts: dict | None = None,
+    boot: float | None = None,
 ) -> Received:
     probes = {
         "cpu": {"percent": cpu, "iowait": 1.25, "per_core": [cpu, cpu / 2]},
@@ -76,6 +81,7 @@ def received(
         },
         "net_io": {"rx_bps": 5.0, "tx_bps": 6.0, "interfaces": {"eth0": {"rx_bps": 5.0, "tx_bps": 6.0}}},
         "processes": {"count": 100, "running": 2},
+        **({"uptime": {"boot_time": boot}} if boot is not None else {}),
     }
     ts = T0 + seq * 10.0 if ts is None else ts
     raw = wire.encode_snapshot(host, seq, ts, 10.0, "test", probes)
@@ -278,6 +284,22 @@ def test_web_reads_list_hosts_and_refuse_writes_outside_silences(store: Store) -
     assert [s.host for s in store.silences(T0)] == ["a"]
     with pytest.raises(StoreError):  # any other write from a dashboard connection is refused
         store.silence("b", T0 + 60, "not from a view", T0)
+
+
+def test_the_overview_ranks_hosts_on_the_summary_of_their_latest_snapshot(store: Store) -> None:
+    store.ingest(
+        [received("a", 10, cpu=99.0, boot=T0 - 3600), received("b", 1, mounts={"/": 20.0, "/var": 91.5})]
+    )
+    store.ingest([received("a", 3, cpu=1.0)])  # a late resend summarises nothing
+    store.web_read_only()
+    a, b = store.web_summaries()
+    assert (a.name, a.latest_ts, a.ts, a.cpu, a.mem, a.disk, a.load1, a.boot) == (
+        "a", T0 + 100.0, T0 + 100.0, 99.0, 50.0, 70.0, 0.5, T0 - 3600
+    )  # fmt: skip
+    assert (b.name, b.disk, b.boot, b.last_seen, b.interval) == ("b", 91.5, None, T0 + 10.5, 10.0)
+    named = store.web_hosts_named(["b", "nobody", "a"])
+    assert [(h.name, h.snapshot) for h in named] == [("a", store.latest("a")), ("b", store.latest("b"))]
+    assert store.web_hosts_named([]) == []
 
 
 # -- what came with hostile input and integrations: epochs, logouts, tokens, sizes -----------------------

@@ -26,6 +26,7 @@ from collector.store.records import (
     FeedItem,
     Fence,
     HostInfo,
+    HostSummary,
     IngestResult,
     Leases,
     OutboxMail,
@@ -57,6 +58,7 @@ __all__ = [
     "FeedItem",
     "Fence",
     "HostInfo",
+    "HostSummary",
     "IngestResult",
     "Leases",
     "OutboxMail",
@@ -146,6 +148,8 @@ class Store(Protocol):
     def web_check(self) -> int: ...
     def web_hosts(self) -> list[WebHost]: ...
     def web_host(self, name: str) -> WebHost | None: ...
+    def web_summaries(self) -> list[HostSummary]: ...
+    def web_hosts_named(self, names: Sequence[str]) -> list[WebHost]: ...
     def web_series(
         self, host: str, columns: Sequence[str], start: float, end: float, bucket: float
     ) -> list[Bucket]: ...

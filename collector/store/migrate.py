@@ -31,6 +31,7 @@ TABLES = (
     "names",
     "hosts",
     "latest",
+    "host_summary",
     "gaps",
     "counters",
     "certfr_items",

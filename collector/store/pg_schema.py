@@ -210,6 +210,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN claimed_by text;
     ALTER TABLE outbox ADD COLUMN claim_until double precision;
     """,
+    # 4: what SQLite's migration 9 holds: each host's summary (collector.store.summaries).
+    """
+    CREATE TABLE host_summary (
+        host_id integer PRIMARY KEY REFERENCES hosts (id),
+        ts double precision NOT NULL,
+        cpu double precision,
+        mem double precision,
+        disk double precision,
+        load1 double precision,
+        boot double precision
+    );
+    """,
 ]
 
 

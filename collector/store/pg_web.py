@@ -14,9 +14,9 @@ from typing import Any
 
 from collector.store.compact import SCALE
 from collector.store.pg_base import PgBase
-from collector.store.records import Bucket, DetailBucket, WebHost
+from collector.store.records import Bucket, DetailBucket, HostSummary, WebHost
 from collector.store.rollups import MINUTE, tier_for
-from collector.store.web import DETAIL_KEYS, ROLLUP_ONLY, SERIES_COLUMNS, merge_details
+from collector.store.web import DETAIL_KEYS, ROLLUP_ONLY, SERIES_COLUMNS, SUMMARY_SELECT, merge_details
 
 _HOST_COLUMNS = "name, first_seen, last_seen, interval, latest_ts, snapshot"
 
@@ -55,6 +55,17 @@ class PgWebQueries(PgBase):
             (name,),
         ).fetchone()
         return None if row is None else WebHost(*row)
+
+    def web_summaries(self) -> list[HostSummary]:
+        return [HostSummary(*row) for row in self.db.execute(SUMMARY_SELECT).fetchall()]
+
+    def web_hosts_named(self, names: Sequence[str]) -> list[WebHost]:
+        rows = self.db.execute(
+            f"SELECT {_HOST_COLUMNS} FROM hosts LEFT JOIN latest ON latest.host_id = hosts.id "
+            "WHERE name = ANY(%s)",
+            (list(names),),
+        ).fetchall()
+        return sorted((WebHost(*row) for row in rows), key=lambda h: h.name)
 
     def web_series(
         self, host: str, columns: Sequence[str], start: float, end: float, bucket: float

@@ -147,6 +147,23 @@ class WebHost(NamedTuple):
     snapshot: bytes | None
 
 
+class HostSummary(NamedTuple):
+    """A host as the overview ranks it: bookkeeping and the few numbers of its latest snapshot
+    (collector.store.summaries); `ts` is None when no summary matches that snapshot yet."""
+
+    name: str
+    first_seen: float
+    last_seen: float  # collector clock
+    interval: float | None
+    latest_ts: float | None  # agent clock of the latest snapshot
+    ts: float | None  # agent clock of the snapshot summarised
+    cpu: float | None
+    mem: float | None
+    disk: float | None  # the fullest filesystem
+    load1: float | None
+    boot: float | None  # boot.time
+
+
 class Bucket(NamedTuple):
     """One time bucket of a series: its start, and (min, avg, max) per requested column."""
 

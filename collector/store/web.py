@@ -16,7 +16,7 @@ from typing import Any
 
 from collector.store.compact import COLUMNS, SCALE, highest, read_stored, short_key, unscaled
 from collector.store.connected import Connected
-from collector.store.records import Bucket, DetailBucket, WebHost
+from collector.store.records import Bucket, DetailBucket, HostSummary, WebHost
 from collector.store.rollups import MINUTE, tier_for
 from osmon import catalog
 
@@ -30,6 +30,11 @@ ROLLUP_ONLY = tuple(s.name for s in catalog.SERIES if not s.raw)  # kept per min
 
 
 _HOST_COLUMNS = "name, first_seen, last_seen, interval, latest_ts, snapshot"
+# A summary describes the latest snapshot only if it was written from it (collector.store.summaries).
+SUMMARY_SELECT = (
+    "SELECT name, first_seen, last_seen, interval, latest_ts, s.ts, s.cpu, s.mem, s.disk, s.load1, s.boot "
+    "FROM hosts LEFT JOIN host_summary s ON s.host_id = hosts.id AND s.ts = hosts.latest_ts ORDER BY name"
+)
 
 
 class WebQueries(Connected):
@@ -70,6 +75,22 @@ class WebQueries(Connected):
             (name,),
         ).fetchone()
         return None if row is None else WebHost(*row)
+
+    def web_summaries(self) -> list[HostSummary]:
+        """Every host with the summary of its latest snapshot, by name: what the overview ranks."""
+        return [HostSummary(*row) for row in self.db.execute(SUMMARY_SELECT, ()).fetchall()]
+
+    def web_hosts_named(self, names: Sequence[str]) -> list[WebHost]:
+        """The hosts called `names` (those that exist) with their latest snapshots, by name."""
+        rows: list[Any] = []
+        for i in range(0, len(names), 500):  # under SQLite's limit of bound parameters
+            part = names[i : i + 500]
+            rows += self.db.execute(
+                f"SELECT {_HOST_COLUMNS} FROM hosts LEFT JOIN latest ON latest.host_id = hosts.id "
+                f"WHERE name IN ({', '.join('?' * len(part))})",
+                tuple(part),
+            ).fetchall()
+        return sorted((WebHost(*row) for row in rows), key=lambda h: h.name)
 
     def web_series(
         self, host: str, columns: Sequence[str], start: float, end: float, bucket: float
