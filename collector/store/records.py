@@ -164,6 +164,20 @@ class HostSummary(NamedTuple):
     boot: float | None  # boot.time
 
 
+class AlertChange(NamedTuple):
+    """A change of severity of an alert (fired, escalated, deescalated; `kind` None for an alert
+    without recorded events), with its alert's host, rule and span: what the fleet strip reads."""
+
+    alert_id: int
+    host: str
+    rule: str
+    started: float
+    ended: float | None
+    ts: float
+    kind: str | None
+    severity: str
+
+
 class Bucket(NamedTuple):
     """One time bucket of a series: its start, and (min, avg, max) per requested column."""
 
