@@ -453,13 +453,13 @@ def main() -> int:
     range_name = {1: "24h", 7: "7d"}.get(int(args.days), "30d")
 
     workdir = Path(tempfile.mkdtemp(prefix="osmon-bench-dashboard-"))
-    server = None
+    pg_server = None
     if args.database == "postgresql":
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for tests/pg.py
         from tests.pg import PostgresServer
 
-        server = PostgresServer()
-        args.database = server.database()
+        pg_server = PostgresServer()
+        args.database = pg_server.database()
     database: str | Path = args.database or workdir / "osmon.db"
     process = None
     try:
@@ -526,8 +526,8 @@ def main() -> int:
             print(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)  # never a --database given: it is not in workdir
-        if server is not None:
-            server.stop()
+        if pg_server is not None:
+            pg_server.stop()
     return 0
 
 

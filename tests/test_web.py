@@ -445,7 +445,8 @@ def test_api_shapes(dash: Dashboard) -> None:
     assert hosts.headers["Cache-Control"] == "no-store"
     data = hosts.get_json()
     assert set(data) == {
-        "now", "refresh", "counts", "silenced", "total", "matching", "query", "hosts", "alerts", "alerts_total", "certfr"
+        "now", "refresh", "counts", "silenced", "total", "matching", "query", "hosts", "alerts", "alerts_total", "certfr",
+        "strip",
     }  # fmt: skip
     assert data["refresh"] == 10.0
     [row] = data["hosts"]

@@ -9,7 +9,7 @@ from typing import Any
 from flask import url_for
 
 from collector.store import Alert, Store
-from collector.web import fleet, hostinfo, series
+from collector.web import fleet, hostinfo, series, trends
 from collector.web.context import chart_cache, config, store
 from collector.web.errors import NotFound
 from collector.web.marks import chart_marks
@@ -34,14 +34,17 @@ def overview(now: float, args: Mapping[str, str] | None = None) -> dict[str, Any
         found = {h.name: fleet.summarised(h) for h in s.web_hosts_named(unsummarised)}
         summaries = [found.get(h.name, h) if h.ts is None else h for h in summaries]
     ranks = fleet.ranked(summaries, active, silences, down_after, now)
-    seen = {r["name"]: r["last_seen"] for r in ranks}
+    urgent = fleet.most_urgent(active)
+    alerting = {a.host for a in urgent}
+    seen = {h.name: h.last_seen for h in summaries if h.name in alerting}
     shown, matching = query.apply(ranks)
-    full = {
-        r["name"]: r
-        for r in fleet.overview(
-            s.web_hosts_named([r["name"] for r in shown]), active, silences, down_after, now
-        )
-    }
+    names = [r["name"] for r in shown]
+    full = {r["name"]: r for r in fleet.overview(s.web_hosts_named(names), active, silences, down_after, now)}
+    start, end = trends.window(now)
+    lines = s.web_trends(names, trends.COLUMNS, start, end, trends.BUCKET) if names else {}
+    for name, row in full.items():
+        row["trends"] = trends.host_trends(lines.get(name, []), start, end)
+    changes = s.web_alert_changes(trends.strip_start(now), now + 1)
     return {
         "now": now,
         "refresh": config().web_refresh,
@@ -51,9 +54,10 @@ def overview(now: float, args: Mapping[str, str] | None = None) -> dict[str, Any
         "matching": matching,
         "query": query._asdict(),
         "hosts": [full[r["name"]] for r in shown if r["name"] in full],
-        "alerts": [fleet.alert_dict(a, now, seen.get(a.host)) for a in fleet.most_urgent(active)],
+        "alerts": [fleet.alert_dict(a, now, seen.get(a.host)) for a in urgent],
         "alerts_total": len(active),
         "certfr": fleet.certfr_dict(s.certfr_latest()),
+        "strip": trends.fleet_strip(summaries, changes, down_after, now),
     }
 
 
