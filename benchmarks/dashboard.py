@@ -58,6 +58,9 @@ from osmon import wire
 BIN = Path(sys.executable).parent
 INTERVAL = 10.0
 BATCH = 20_000  # snapshots per ingest transaction
+# PostgreSQL ends a transaction idle for long (collector.store.postgres.IDLE_IN_TRANSACTION): the
+# Python work between statements of a 20,000-snapshot batch can outlast it on a loaded machine.
+PG_BATCH = 2_000
 BIG = "big-01"
 FLEET_HISTORY = 30  # samples of every other host (5 minutes)
 CORES = 8
@@ -190,9 +193,10 @@ def ingest_all(store: Any, received: Iterator[Received]) -> int:
     """Ingest in big batches (one transaction each); returns how many were stored."""
     batch: list[Received] = []
     stored = 0
+    size = PG_BATCH if type(store).__name__ == "PostgresStore" else BATCH
     for r in received:
         batch.append(r)
-        if len(batch) >= BATCH:
+        if len(batch) >= size:
             stored += len(store.ingest(batch).fresh)
             batch = []
     if batch:
