@@ -8,8 +8,8 @@ silences. Then starts the real `osmon-collector web` (waitress) on loopback
 with anonymous reading, and times requests over one keep-alive HTTP connection
 (accepting gzip, as a browser does), after a warm-up. Prints one line per
 figure, with the CPU time the dashboard process spent per request (what a
-request costs, even when other work slows the machine down); targets (issue): overview and /api/hosts p95 <= 100 ms with 1,000
-hosts; host page over 30 days p95 <= 200 ms.
+request costs, even when other work slows the machine down); targets (issues): overview and /api/hosts p95 <= 100 ms with 1,000
+hosts, <= 150 ms with 10,000; host page over 30 days p95 <= 200 ms.
 
 A chart is drawn once per set of numbers (collector/web/chartcache.py), so the
 host page is timed twice: "cold", every request sending `Cache-Control:
@@ -489,9 +489,10 @@ def main() -> int:
         server = psutil.Process(process.pid)
         page, charts = f"/host/{BIG}?range={range_name}", f"/api/hosts/{BIG}/charts?range={range_name}"
         # (path, cold: charts drawn afresh, target p95 in ms from the issue or None: for comparison)
+        overview_target = 100 if args.hosts <= 1000 else 150  # issue 16: <= 150 ms at 10,000 hosts
         targets: list[tuple[str, bool, int | None]] = [
-            ("/", False, 100),
-            ("/api/hosts", False, 100),
+            ("/", False, overview_target),
+            ("/api/hosts", False, overview_target),
             (page, True, 200),
             (page, False, 200),
             (charts, True, 200),
