@@ -573,3 +573,44 @@ def test_alerts_on_the_charts_zoom_and_a_shared_crosshair(
     expect(page.locator(ROWS)).to_have_count(2)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     screenshot(page, tmp_path, "overview-390.png")
+
+
+def test_trend_lines_per_host_and_the_fleet_strip_at_both_sizes(
+    cluster: Cluster, page: Any, watch: Watch, tmp_path: Path
+) -> None:
+    now = time.time()
+    started = alerted_history(cluster.dir / "osmon.db", now)
+    _, url = cluster.web("anonymous_read = true")
+    serving(url)
+    sizes = """imgs => imgs.map(i => [i.complete && i.naturalWidth, Math.round(i.getBoundingClientRect().width),
+                                   Math.round(i.getBoundingClientRect().height)])"""
+    for width, height in ((1366, 768), (390, 844)):
+        viewport(page, width, height)
+        page.goto(url + "/")
+        expect(page.locator(ROWS)).to_have_count(2)
+        # CPU, memory and fullest disk of each host over the last hours, drawn at their size.
+        trends = page.locator(f"{row('web-01')} img.trend")
+        expect(trends).to_have_count(3)
+        expect(page.locator(f"{row('web-02')} img.trend")).to_have_count(3)
+        page.wait_for_function("[...document.querySelectorAll('img.trend')].every(i => i.complete)")
+        assert page.locator("img.trend").evaluate_all(sizes) == [[64, 64, 18]] * 6, width
+        for img in trends.all():
+            expect(img).to_be_visible()
+        expect(page.locator(f"{row('web-01')} .c-mem img.trend")).to_have_attribute(
+            "title", "Memory, last 6 h: peaks 45 to 97 %"
+        )
+        # The fleet strip: 24 hours; web-01's alert hour has a critical host, and now web-02 is critical.
+        bars = page.locator("#fleet-strip li")
+        expect(bars).to_have_count(24)
+        hour = int(started // 3600 * 3600)
+        expect(page.locator(f'#fleet-strip li[data-hour="{hour}"] .strip-critical')).to_have_count(1)
+        expect(bars.last).to_have_attribute(
+            "title",
+            re.compile("^[0-9]{2}:00\N{EN DASH}[0-9]{2}:00: 1 critical, 1 ok"),  # a regex for JS too
+        )
+        widths = bars.evaluate_all("bs => bs.map(b => b.getBoundingClientRect().width)")
+        assert min(widths) > 3, widths
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        screenshot(page, tmp_path, f"overview-trends-{width}.png")
+        close_up(page.locator(".fleet-strip-panel"), tmp_path, f"fleet-strip-{width}.png")
+    watch.check()

@@ -62,7 +62,12 @@ def store(reopen: Factory) -> Iterator[Store]:
 
 
 def received(
-    host: str, seq: int, ts: float | None = None, cpu: float = 10.0, mounts: dict | None = None
+    host: str,
+    seq: int,
+    ts: float | None = None,
+    cpu: float = 10.0,
+    mounts: dict | None = None,
+    boot: float | None = None,
 ) -> Received:
     probes = {
         "cpu": {"percent": cpu, "iowait": 1.25, "per_core": [cpu, cpu / 2]},
@@ -76,6 +81,7 @@ def received(
         },
         "net_io": {"rx_bps": 5.0, "tx_bps": 6.0, "interfaces": {"eth0": {"rx_bps": 5.0, "tx_bps": 6.0}}},
         "processes": {"count": 100, "running": 2},
+        **({"uptime": {"boot_time": boot}} if boot is not None else {}),
     }
     ts = T0 + seq * 10.0 if ts is None else ts
     raw = wire.encode_snapshot(host, seq, ts, 10.0, "test", probes)
@@ -285,6 +291,57 @@ def test_web_reads_list_hosts_and_refuse_writes_outside_silences(store: Store) -
     assert [s.host for s in store.silences(T0)] == ["a"]
     with pytest.raises(StoreError):  # any other write from a dashboard connection is refused
         store.silence("b", T0 + 60, "not from a view", T0)
+
+
+def test_the_overview_ranks_hosts_on_the_summary_of_their_latest_snapshot(store: Store) -> None:
+    store.ingest(
+        [received("a", 10, cpu=99.0, boot=T0 - 3600), received("b", 1, mounts={"/": 20.0, "/var": 91.5})]
+    )
+    store.ingest([received("a", 3, cpu=1.0)])  # a late resend summarises nothing
+    store.web_read_only()
+    a, b = store.web_summaries()
+    assert (a.name, a.latest_ts, a.ts, a.cpu, a.mem, a.disk, a.load1, a.boot) == (
+        "a", T0 + 100.0, T0 + 100.0, 99.0, 50.0, 70.0, 0.5, T0 - 3600
+    )  # fmt: skip
+    assert (b.name, b.disk, b.boot, b.last_seen, b.interval) == ("b", 91.5, None, T0 + 10.5, 10.0)
+    named = store.web_hosts_named(["b", "nobody", "a"])
+    assert [(h.name, h.snapshot) for h in named] == [("a", store.latest("a")), ("b", store.latest("b"))]
+    assert store.web_hosts_named([]) == []
+
+
+def test_trends_of_a_page_of_hosts_come_from_the_tiers_in_one_read(store: Store) -> None:
+    # Two hours of a and b; c sends nothing in the period asked for.
+    store.ingest([received("a", s, cpu=float(s % 100)) for s in range(720)])
+    store.ingest([received("b", s, cpu=5.0, mounts={"/": 30.0, "/var": 80.0}) for s in range(360)])
+    store.ingest([received("c", 1, ts=T0 - 86400)])
+    trends = store.web_trends(["c", "b", "a", "nobody"], ["cpu", "disk_max"], T0, T0 + 7200, 900)
+    assert sorted(trends) == ["a", "b"]
+    assert trends["a"] == store.web_series("a", ["cpu", "disk_max"], T0, T0 + 7200, 900)
+    assert len(trends["a"]) == 8 and len(trends["b"]) == 4 and trends["b"][0].stats[1][2] == 80.0
+    assert store.web_trends([], ["cpu"], T0, T0 + 60, 60) == {}
+    with pytest.raises(ValueError):
+        store.web_trends(["a"], ["cpu; DROP TABLE hosts"], T0, T0 + 60, 60)
+
+
+def test_alert_changes_list_each_severity_of_the_alerts_of_a_period(store: Store) -> None:
+    def event(kind: str, host: str, severity: str, ts: float, started: float) -> AlertEvent:
+        return AlertEvent(kind, host, "cpu.percent", severity, ts, 90.0, 80.0, started=started)
+
+    store.alerts_apply([event("fired", "old", "warning", T0 - 7200, T0 - 7200)], [])
+    store.alerts_apply([event("resolved", "old", "warning", T0 - 3600, T0 - 7200)], [])
+    store.alerts_apply([event("fired", "a", "warning", T0 + 10, T0 + 10)], [])
+    store.alerts_apply([event("escalated", "a", "critical", T0 + 20, T0 + 10)], [])
+    store.alerts_apply([event("deescalated", "a", "warning", T0 + 30, T0 + 10)], [])
+    store.alerts_apply([event("resolved", "a", "warning", T0 + 40, T0 + 10)], [])
+    store.alerts_apply([event("fired", "b", "critical", T0 + 50, T0 + 50)], [])
+    changes = store.web_alert_changes(T0, T0 + 3600)
+    assert [(c.host, c.ts, c.kind, c.severity, c.started, c.ended) for c in changes] == [
+        ("a", T0 + 10, "fired", "warning", T0 + 10, T0 + 40),
+        ("a", T0 + 20, "escalated", "critical", T0 + 10, T0 + 40),
+        ("a", T0 + 30, "deescalated", "warning", T0 + 10, T0 + 40),
+        ("b", T0 + 50, "fired", "critical", T0 + 50, None),
+    ]
+    assert [c.host for c in store.web_alert_changes(T0 - 7200, T0)] == ["old"]
 
 
 # -- what came with hostile input and integrations: epochs, logouts, tokens, sizes -----------------------

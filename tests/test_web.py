@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import time
 from functools import cache
@@ -267,6 +268,23 @@ def test_uptime_of_an_agent_older_than_the_boot_time_metric_comes_from_its_probe
     assert 3 * 86400 <= row["uptime"] < 3 * 86400 + 60 and row["cpu"] == 10.0
 
 
+def test_hosts_stored_before_summaries_existed_are_ranked_from_their_snapshots(dash: Dashboard) -> None:
+    for i, cpu in enumerate((20.0, 70.0, 40.0)):
+        dash.store.ingest([received(f"web-{i}", 1, dash.now, cpu=cpu, mem=5.0, mounts={"/": 1.0})])
+    before = dash.client().get("/api/hosts?sort=uptime").get_json()
+    with sqlite3.connect(dash.database) as db:  # what a database upgraded to schema 10 holds
+        db.execute("DELETE FROM host_summary WHERE host_id <> (SELECT id FROM hosts WHERE name = 'web-0')")
+    after = dash.client().get("/api/hosts?sort=uptime").get_json()
+    assert [r["name"] for r in after["hosts"]] == ["web-0", "web-1", "web-2"]  # uptimes equal: by name
+    for a, b in zip(before["hosts"], after["hosts"], strict=True):
+        assert {**a, "last_seen_ago": 0, "uptime": 0} == {**b, "last_seen_ago": 0, "uptime": 0}
+    assert [r["name"] for r in dash.client().get("/api/hosts").get_json()["hosts"]] == [
+        "web-1",
+        "web-2",
+        "web-0",
+    ]
+
+
 def test_overview_shows_the_latest_certfr_alert_and_never_a_javascript_link(dash: Dashboard) -> None:
     dash.store.certfr_add(
         [
@@ -427,7 +445,8 @@ def test_api_shapes(dash: Dashboard) -> None:
     assert hosts.headers["Cache-Control"] == "no-store"
     data = hosts.get_json()
     assert set(data) == {
-        "now", "refresh", "counts", "silenced", "total", "matching", "query", "hosts", "alerts", "alerts_total", "certfr"
+        "now", "refresh", "counts", "silenced", "total", "matching", "query", "hosts", "alerts", "alerts_total", "certfr",
+        "strip",
     }  # fmt: skip
     assert data["refresh"] == 10.0
     [row] = data["hosts"]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from collector.store.records import (
     GAVE_UP,
     Alert,
+    AlertChange,
     AlertEvent,
     AlertUpdate,
     Bucket,
@@ -26,6 +27,7 @@ from collector.store.records import (
     FeedItem,
     Fence,
     HostInfo,
+    HostSummary,
     IngestResult,
     Leases,
     OutboxMail,
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GAVE_UP",
     "Alert",
+    "AlertChange",
     "AlertEvent",
     "AlertUpdate",
     "Bucket",
@@ -57,6 +60,7 @@ __all__ = [
     "FeedItem",
     "Fence",
     "HostInfo",
+    "HostSummary",
     "IngestResult",
     "Leases",
     "OutboxMail",
@@ -149,6 +153,12 @@ class Store(Protocol):
     def web_check(self) -> int: ...
     def web_hosts(self) -> list[WebHost]: ...
     def web_host(self, name: str) -> WebHost | None: ...
+    def web_summaries(self) -> list[HostSummary]: ...
+    def web_hosts_named(self, names: Sequence[str]) -> list[WebHost]: ...
+    def web_trends(
+        self, names: Sequence[str], columns: Sequence[str], start: float, end: float, bucket: float
+    ) -> dict[str, list[Bucket]]: ...
+    def web_alert_changes(self, start: float, end: float) -> list[AlertChange]: ...
     def web_series(
         self, host: str, columns: Sequence[str], start: float, end: float, bucket: float
     ) -> list[Bucket]: ...

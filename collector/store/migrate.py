@@ -30,18 +30,23 @@ from collector.store.schema import MIGRATIONS as SQLITE_MIGRATIONS
 TABLES = (
     "names",
     "hosts",
+    "epochs",
     "latest",
+    "host_summary",
     "gaps",
     "counters",
     "certfr_items",
     "alerts",
     "alert_events",
     "silences",
+    "pending",
     "outbox",
+    "tokens",
+    "web_logouts",
     "rollup_hour",
     "rollup_minute",
 )
-WITHOUT_ROWID = ("gaps", "rollup_minute", "rollup_hour")
+WITHOUT_ROWID = ("gaps", "epochs", "pending", "rollup_minute", "rollup_hour")
 IDENTITIES = ("names", "hosts", "alerts", "alert_events", "outbox")  # ids copied: sequences moved past them
 OTHER_DATA = ("hosts", "alerts", "outbox", "certfr_items", "silences")
 

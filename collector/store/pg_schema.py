@@ -216,6 +216,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN channel text NOT NULL DEFAULT 'mail';
     ALTER TABLE outbox ADD COLUMN payload text;
     """,
+    # 5: what SQLite's migration 10 holds: each host's summary (collector.store.summaries).
+    """
+    CREATE TABLE host_summary (
+        host_id integer PRIMARY KEY REFERENCES hosts (id),
+        ts double precision NOT NULL,
+        cpu double precision,
+        mem double precision,
+        disk double precision,
+        load1 double precision,
+        boot double precision
+    );
+    """,
 ]
 
 

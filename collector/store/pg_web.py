@@ -14,9 +14,18 @@ from typing import Any
 
 from collector.store.compact import SCALE
 from collector.store.pg_base import PgBase
-from collector.store.records import Bucket, DetailBucket, WebHost
+from collector.store.records import AlertChange, Bucket, DetailBucket, HostSummary, WebHost
 from collector.store.rollups import MINUTE, tier_for
-from collector.store.web import DETAIL_KEYS, ROLLUP_ONLY, SERIES_COLUMNS, merge_details
+from collector.store.web import (
+    ALERT_CHANGES,
+    DETAIL_KEYS,
+    ROLLUP_ONLY,
+    SERIES_COLUMNS,
+    SUMMARY_SELECT,
+    buckets,
+    merge_details,
+    tier_stats,
+)
 
 _HOST_COLUMNS = "name, first_seen, last_seen, interval, latest_ts, snapshot"
 
@@ -55,6 +64,36 @@ class PgWebQueries(PgBase):
             (name,),
         ).fetchone()
         return None if row is None else WebHost(*row)
+
+    def web_summaries(self) -> list[HostSummary]:
+        return [HostSummary(*row) for row in self.db.execute(SUMMARY_SELECT).fetchall()]
+
+    def web_hosts_named(self, names: Sequence[str]) -> list[WebHost]:
+        rows = self.db.execute(
+            f"SELECT {_HOST_COLUMNS} FROM hosts LEFT JOIN latest ON latest.host_id = hosts.id "
+            "WHERE name = ANY(%s)",
+            (list(names),),
+        ).fetchall()
+        return sorted((WebHost(*row) for row in rows), key=lambda h: h.name)
+
+    def web_trends(
+        self, names: Sequence[str], columns: Sequence[str], start: float, end: float, bucket: float
+    ) -> dict[str, list[Bucket]]:
+        stats, source, time = tier_stats(columns, tier_for(bucket))
+        rows = self.db.execute(
+            f"SELECT hosts.name, floor({time} / %(bucket)s)::bigint AS b, {stats} FROM {source} "
+            f"JOIN hosts ON hosts.id = {source}.host_id WHERE hosts.name = ANY(%(names)s) "
+            f"AND {time} >= %(start)s AND {time} < %(end)s GROUP BY hosts.name, b",
+            {"bucket": float(bucket), "names": list(names), "start": start, "end": end},
+        ).fetchall()
+        result: dict[str, list[Bucket]] = {}
+        for name, *row in sorted(rows, key=lambda r: (r[0], r[1])):
+            result.setdefault(name, []).extend(buckets([row], bucket))
+        return result
+
+    def web_alert_changes(self, start: float, end: float) -> list[AlertChange]:
+        sql = ALERT_CHANGES.replace(":start", "%(start)s").replace(":end", "%(end)s")
+        return [AlertChange(*row) for row in self.db.execute(sql, {"start": start, "end": end}).fetchall()]
 
     def web_series(
         self, host: str, columns: Sequence[str], start: float, end: float, bucket: float

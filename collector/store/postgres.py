@@ -43,6 +43,7 @@ from collector.store.pg_web import PgWebQueries
 from collector.store.records import IngestResult, Leases, Received, StoreError, StoreUnreachable
 from collector.store.seqranges import SeqRanges
 from collector.store.sequences import SequenceBook
+from collector.store.summaries import SummaryWriter
 
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server is reported, not waited for
 POOL_SIZE = 4  # the dashboard's connections at most (waitress serves with 4 threads)
@@ -69,7 +70,13 @@ def read_password(password_file: str | Path | None) -> str | None:
 
 @translate_errors
 class PostgresStore(
-    SequenceBook, PgAlertQueries, PgOutboxQueries, PgCertfrQueries, PgWebQueries, PgTokenQueries
+    SequenceBook,
+    SummaryWriter,
+    PgAlertQueries,
+    PgOutboxQueries,
+    PgCertfrQueries,
+    PgWebQueries,
+    PgTokenQueries,
 ):
     """Storage in a PostgreSQL database."""
 
@@ -350,6 +357,7 @@ class PostgresStore(
                     "ON CONFLICT (host_id) DO UPDATE SET snapshot = EXCLUDED.snapshot",
                     [(host_id, r.raw) for host_id, r in newest.items()],
                 )
+        self._save_summaries(newest)
 
     def database_size(self) -> int:
         """Bytes the database takes on the server (tables, indexes, partitions)."""

@@ -152,6 +152,37 @@ class WebHost(NamedTuple):
     snapshot: bytes | None
 
 
+class HostSummary(NamedTuple):
+    """A host as the overview ranks it: bookkeeping and the few numbers of its latest snapshot
+    (collector.store.summaries); `ts` is None when no summary matches that snapshot yet."""
+
+    name: str
+    first_seen: float
+    last_seen: float  # collector clock
+    interval: float | None
+    latest_ts: float | None  # agent clock of the latest snapshot
+    ts: float | None  # agent clock of the snapshot summarised
+    cpu: float | None
+    mem: float | None
+    disk: float | None  # the fullest filesystem
+    load1: float | None
+    boot: float | None  # boot.time
+
+
+class AlertChange(NamedTuple):
+    """A change of severity of an alert (fired, escalated, deescalated; `kind` None for an alert
+    without recorded events), with its alert's host, rule and span: what the fleet strip reads."""
+
+    alert_id: int
+    host: str
+    rule: str
+    started: float
+    ended: float | None
+    ts: float
+    kind: str | None
+    severity: str
+
+
 class Bucket(NamedTuple):
     """One time bucket of a series: its start, and (min, avg, max) per requested column."""
 

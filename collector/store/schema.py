@@ -336,4 +336,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'mail';
     ALTER TABLE outbox ADD COLUMN payload TEXT;
     """,
+    # 10: each host's summary (collector.store.summaries): the numbers of its latest snapshot the
+    # overview sorts 10,000 hosts on, without decoding their snapshots. Filled by each host's
+    # next snapshot; until then the overview reads that host's snapshot.
+    """
+    CREATE TABLE host_summary (
+        host_id INTEGER PRIMARY KEY REFERENCES hosts(id),
+        ts REAL NOT NULL,                 -- agent clock of the snapshot summarised
+        cpu REAL,
+        mem REAL,
+        disk REAL,                        -- the fullest filesystem's usage
+        load1 REAL,
+        boot REAL                         -- boot.time, for uptime
+    );
+    """,
 ]

@@ -26,6 +26,7 @@ from collector.store.rollups import TIERS_BY_NAME, RollupWriter
 from collector.store.schema import METRIC_TABLES, MIGRATIONS, catalog_columns
 from collector.store.sequences import SequenceBook
 from collector.store.sqlite_errors import translate_errors, translated
+from collector.store.summaries import SummaryWriter
 from collector.store.tokens import TokenQueries
 from collector.store.web import WebQueries
 
@@ -45,7 +46,14 @@ def _index_key(row: tuple[Any, ...]) -> tuple[int, float]:
 
 @translate_errors
 class SQLiteStore(
-    SequenceBook, AlertQueries, OutboxQueries, CertfrQueries, WebQueries, BackupQueries, TokenQueries
+    SequenceBook,
+    SummaryWriter,
+    AlertQueries,
+    OutboxQueries,
+    CertfrQueries,
+    WebQueries,
+    BackupQueries,
+    TokenQueries,
 ):
     """Storage in one SQLite file in WAL mode."""
 
@@ -174,6 +182,7 @@ class SQLiteStore(
             "ON CONFLICT(host_id) DO UPDATE SET snapshot = excluded.snapshot",
             [(host_id, r.raw) for host_id, r in newest.items()],
         )
+        self._save_summaries(newest)
 
     def add_counters(self, increments: dict[str, int]) -> None:
         """Add to the collector's persistent self-metrics (snapshots received, rejected ...)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from collector.store.compact import COLUMNS, SCALE, highest, read_stored, short_key, unscaled
 from collector.store.connected import Connected
-from collector.store.records import Bucket, DetailBucket, WebHost
+from collector.store.records import AlertChange, Bucket, DetailBucket, HostSummary, WebHost
 from collector.store.rollups import MINUTE, tier_for
 from osmon import catalog
 
@@ -30,6 +30,57 @@ ROLLUP_ONLY = tuple(s.name for s in catalog.SERIES if not s.raw)  # kept per min
 
 
 _HOST_COLUMNS = "name, first_seen, last_seen, interval, latest_ts, snapshot"
+# A summary describes the latest snapshot only if it was written from it (collector.store.summaries).
+SUMMARY_SELECT = (
+    "SELECT name, first_seen, last_seen, interval, latest_ts, s.ts, s.cpu, s.mem, s.disk, s.load1, s.boot "
+    "FROM hosts LEFT JOIN host_summary s ON s.host_id = hosts.id AND s.ts = hosts.latest_ts ORDER BY name"
+)
+
+
+# Each severity an alert had, in order, for alerts active at some time of a period (:start, :end).
+ALERT_CHANGES = (
+    "SELECT a.id, a.host, a.rule, a.started, a.ended, COALESCE(e.ts, a.started), e.kind, "
+    "COALESCE(e.severity, a.severity) FROM alerts a LEFT JOIN alert_events e ON e.alert_id = a.id "
+    "AND e.kind IN ('fired', 'escalated', 'deescalated') "
+    "WHERE a.started < :end AND (a.ended IS NULL OR a.ended >= :start) ORDER BY a.id, e.ts"
+)
+
+
+def tier_stats(columns: Sequence[str], tier: Any) -> tuple[str, str, str]:
+    """(min, avg, max of `columns` per group as SQL, its source table, its time column): from the raw
+    samples (tier None) or a rollup tier. Names are checked against SERIES_COLUMNS first."""
+    unknown = set(columns) - set(SERIES_COLUMNS)
+    if unknown or not columns:
+        raise ValueError(f"not series columns: {sorted(unknown) or 'none given'}")
+    if tier is None:
+        stats = ", ".join(
+            f"MIN({c}) / {SCALE[c]}.0, AVG({c}) / {SCALE[c]}, MAX({c}) / {SCALE[c]}.0" for c in columns
+        )
+        return stats, "samples", "ts"
+    stats = ", ".join(
+        f"MIN({c}_min) / {SCALE[c]}.0, SUM({c}_sum) / (SUM(COALESCE({c}_n, n)) * {SCALE[c]}.0), "
+        f"MAX({c}_max) / {SCALE[c]}.0"
+        for c in columns
+    )
+    return stats, tier.table, "t"
+
+
+def buckets(rows: Iterable[Sequence[Any]], bucket: float, first: int = 1) -> list[Bucket]:
+    """Bucket records from rows of (..., bucket number at `first - 1`, min, avg, max per column ...)."""
+    return [
+        Bucket(
+            row[first - 1] * bucket,
+            tuple(
+                (_float(row[i]), _float(row[i + 1]), _float(row[i + 2])) for i in range(first, len(row), 3)
+            ),
+        )
+        for row in rows
+    ]
+
+
+def _float(value: Any) -> float | None:
+    """avg() of integers is numeric (Decimal) in PostgreSQL: the dashboard takes floats."""
+    return None if value is None else float(value)
 
 
 class WebQueries(Connected):
@@ -70,6 +121,47 @@ class WebQueries(Connected):
             (name,),
         ).fetchone()
         return None if row is None else WebHost(*row)
+
+    def web_summaries(self) -> list[HostSummary]:
+        """Every host with the summary of its latest snapshot, by name: what the overview ranks."""
+        return [HostSummary(*row) for row in self.db.execute(SUMMARY_SELECT, ()).fetchall()]
+
+    def web_hosts_named(self, names: Sequence[str]) -> list[WebHost]:
+        """The hosts called `names` (those that exist) with their latest snapshots, by name."""
+        rows: list[Any] = []
+        for i in range(0, len(names), 500):  # under SQLite's limit of bound parameters
+            part = names[i : i + 500]
+            rows += self.db.execute(
+                f"SELECT {_HOST_COLUMNS} FROM hosts LEFT JOIN latest ON latest.host_id = hosts.id "
+                f"WHERE name IN ({', '.join('?' * len(part))})",
+                tuple(part),
+            ).fetchall()
+        return sorted((WebHost(*row) for row in rows), key=lambda h: h.name)
+
+    def web_trends(
+        self, names: Sequence[str], columns: Sequence[str], start: float, end: float, bucket: float
+    ) -> dict[str, list[Bucket]]:
+        """web_series of several hosts at once (the overview's page of hosts), in one statement."""
+        stats, source, time = tier_stats(columns, tier_for(bucket))
+        result: dict[str, list[Bucket]] = {}
+        for i in range(0, len(names), 500):  # under SQLite's limit of bound parameters
+            part = list(names[i : i + 500])
+            rows = self.db.execute(
+                f"SELECT hosts.name, CAST({time} / ? AS INTEGER) AS b, {stats} FROM {source} "
+                f"JOIN hosts ON hosts.id = {source}.host_id WHERE hosts.name IN ({', '.join('?' * len(part))}) "
+                f"AND {time} >= ? AND {time} < ? GROUP BY hosts.name, b ORDER BY hosts.name, b",
+                (bucket, *part, start, end),
+            ).fetchall()
+            for name, *row in rows:
+                result.setdefault(name, []).extend(buckets([row], bucket))
+        return result
+
+    def web_alert_changes(self, start: float, end: float) -> list[AlertChange]:
+        """Every change of severity of the alerts active at some time in start <= t < end, by alert."""
+        return [
+            AlertChange(*row)
+            for row in self.db.execute(ALERT_CHANGES, {"start": start, "end": end}).fetchall()
+        ]
 
     def web_series(
         self, host: str, columns: Sequence[str], start: float, end: float, bucket: float

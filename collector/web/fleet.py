@@ -12,9 +12,9 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from collector.detection import DOWN
-from collector.liveness import is_down
+from collector.liveness import down_window, is_down
 from collector.notify import rule_label
-from collector.store import Alert, CertfrItem, Silence, WebHost
+from collector.store import Alert, CertfrItem, HostSummary, Silence, WebHost
 from collector.web.filters import duration
 from osmon import catalog, wire
 from osmon.numbers import finite_or_none
@@ -157,6 +157,62 @@ def overview(
         for h in hosts
     ]
     return sorted(rows, key=worst_first)
+
+
+def summarised(host: WebHost) -> HostSummary:
+    """The summary of a host the store has none for yet (data stored before summaries were), from its
+    snapshot: the same numbers, the boot time from the uptime probe for an agent too old to send it."""
+    latest = read_latest(host)
+    metrics = latest.metrics if latest else {}
+    seconds = uptime(latest, host.last_seen, True, host.last_seen)
+    return HostSummary(
+        host.name, host.first_seen, host.last_seen, host.interval, host.latest_ts,
+        latest.ts if latest else None, metrics.get("cpu.percent"), metrics.get("mem.percent"),
+        fullest_disk(latest.series)[1] if latest else None, metrics.get("load.1"),
+        None if latest is None or seconds is None else latest.ts - seconds,
+    )  # fmt: skip
+
+
+def ranked(
+    hosts: list[HostSummary],
+    active: list[Alert],
+    silences: list[Silence],
+    down_after: int,
+    now: float,
+) -> list[dict[str, Any]]:
+    """What the overview filters, counts and sorts every host of the fleet on, worst first: the keys of
+    host_row that Query and counts read, from each host's summary (no snapshot decoded)."""
+    worst: dict[str, str] = {}
+    for a in active:
+        if worst.get(a.host) != "critical" and a.severity in ("critical", "warning"):
+            worst[a.host] = a.severity
+    silenced = {s.host for s in silences}
+    rows = []
+    for h in hosts:  # the hot loop of a 10,000-host overview: kept plain
+        down = now - h.last_seen > down_window(h.interval, down_after)  # liveness.is_down
+        cpu, mem, disk = h.cpu, h.mem, h.disk
+        highest = max(
+            -1.0 if cpu is None else cpu, -1.0 if mem is None else mem, -1.0 if disk is None else disk
+        )
+        ago = max(0.0, now - h.last_seen)
+        seconds = h.ts - h.boot if h.ts is not None and h.boot is not None and h.ts >= h.boot else None
+        rows.append(
+            {
+                "name": h.name,
+                "status": "down" if down else worst.get(h.name, "ok"),
+                "silenced": h.name in silenced,
+                "cpu": cpu,
+                "mem": mem,
+                "disk": disk,
+                "load1": h.load1,
+                "worst": highest,
+                "uptime": seconds if seconds is None or down else seconds + ago,
+                "last_seen": h.last_seen,
+                "last_seen_ago": ago,
+            }
+        )
+    rows.sort(key=worst_first)
+    return rows
 
 
 def worst_first(row: dict[str, Any]) -> tuple[int, float, str]:

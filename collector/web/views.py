@@ -9,7 +9,7 @@ from typing import Any
 from flask import url_for
 
 from collector.store import Alert, Store
-from collector.web import fleet, hostinfo, series
+from collector.web import fleet, hostinfo, series, trends
 from collector.web.context import chart_cache, config, store
 from collector.web.errors import NotFound
 from collector.web.marks import chart_marks
@@ -21,25 +21,43 @@ ALERTS_ON_CHARTS = 200  # a host's latest alerts, the ones a chart can shade
 
 def overview(now: float, args: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Hosts of the fleet one page at a time (fleet.Query: filtered and sorted here, so a browser
-    never holds 10,000 rows), counts per status of all of them, active alerts, the latest CERT-FR alert."""
+    never holds 10,000 rows), counts per status of all of them, active alerts, the latest CERT-FR alert.
+
+    Every host is ranked on its summary (a few numbers the collector keeps per host); only the
+    page's hosts have their latest snapshots read and decoded for their rows."""
     s = store()
-    active = s.alerts_active()
+    active, silences = s.alerts_active(), s.silences(now)
+    down_after = config().down_after
     query = fleet.Query.parse(args or {})
-    rows = fleet.overview(s.web_hosts(), active, s.silences(now), config().down_after, now)
-    seen = {r["name"]: r["last_seen"] for r in rows}
-    shown, matching = query.apply(rows)
+    summaries = s.web_summaries()
+    if unsummarised := [h.name for h in summaries if h.ts is None and h.latest_ts is not None]:
+        found = {h.name: fleet.summarised(h) for h in s.web_hosts_named(unsummarised)}
+        summaries = [found.get(h.name, h) if h.ts is None else h for h in summaries]
+    ranks = fleet.ranked(summaries, active, silences, down_after, now)
+    urgent = fleet.most_urgent(active)
+    alerting = {a.host for a in urgent}
+    seen = {h.name: h.last_seen for h in summaries if h.name in alerting}
+    shown, matching = query.apply(ranks)
+    names = [r["name"] for r in shown]
+    full = {r["name"]: r for r in fleet.overview(s.web_hosts_named(names), active, silences, down_after, now)}
+    start, end = trends.window(now)
+    lines = s.web_trends(names, trends.COLUMNS, start, end, trends.BUCKET) if names else {}
+    for name, row in full.items():
+        row["trends"] = trends.host_trends(lines.get(name, []), start, end)
+    changes = s.web_alert_changes(trends.strip_start(now), now + 1)
     return {
         "now": now,
         "refresh": config().web_refresh,
-        "counts": fleet.counts(rows),
-        "silenced": fleet.silenced_count(rows),
-        "total": len(rows),
+        "counts": fleet.counts(ranks),
+        "silenced": fleet.silenced_count(ranks),
+        "total": len(ranks),
         "matching": matching,
         "query": query._asdict(),
-        "hosts": shown,
-        "alerts": [fleet.alert_dict(a, now, seen.get(a.host)) for a in fleet.most_urgent(active)],
+        "hosts": [full[r["name"]] for r in shown if r["name"] in full],
+        "alerts": [fleet.alert_dict(a, now, seen.get(a.host)) for a in urgent],
         "alerts_total": len(active),
         "certfr": fleet.certfr_dict(s.certfr_latest()),
+        "strip": trends.fleet_strip(summaries, changes, down_after, now),
     }
 
 

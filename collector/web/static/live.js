@@ -204,18 +204,49 @@
     var refresh = null; // refreshes at once (poll)
     var typing = null;
 
+    /* A host's trend line of one metric: an SVG the server drew (collector/web/trends.py), as an image. */
+    function trend(r, key) {
+      var t = r.trends && r.trends[key];
+      if (!t || t.src.indexOf("data:image/svg+xml,") !== 0) return null;
+      return h("img", { "class": "trend", src: t.src, alt: t.text, title: t.text, width: "64", height: "18" });
+    }
+
+    function cell(r, key, label) {
+      var line = trend(r, key);
+      return td({ "class": "c-" + key, "data-label": label }, line ? [meter(r[key]), " ", line] : [meter(r[key])]);
+    }
+
+    /* Hosts in each state hour by hour over the last day (trends.fleet_strip): a bar per hour. */
+    function strip(hours) {
+      var list = document.getElementById("fleet-strip");
+      if (!list || !hours) return;
+      list.replaceChildren.apply(list, hours.map(function (hour) {
+        var total = hour.down + hour.critical + hour.warning + hour.ok;
+        var parts = ["down", "critical", "warning", "ok"].filter(function (s) { return hour[s] > 0; });
+        var text = clock(hour.t).slice(11) + "–" + clock(hour.t + 3600).slice(11) + ": " +
+          (parts.length ? parts.map(function (s) { return hour[s] + " " + s; }).join(", ") : "no host");
+        var segments = parts.map(function (s) {
+          var seg = h("span", { "class": "strip-" + s });
+          // A state a few hosts are in stays visible beside thousands of others.
+          seg.style.height = (s === "ok" ? 100 * hour[s] / total : Math.max(12, 100 * hour[s] / total)).toFixed(1) + "%";
+          return seg;
+        });
+        return h("li", { title: text, "aria-label": text, "data-hour": String(hour.t) }, segments);
+      }));
+    }
+
     function hostRow(r) {
       var name = td({ "class": "c-name", "data-label": "Host" }, [hostLink(r.name)]);
       if (r.alerts) name.append(" ", h("span", { "class": "alert-count", title: "active alerts", text: String(r.alerts) }));
       var status = td({ "class": "c-status", "data-label": "Status" }, [badge(r.status)]);
       if (r.silenced) status.append(" ", silenceMark(r.silenced_until));
-      var disk = td({ "class": "c-disk", "data-label": "Disk" }, [meter(r.disk)]);
-      if (r.disk_mount != null) disk.append(" ", h("span", { "class": "mount muted", text: r.disk_mount }));
+      var disk = cell(r, "disk", "Disk");
+      if (r.disk_mount != null) disk.insertBefore(h("span", { "class": "mount muted", text: " " + r.disk_mount }), disk.querySelector(".trend"));
       return h("tr", { "data-host": r.name, "data-status": r.status, "data-silenced": r.silenced ? "true" : null }, [
         name,
         status,
-        td({ "class": "c-cpu", "data-label": "CPU" }, [meter(r.cpu)]),
-        td({ "class": "c-mem", "data-label": "Memory" }, [meter(r.mem)]),
+        cell(r, "cpu", "CPU"),
+        cell(r, "mem", "Memory"),
         disk,
         td({ "class": "c-load num", "data-label": "Load", text: decimal(r.load1) }),
         td({ "class": "c-uptime num hide-narrow", "data-label": "Uptime", text: duration(r.uptime) }),
@@ -261,6 +292,7 @@
       document.getElementById("no-match").hidden = !(data.total > 0 && data.matching === 0);
       document.getElementById("no-hosts").hidden = data.total > 0;
       pager(data);
+      strip(data.strip);
       Object.keys(data.counts).forEach(function (status) {
         var n = document.querySelector('[data-count="' + status + '"]');
         if (n) n.textContent = String(data.counts[status]);
