@@ -177,7 +177,7 @@ def test_migrate_store_moves_a_sqlite_history_and_verifies_it(
     tmp_path: Path, pg_server: pg.PostgresServer
 ) -> None:
     from collector.mail import Mail
-    from collector.store import AlertEvent, FeedItem
+    from collector.store import AlertEvent, FeedItem, Pending
     from tests.test_store_contract import T0, received
 
     source = tmp_path / "osmon.db"
@@ -190,6 +190,9 @@ def test_migrate_store_moves_a_sqlite_history_and_verifies_it(
     old.certfr_add([FeedItem("g1", "alert 1", "https://example.org/1", T0, "text")], mail=False, now=T0)
     old.silence("b", T0 + 3600, "upgrade", T0)
     old.add_counters({"received": 798})
+    old.token_add("prometheus", "ab" * 32, T0)
+    old.web_logout("alice", T0)
+    old.alerts_apply([], [], pending=[Pending("b", "mem.percent", T0, "warning")])
     before = (old.hosts(), old.samples("a", T0, T0 + 4000), old.alerts_active(), old.counters())
     old.close()
 
@@ -200,6 +203,8 @@ def test_migrate_store_moves_a_sqlite_history_and_verifies_it(
     new = open_store(url)
     assert (new.hosts(), new.samples("a", T0, T0 + 4000), new.alerts_active(), new.counters()) == before
     assert [s.host for s in new.silences(T0)] == ["b"] and new.outbox_size() == 1
+    assert new.token_name("ab" * 32) == "prometheus" and new.web_logged_out("alice") == T0
+    assert new.detection_state(["b"])[1] == [Pending("b", "mem.percent", T0, "warning")]
     again = migrate(source, url)
     assert again.returncode == 0 and "already holds a completed copy" in again.stdout
     assert "verified" in again.stdout

@@ -135,11 +135,12 @@ def _columns(src: sqlite3.Connection, dst: psycopg.Connection, table: str) -> li
 def _copy_rows(
     src: sqlite3.Connection, dst: psycopg.Connection, table: str, where: str = "", args: tuple = ()
 ) -> int:
-    columns = _columns(src, dst, table)
+    # Quoted: web_logouts has a column named `user`, a keyword of PostgreSQL's.
+    columns = ", ".join(f'"{c}"' for c in _columns(src, dst, table))
     order = "" if table in WITHOUT_ROWID else " ORDER BY rowid"
-    rows = src.execute(f"SELECT {', '.join(columns)} FROM {table} {where}{order}", args)
+    rows = src.execute(f"SELECT {columns} FROM {table} {where}{order}", args)
     count = 0
-    with dst.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+    with dst.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
             count += 1
