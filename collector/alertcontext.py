@@ -9,6 +9,7 @@ checked for its type before use.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from collector.store import Store, StoreError
@@ -56,6 +57,20 @@ def latest_probes(store: Store, host: str) -> dict[str, Any]:
         return wire.decode_snapshot(raw).probes() if raw is not None else {}
     except (wire.WireError, StoreError):
         return {}
+
+
+def processes_at(raw: bytes) -> str | None:
+    """The top processes (by CPU, by memory) of a snapshot as received, as JSON with its time: what an
+    alert keeps of the moment it fired, for the host page opened at that moment. None without them."""
+    try:
+        snapshot = wire.decode_snapshot(raw)
+        table = snapshot.probes().get("processes")
+    except wire.WireError:
+        return None
+    if not isinstance(table, dict):
+        return None
+    tops = {key: table.get(key) for key in ("top_cpu", "top_mem") if isinstance(table.get(key), list)}
+    return json.dumps({"ts": snapshot.ts, **tops}) if tops else None
 
 
 def _process(p: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
+from collector.alertcontext import processes_at
 from collector.leases import HostLeases
 from collector.liveness import DEFAULT_INTERVAL, down_window, is_down
 from collector.rules import Rules, Threshold
@@ -209,6 +210,8 @@ class Detector:
                     continue
                 event = self._evaluate(host, rule, threshold, value, ts)
                 if event is not None:
+                    if event.kind == "fired":  # what ran at that moment, for the host page
+                        event = event._replace(processes=processes_at(r.raw))
                     events.append(event)
                 if key in active:
                     touched[key] = (value, ts)

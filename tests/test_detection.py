@@ -254,3 +254,20 @@ def test_an_oom_kill_warns_once_per_snapshot_that_saw_one(tmp_path: Path) -> Non
         ("fired", "oom.kills", "warning")
     ]
     assert h.feed(extra={"activity": {"oom_kills": 0}}) == [("resolved", "oom.kills", "warning")]
+
+
+def test_an_alert_keeps_the_top_processes_of_the_snapshot_that_fired_it(tmp_path: Path) -> None:
+    """The host page opened at an alert shows what ran then, not what runs now."""
+    h = Harness(tmp_path, '[thresholds."cpu.percent"]\nwarning = 80\nfor = 0\n')
+    busy = {"name": "backup", "pid": 4242, "user": "root", "cpu_percent": 97.0, "mem_percent": 3.0}
+    idle = {"name": "sshd", "pid": 1, "user": "root", "cpu_percent": 0.1, "mem_percent": 0.2}
+    assert h.feed(cpu=10, extra={"processes": {"top_cpu": [idle], "top_mem": [idle]}}) == []
+    fired_at = h.clock.now + 10
+    assert h.feed(cpu=99, extra={"processes": {"top_cpu": [busy, idle], "top_mem": [idle]}}) == [
+        ("fired", "cpu.percent", "critical")
+    ]
+    h.feed(cpu=99, extra={"processes": {"top_cpu": [idle], "top_mem": [idle]}})  # backup gone
+    rule, started, kept = h.store.alert_processes("web-01", fired_at + 5)
+    assert (rule, started) == ("cpu.percent", fired_at)
+    assert json.loads(kept)["top_cpu"][0]["name"] == "backup" and json.loads(kept)["ts"] == fired_at
+    assert h.store.alert_processes("web-01", fired_at - 5) is None  # before it started: none

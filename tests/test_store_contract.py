@@ -220,6 +220,19 @@ def test_an_alert_fires_is_updated_escalates_and_resolves_with_its_history(store
     assert store.alerts_history("b") == []
 
 
+def test_an_alert_keeps_the_processes_of_its_moment(store: Store) -> None:
+    kept = '{"ts": 1, "top_cpu": [{"name": "backup"}]}'
+    store.alerts_apply(
+        [AlertEvent("fired", "a", "cpu.percent", "warning", T0, 97.0, 80.0, processes=kept)], []
+    )
+    store.alerts_apply([AlertEvent("resolved", "a", "cpu.percent", "warning", T0 + 60, 10.0, None)], [])
+    store.alerts_apply(
+        [AlertEvent("fired", "a", "mem.percent", "warning", T0 + 30, 90.0, 80.0)], []
+    )  # none kept
+    assert store.alert_processes("a", T0 + 30) == ("cpu.percent", T0, kept)
+    assert store.alert_processes("a", T0 + 61) is None and store.alert_processes("b", T0 + 30) is None
+
+
 def test_silences_are_kept_until_they_end_or_are_lifted(store: Store) -> None:
     store.silence("a", T0 + 3600, "kernel upgrade", T0)
     store.web_silence("b", T0 + 60, "reboot", T0)

@@ -867,6 +867,24 @@ def test_metrics_pass_promtool(dash: Dashboard) -> None:
     assert (check.returncode, check.stdout + check.stderr) == (0, b"")
 
 
+def test_a_host_page_opened_at_an_alert_shows_the_processes_of_that_moment(dash: Dashboard) -> None:
+    dash.feed("web-01")
+    kept = json.dumps(
+        {"ts": dash.now - 60, "top_cpu": [{"name": "<b>backup</b>", "pid": 4242, "cpu_percent": 97.0}]}
+    )
+    dash.store.alerts_apply(
+        [AlertEvent("fired", "web-01", "cpu.percent", "warning", dash.now - 60, 97.0, 80.0, processes=kept)],
+        [],
+    )
+    client = dash.client()
+    page = client.get(f"/host/web-01?at={dash.now - 30:.0f}").get_data(as_text=True)
+    assert 'id="processes-at"' in page and "when CPU fired" in page
+    assert "&lt;b&gt;backup&lt;/b&gt;" in page and "<b>backup</b>" not in page  # escaped, as all from a host
+    assert 'id="processes-at"' not in client.get("/host/web-01").get_data(
+        as_text=True
+    )  # live: the latest only
+
+
 def test_the_collectors_sharing_the_database_are_listed_and_exported(dash: Dashboard) -> None:
     dash.feed("web-01")
     dash.store.heartbeat("mon-01:5555", "tcp://0.0.0.0:5555", 101, "1.0", dash.now, 500, 12.5)

@@ -71,9 +71,19 @@ class AlertQueries(ClusterBook, Connected):
     def _apply(self, e: AlertEvent) -> None:
         if e.kind == "fired":
             row = self.db.execute(
-                "INSERT INTO alerts (host, rule, severity, started, value, peak, threshold, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (e.host, e.rule, e.severity, e.started or e.ts, e.value, e.value, e.threshold, e.ts),
+                "INSERT INTO alerts (host, rule, severity, started, value, peak, threshold, updated, processes) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    e.host,
+                    e.rule,
+                    e.severity,
+                    e.started or e.ts,
+                    e.value,
+                    e.value,
+                    e.threshold,
+                    e.ts,
+                    e.processes,
+                ),
             ).fetchone()
             alert_id = row[0]
         else:
@@ -137,3 +147,13 @@ class AlertQueries(ClusterBook, Connected):
             "SELECT host, until, reason, created FROM silences WHERE until > ? ORDER BY host", (now,)
         ).fetchall()
         return [Silence(*row) for row in rows]
+
+    def alert_processes(self, host: str, at: float) -> tuple[str, float, str] | None:
+        """(rule, when it fired, top processes JSON) of `host`'s alert going on at `at` that kept them
+        (the latest such alert to have started by then)."""
+        row = self.db.execute(
+            "SELECT rule, started, processes FROM alerts WHERE host = ? AND started <= ? "
+            "AND (ended IS NULL OR ended >= ?) AND processes IS NOT NULL ORDER BY started DESC, id DESC LIMIT 1",
+            (host, at, at),
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])

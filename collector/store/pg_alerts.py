@@ -62,9 +62,19 @@ class PgAlertQueries(ClusterBook, PgBase):
     def _apply(self, e: AlertEvent) -> None:
         if e.kind == "fired":
             row = self.db.execute(
-                "INSERT INTO alerts (host, rule, severity, started, value, peak, threshold, updated) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                (e.host, e.rule, e.severity, e.started or e.ts, e.value, e.value, e.threshold, e.ts),
+                "INSERT INTO alerts (host, rule, severity, started, value, peak, threshold, updated, processes) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (
+                    e.host,
+                    e.rule,
+                    e.severity,
+                    e.started or e.ts,
+                    e.value,
+                    e.value,
+                    e.threshold,
+                    e.ts,
+                    e.processes,
+                ),
             ).fetchone()
             alert_id = one(row)
         else:
@@ -129,3 +139,13 @@ class PgAlertQueries(ClusterBook, PgBase):
             "SELECT host, until, reason, created FROM silences WHERE until > %s ORDER BY host", (now,)
         ).fetchall()
         return [Silence(*row) for row in rows]
+
+    def alert_processes(self, host: str, at: float) -> tuple[str, float, str] | None:
+        """(rule, when it fired, top processes JSON) of `host`'s alert going on at `at` that kept them
+        (the latest such alert to have started by then)."""
+        row = self.db.execute(
+            "SELECT rule, started, processes FROM alerts WHERE host = %s AND started <= %s "
+            "AND (ended IS NULL OR ended >= %s) AND processes IS NOT NULL ORDER BY started DESC, id DESC LIMIT 1",
+            (host, at, at),
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])

@@ -228,6 +228,10 @@ MIGRATIONS: list[str] = [
         boot double precision
     );
     """,
+    # 6: what SQLite's migration 11 holds: the top processes of the snapshot that fired an alert.
+    """
+    ALTER TABLE alerts ADD COLUMN processes text;
+    """,
 ]
 
 

@@ -83,6 +83,7 @@ class AlertEvent(NamedTuple):
     value: float | None
     threshold: float | None
     started: float | None = None  # fired: when the breach began (`for` earlier than ts)
+    processes: str | None = None  # fired: the snapshot's top processes, JSON {"ts", "top_cpu", "top_mem"}
 
 
 class Silence(NamedTuple):

@@ -350,4 +350,9 @@ MIGRATIONS: list[str] = [
         boot REAL                         -- boot.time, for uptime
     );
     """,
+    # 11: the top processes (by CPU and by memory) of the snapshot that fired an alert, as JSON:
+    # what the host page shows when opened at that alert's moment.
+    """
+    ALTER TABLE alerts ADD COLUMN processes TEXT;
+    """,
 ]

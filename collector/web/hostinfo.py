@@ -80,7 +80,12 @@ def _process(proc: dict[str, Any]) -> dict[str, Any]:
 
 def processes(latest: Latest) -> dict[str, list[dict[str, Any]]]:
     """Top processes by CPU and by memory, as the agent ranked them."""
-    table = _table(latest.probes.get("processes"))
+    return top_lists(latest.probes.get("processes"))
+
+
+def top_lists(value: object) -> dict[str, list[dict[str, Any]]]:
+    """The top_cpu and top_mem lists of a processes probe (or of what an alert kept of one)."""
+    table = _table(value)
     return {
         "top_cpu": [_process(p) for p in _rows(table.get("top_cpu"))],
         "top_mem": [_process(p) for p in _rows(table.get("top_mem"))],

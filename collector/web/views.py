@@ -3,6 +3,7 @@ so what a person sees and what a script reads never differ."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -81,7 +82,24 @@ def host(name: str, now: float, at: float | None = None) -> dict[str, Any]:
             {**fleet.alert_dict(a, now, found.last_seen), "events": alert_events(s, a)}
             for a in s.alerts_history(name, limit=HOST_ALERTS)
         ],
+        "processes_at": processes_at(s, name, at) if at is not None else None,
     }
+
+
+def processes_at(s: Store, name: str, at: float) -> dict[str, Any] | None:
+    """The top processes kept by the alert of `name` going on at `at` (the page opened at an alert)."""
+    found = s.alert_processes(name, at)
+    if found is None:
+        return None
+    rule, fired, text = found
+    try:
+        kept = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(kept, dict):
+        return None
+    when = fleet.number(kept.get("ts"))
+    return {"rule": fleet.rule_title(rule), "fired": fired, "ts": when, **hostinfo.top_lists(kept)}
 
 
 def charts(
