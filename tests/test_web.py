@@ -403,6 +403,9 @@ def test_host_page_lists_the_failed_units_with_what_to_act_on(dash: Dashboard) -
     assert "<td>nginx.service</td><td>exit-code</td>" in units and "web server" in units
     assert "&lt;b&gt;x&lt;/b&gt;.service" in units and "<b>x</b>" not in units  # from the host: escaped
     assert 'class="empty" hidden' in units
+    # The overview counts them per host, before anyone opens the host.
+    rows = {r["name"]: r for r in dash.client().get("/api/hosts").get_json()["hosts"]}
+    assert (rows["web-01"]["failed_units"], rows["web-02"]["failed_units"]) == (2, 0)
     assert [u["unit"] for u in dash.client().get("/api/hosts/web-01").get_json()["failed_units"]] == [
         "nginx.service",
         "<b>x</b>.service",
@@ -474,6 +477,7 @@ def test_api_shapes(dash: Dashboard) -> None:
         "facts",
         "filesystems",
         "processes",
+        "processes_at",  # with ?at=: the top processes kept by the alert going on then
         "users",
         "silence",
         "alerts",

@@ -98,6 +98,8 @@ def host_row(
         "silenced": silence is not None,
         "silenced_until": silence.until if silence else None,
         "alerts": len(alerts),
+        # Listed by the agent only while failed: a count worth seeing before opening the host.
+        "failed_units": len((latest.series.get("unit.failed") or {}) if latest else {}),
         **{row: metrics.get(name) for row, name in _ROW},
         "disk": fullest,
         "disk_mount": mount,

@@ -238,6 +238,7 @@
     function hostRow(r) {
       var name = td({ "class": "c-name", "data-label": "Host" }, [hostLink(r.name)]);
       if (r.alerts) name.append(" ", h("span", { "class": "alert-count", title: "active alerts", text: String(r.alerts) }));
+      if (r.failed_units) name.append(" ", h("span", { "class": "failed-units", title: "failed systemd units", text: r.failed_units + " failed" }));
       var status = td({ "class": "c-status", "data-label": "Status" }, [badge(r.status)]);
       if (r.silenced) status.append(" ", silenceMark(r.silenced_until));
       var disk = cell(r, "disk", "Disk");
