@@ -260,7 +260,7 @@ class Fleet:
             )
         return result
 
-    def inventory(self, collector: str, agents: list[str], database: str | None = None) -> dict:
+    def inventory(self, collectors: list[str], agents: list[str], database: str | None = None) -> dict:
         """An Ansible inventory (as a dict for YAML/JSON) of this fleet, reached as root over ssh."""
         ssh_args = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
         return {
@@ -272,7 +272,7 @@ class Fleet:
                 },
                 "hosts": {h.name: {"ansible_host": h.address} for h in self.hosts.values()},
                 "children": {
-                    "collector": {"hosts": {collector: None}},
+                    "collector": {"hosts": dict.fromkeys(collectors)},
                     "agents": {"hosts": dict.fromkeys(agents)},
                     **({"database": {"hosts": {database: None}}} if database else {}),
                 },

@@ -4,10 +4,12 @@ The end-to-end test boots three hosts (two Debian 12, one Debian 13) with system
 (tests/deploy_hosts.py), deploys them with playbooks/site.yml from this repository (one host is the
 collector and also an agent), and checks what an operator would: every unit active, the dashboard
 listing every host with fresh data, an alert mailed to an SMTP server this test runs on the bridge,
-a second run and a --check run changing nothing, a host shut down mailed as down, backups and
-restore, a move of the collector's storage to PostgreSQL on a database host (db-01, installed from
-its local package mirror: the hosts reach no Debian mirror), and an upgrade to a new build that
-restarts the services on it and keeps the data.
+backups and restore on SQLite; then a move of the collector's storage to PostgreSQL on a database
+host (db-01, installed from its local package mirror: the hosts reach no Debian mirror) in the same
+run that makes web-01 a second collector on it; on that fleet, a second run, a --limit run and a
+--check run changing nothing, the crash of the first collector (data, dashboard and mail go on,
+nobody is called down), an upgrade to a new build that restarts the services on it and keeps the
+data, and a host shut down mailed as down, once.
 """
 
 from __future__ import annotations
@@ -91,10 +93,62 @@ def test_playbooks_pass_syntax_check() -> None:
         assert result.returncode == 0, f"{playbook}:\n{result.stdout}{result.stderr}"
 
 
+def test_several_collectors_without_postgresql_are_refused(tmp_path: Path) -> None:
+    """Two hosts in the collector group and no osmon_database_url: the play stops before touching either."""
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    inventory = {
+        "all": {
+            "hosts": {"mon-01": local, "mon-02": local},
+            "children": {"collector": {"hosts": {"mon-01": None, "mon-02": None}}},
+        }
+    }
+    (tmp_path / "hosts.yml").write_text(json.dumps(inventory))
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "--check", "-i", str(tmp_path / "hosts.yml"), "playbooks/collector.yml"],
+        cwd=ROOT, env={**tool_env(), "ANSIBLE_HOME": str(tmp_path / "ansible-home")},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert (
+        "holds 2 collectors (mon-01, mon-02); several collectors share one PostgreSQL database" in output
+    ), output
+    assert "TASK [osmon_collector : Install" not in output
+
+
+def test_the_duration_filter_reads_the_config_files_units() -> None:
+    """The collector role's osmon_seconds filter, which tells each collector its agents' timing."""
+    import importlib.util
+
+    from ansible.errors import AnsibleFilterError
+
+    spec = importlib.util.spec_from_file_location(
+        "durations", ROOT / "roles/osmon_collector/filter_plugins/durations.py"
+    )
+    assert spec is not None and spec.loader is not None
+    durations = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(durations)
+    seconds = durations.FilterModule().filters()["osmon_seconds"]
+    assert [seconds(v) for v in (2, 2.5, "2s", "500ms", "1m", " 1.5h ", "1d")] == [
+        2,
+        2.5,
+        2,
+        0.5,
+        60,
+        5400,
+        86400,
+    ]
+    for bad in ("", "2 minutes", "-1s", True, None):
+        with pytest.raises(AnsibleFilterError, match="expected a duration"):
+            seconds(bad)
+
+
 # --- end to end, against real hosts ---------------------------------------------------------------
 
 COLLECTOR = "mon-01"
 HOSTS = [COLLECTOR, "web-01", "db-01"]  # the collector is monitored too
+# On PostgreSQL, web-01 becomes a second collector (with its dashboard) beside mon-01.
+SECOND = "web-01"
 # Targets are Debian 12 and today's stable, 13: db-01 boots trixie (its own Python, glibc, systemd),
 # so one deployment covers both, the wheelhouse built for each.
 SUITES = {"db-01": "trixie"}
@@ -105,11 +159,11 @@ SMTP_PASSWORD = f"vaulted-{secrets.token_hex(8)}"
 DATABASE = "db-01"
 MIRRORS = {DATABASE: ("postgresql", "python3-apt")}  # python3-apt: Ansible's apt module
 DATABASE_PASSWORD = f"vaulted-db-{secrets.token_hex(8)}"
-UNITS = {
-    COLLECTOR: ["osmon-agent", "osmon-collector", "osmon-web", "osmon-backup"],
-    "web-01": ["osmon-agent"],
-    "db-01": ["osmon-agent"],
-}
+COLLECTOR_UNITS = ["osmon-agent", "osmon-collector", "osmon-web", "osmon-backup"]
+# Timing: snapshots every 2 s, a host down after 6 of them (a 12 s window). The collectors' timing
+# rule then needs the agents' failover (2 x ack_timeout + jitter up to ack_timeout + one interval:
+# 8 s) and the lease (5 s + one interval: 7 s) inside that window; check-config refuses otherwise.
+AGENT_INTERVAL, ACK_TIMEOUT, DOWN_AFTER, LEASE_TIME = 2, 2, 6, 5
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
 
@@ -136,11 +190,16 @@ class Inbox:
 
     def find(self, *words: str) -> tuple[list[str], EmailMessage] | None:
         """The first message whose subject holds every word (case-insensitive)."""
-        for rcpt, message in self.messages:
-            subject = str(message["Subject"]).lower()
-            if all(w.lower() in subject for w in words):
-                return rcpt, message
-        return None
+        found = self.all(*words)
+        return found[0] if found else None
+
+    def all(self, *words: str, since: int = 0) -> list[tuple[list[str], EmailMessage]]:
+        """Every message from the `since`-th on whose subject holds every word (case-insensitive)."""
+        return [
+            (rcpt, message)
+            for rcpt, message in self.messages[since:]
+            if all(w.lower() in str(message["Subject"]).lower() for w in words)
+        ]
 
 
 class Deployment:
@@ -153,14 +212,26 @@ class Deployment:
         self.runs = 0
         wheelhouse = str(deploy_hosts.CACHE / "wheelhouse")
         self.extra = {"osmon_agent_wheelhouse_dir": wheelhouse, "osmon_collector_wheelhouse_dir": wheelhouse}
-        self.web = f"http://{fleet.hosts[COLLECTOR].address}:5000"
+        self.web = self.web_of(COLLECTOR)
+        self.collectors = [COLLECTOR]
+
+    def web_of(self, host: str) -> str:
+        return f"http://{self.fleet.hosts[host].address}:5000"
+
+    def units(self) -> dict[str, list[str]]:
+        """The units each host runs: every collector its four, every other host its agent."""
+        return {h: COLLECTOR_UNITS if h in self.collectors else ["osmon-agent"] for h in HOSTS}
+
+    def write_hosts(self) -> None:
+        """hosts.yml: the collector group (inventory order) as self.collectors says, every host an agent."""
+        (self.inventory / "hosts.yml").write_text(
+            json.dumps(self.fleet.inventory(self.collectors, HOSTS, DATABASE))
+        )
 
     def write_inventory(self) -> None:
         group_vars = self.inventory / "group_vars"
         group_vars.mkdir(parents=True)
-        (self.inventory / "hosts.yml").write_text(
-            json.dumps(self.fleet.inventory(COLLECTOR, HOSTS, DATABASE))
-        )
+        self.write_hosts()
         settings = {
             "osmon_web_bind": "0.0.0.0:5000",
             "osmon_web_anonymous_read": True,
@@ -172,7 +243,8 @@ class Deployment:
             "osmon_smtp_username": SMTP_USER,
             "osmon_alert_recipients": ["ops@example.org"],
             "osmon_alert_routes": [{"hosts": "web-*", "recipients": ["web@example.org"]}],
-            "osmon_collector_down_after": 3,
+            "osmon_collector_down_after": DOWN_AFTER,
+            "osmon_collector_lease_time": f"{LEASE_TIME}s",
             # One host alerts at once: its memory is always above these levels.
             "osmon_collector_threshold_overrides": [
                 {"hosts": "web-01", "metric": "mem.percent", "warning": 0.1, "critical": 0.2, "for": 0,
@@ -197,7 +269,9 @@ class Deployment:
              "--name", "osmon_database_password", "--stdin-name", "osmon_database_password"],
             input=DATABASE_PASSWORD, capture_output=True, text=True, env=tool_env(), check=True,
         ).stdout  # fmt: skip
-        (group_vars / "all.yml").write_text("osmon_agent_interval: 2s\n" + vaulted)
+        (group_vars / "all.yml").write_text(
+            f"osmon_agent_interval: {AGENT_INTERVAL}s\nosmon_agent_ack_timeout: {ACK_TIMEOUT}s\n" + vaulted
+        )
 
     def playbook(self, playbook: str = "site.yml", *args: str, **extra: Any) -> tuple[str, float]:
         """Run a playbook of the repo against the fleet; returns its output and wall time."""
@@ -222,21 +296,29 @@ class Deployment:
         assert DATABASE_PASSWORD not in output, "the database password appeared in Ansible's output"
         return output, seconds
 
-    def api(self, path: str) -> Any:
-        with urllib.request.urlopen(f"{self.web}{path}", timeout=10) as response:
+    def api(self, path: str, host: str = COLLECTOR) -> Any:
+        with urllib.request.urlopen(f"{self.web_of(host)}{path}", timeout=10) as response:
             return json.loads(response.read())
 
     def page(self, path: str) -> str:
         with urllib.request.urlopen(f"{self.web}{path}", timeout=10) as response:
             return response.read().decode()
 
-    def as_collector(self, command: str) -> str:
-        """An osmon-collector command on the collector, as the service user (as the units run it)."""
-        venv = self.unit_venv(COLLECTOR, "osmon-collector")
+    def as_collector(self, command: str, host: str = COLLECTOR) -> str:
+        """An osmon-collector command on a collector, as the service user (as the units run it)."""
+        venv = self.unit_venv(host, "osmon-collector")
         config = "/etc/osmonitoring/collector.toml"
         return self.fleet.ssh(
-            COLLECTOR, f"runuser -u osmon -- {venv}/bin/osmon-collector {command} --config {config}"
+            host, f"runuser -u osmon -- {venv}/bin/osmon-collector {command} --config {config}"
         ).stdout
+
+    def status(self, host: str = COLLECTOR) -> dict[str, dict]:
+        """`status --json` on a collector, by host name."""
+        return {h["host"]: h for h in json.loads(self.as_collector("status --json", host))}
+
+    def cluster(self, host: str) -> dict[str, dict]:
+        """`cluster --json` on a collector, by collector name."""
+        return {c["name"]: c for c in json.loads(self.as_collector("cluster --json", host))}
 
     def unit_venv(self, host: str, unit: str) -> str:
         exec_start = self.fleet.ssh(host, f"systemctl show -P ExecStart {unit}").stdout
@@ -292,7 +374,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 
 def test_fresh_deploy_brings_every_unit_up(deployment: Deployment) -> None:
     assert all(r["failed"] == 0 and r["changed"] > 0 for r in recap(deployment.fresh_output).values())
-    for host, units in UNITS.items():
+    for host, units in deployment.units().items():
         for unit in units:
             name = f"{unit}.timer" if unit == "osmon-backup" else f"{unit}.service"
             state = deployment.fleet.ssh(host, f"systemctl is-active {name}", check=False).stdout.strip()
@@ -317,16 +399,18 @@ def test_secrets_are_locked_to_their_service_user(deployment: Deployment) -> Non
     assert (kept / "collector.key").is_file()
 
 
-def test_dashboard_lists_every_host_with_fresh_data(deployment: Deployment) -> None:
-    def fresh() -> list[dict] | None:
-        try:
-            rows = deployment.api("/api/hosts")["hosts"]
-        except OSError:
-            return None
-        ok = {r["name"] for r in rows if not r["down"] and r["last_seen_ago"] < 15 and r["cpu"] is not None}
-        return rows if ok == set(HOSTS) else None
+def fresh_hosts(deployment: Deployment, host: str = COLLECTOR) -> list[dict] | None:
+    """The host rows of `host`'s dashboard when every host is listed, up, with fresh data; else None."""
+    try:
+        rows = deployment.api("/api/hosts", host)["hosts"]
+    except OSError:
+        return None
+    ok = {r["name"] for r in rows if not r["down"] and r["last_seen_ago"] < 15 and r["cpu"] is not None}
+    return rows if ok == set(HOSTS) else None
 
-    rows = wait_for(fresh, timeout=90, what="every host fresh on the dashboard")
+
+def test_dashboard_lists_every_host_with_fresh_data(deployment: Deployment) -> None:
+    rows = wait_for(lambda: fresh_hosts(deployment), timeout=90, what="every host fresh on the dashboard")
     assert sorted(r["name"] for r in rows) == sorted(HOSTS)
     # The page, as a person sees it: Chromium fills the table from the API.
     if not CHROMIUM.is_file():
@@ -413,47 +497,6 @@ def test_a_failed_unit_is_mailed_shown_and_cleared(deployment: Deployment) -> No
     deployment.fleet.ssh(host, f"rm {path} && systemctl daemon-reload")
 
 
-def test_second_run_changes_nothing(deployment: Deployment) -> None:
-    output, seconds = deployment.playbook("site.yml")
-    deployment.figures["re-run (no change)"] = f"{seconds:.1f} s"
-    for host, counts in recap(output).items():
-        assert counts["changed"] == 0 and counts["failed"] == 0, f"{host}: {counts}\n{changed_tasks(output)}"
-
-
-def test_limit_to_the_collector_keeps_every_agent_allowed(deployment: Deployment) -> None:
-    # The allow-list comes from the public keys kept on the controller, not from the hosts in the play.
-    output, _ = deployment.playbook("collector.yml", "--limit", COLLECTOR)
-    assert recap(output) == {COLLECTOR: {**recap(output)[COLLECTOR], "changed": 0, "failed": 0}}
-    allowed = deployment.fleet.ssh(COLLECTOR, "ls /etc/osmonitoring/keys/agents").stdout.split()
-    assert sorted(allowed) == sorted(f"{h}.key" for h in HOSTS)
-
-
-def test_check_mode_on_the_deployed_fleet_changes_nothing(deployment: Deployment) -> None:
-    output, _ = deployment.playbook("site.yml", "--check", "--diff")
-    for host, counts in recap(output).items():
-        assert counts["changed"] == 0 and counts["failed"] == 0, f"{host}: {counts}\n{changed_tasks(output)}"
-
-
-def test_units_are_hardened(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
-    for host, units in UNITS.items():
-        for unit in units:
-            out = deployment.fleet.ssh(host, f"systemd-analyze security {unit}.service", check=False).stdout
-            match = re.search(r"Overall exposure level for \S+: ([\d.]+) (\S+)", out)
-            assert match, out
-            deployment.figures[f"exposure {unit} ({host})"] = f"{match.group(1)} {match.group(2)}"
-            assert float(match.group(1)) <= 3.0, out
-    show = deployment.fleet.ssh(
-        "web-01", "systemctl show -p User,ProtectSystem,NoNewPrivileges,CapabilityBoundingSet osmon-agent"
-    ).stdout
-    properties = dict(line.split("=", 1) for line in show.splitlines())
-    assert properties == {
-        "User": "osmon-agent",
-        "ProtectSystem": "strict",
-        "NoNewPrivileges": "yes",
-        "CapabilityBoundingSet": "",
-    }
-
-
 def test_backup_timer_and_restore_playbook(deployment: Deployment) -> None:
     venv = deployment.unit_venv(COLLECTOR, "osmon-collector")
     has_backup = deployment.fleet.ssh(COLLECTOR, f"{venv}/bin/osmon-collector backup --help", check=False)
@@ -495,46 +538,202 @@ def pg_answer(deployment: Deployment, host: str) -> str:
     return deployment.fleet.ssh(host, f"python3 -c {shlex.quote(script)}").stdout.strip()
 
 
-def test_the_collector_moves_to_postgresql_on_the_database_host(deployment: Deployment) -> None:
-    """The same inventory with osmon_database_url: the collector and the dashboard store in PostgreSQL
-    on db-01, which the fresh deploy installed and let the collector host in."""
+def test_the_fleet_moves_to_postgresql_with_a_second_collector(deployment: Deployment) -> None:
+    """The inventory gets osmon_database_url, and web-01 joins the collector group (mon-01, web-01): both
+    collectors and their dashboards store in and read from PostgreSQL on db-01, which the fresh deploy
+    installed and now lets both in; web-01 gets the collectors' key pair and allow-list, its own name;
+    every agent gets both endpoints; each collector lists both as up."""
     address = deployment.fleet.hosts[DATABASE].address
     deployment.extra["osmon_database_url"] = f"postgresql://osmon@{address}:5432/osmon"
+    deployment.collectors = [COLLECTOR, SECOND]
+    deployment.write_hosts()
     output, seconds = deployment.playbook("site.yml")
-    deployment.figures["move to PostgreSQL on db-01"] = f"{seconds:.1f} s"
-    assert recap(output)[COLLECTOR]["changed"] > 0
-    config = deployment.fleet.ssh(COLLECTOR, "cat /etc/osmonitoring/collector.toml").stdout
-    assert f'database = "postgresql://osmon@{address}:5432/osmon"' in config
-    assert deployment.fleet.ssh(
-        COLLECTOR, "stat -c '%U %a' /etc/osmonitoring/database-password"
-    ).stdout.strip() == ("osmon 400")
+    deployment.figures["move to PostgreSQL on db-01, web-01 a second collector"] = f"{seconds:.1f} s"
+    assert all(recap(output)[h]["changed"] > 0 for h in deployment.collectors)
+    for host, units in deployment.units().items():
+        for unit in units:
+            name = f"{unit}.timer" if unit == "osmon-backup" else f"{unit}.service"
+            state = deployment.fleet.ssh(host, f"systemctl is-active {name}", check=False).stdout.strip()
+            assert state == "active", f"{host}: {name} is {state}"
+    keys = "/etc/osmonitoring/keys"
+    for host in deployment.collectors:
+        config = deployment.fleet.ssh(host, "cat /etc/osmonitoring/collector.toml").stdout
+        assert f'database = "postgresql://osmon@{address}:5432/osmon"' in config
+        assert f'name = "{host}"' in config
+        # The collectors' timing check sees the agents' real settings.
+        assert f"[agents]\ninterval = {AGENT_INTERVAL:.1f}\nack_timeout = {ACK_TIMEOUT:.1f}\n" in config
+        for secret in ("database-password", "keys/collector.key_secret"):
+            mode = deployment.fleet.ssh(host, f"stat -c '%U %a' /etc/osmonitoring/{secret}").stdout.strip()
+            assert mode == "osmon 400", f"{host}: {secret} {mode}"
+        allowed = deployment.fleet.ssh(host, f"ls {keys}/agents").stdout.split()
+        assert sorted(allowed) == sorted(f"{h}.key" for h in HOSTS)
+    # One key pair on every collector: each agent's one curve.server_key serves for both.
+    pairs = {
+        h: deployment.fleet.ssh(
+            h, f"sha256sum {keys}/collector.key {keys}/collector.key_secret | cut -d' ' -f1"
+        ).stdout
+        for h in deployment.collectors
+    }
+    assert pairs[COLLECTOR] == pairs[SECOND] and len(pairs[SECOND].split()) == 2
+    endpoints = [f"tcp://{deployment.fleet.hosts[h].address}:5555" for h in deployment.collectors]
+    for host in HOSTS:
+        agent = deployment.fleet.ssh(host, "cat /etc/osmonitoring/agent.toml").stdout
+        assert f"collector = {json.dumps(endpoints)}\n" in agent, agent
 
-    def fresh() -> list[dict] | None:
-        try:
-            rows = deployment.api("/api/hosts")["hosts"]
-        except OSError:
-            return None
-        ok = {r["name"] for r in rows if not r["down"] and r["last_seen_ago"] < 15 and r["cpu"] is not None}
-        return rows if ok == set(HOSTS) else None
-
-    wait_for(fresh, timeout=90, what="every host fresh on the dashboard, read from PostgreSQL")
-    status = {h["host"]: h for h in json.loads(deployment.as_collector("status --json"))}
+    for host in deployment.collectors:
+        wait_for(
+            lambda host=host: fresh_hosts(deployment, host),
+            timeout=90,
+            what=f"every host fresh on {host}'s dashboard, read from PostgreSQL",
+        )
+    status = deployment.status()
     assert set(status) == set(HOSTS) and all(status[h]["snapshots"] > 0 for h in HOSTS)
-    # The data is on db-01, written by the collector's role.
+    # The data is on db-01, written by the collectors' role.
     stored = deployment.fleet.ssh(
         DATABASE, "runuser -u postgres -- psql -X -d osmon -tAc 'SELECT name FROM hosts ORDER BY name'"
     ).stdout.split()
     assert stored == sorted(HOSTS)
-    # pg_hba lets in the collector host (it asks for the password), and refuses any other.
-    assert pg_answer(deployment, COLLECTOR).startswith("R")
-    refused = pg_answer(deployment, "web-01")
+    # pg_hba lets in the collector hosts (it asks for the password), and refuses any other.
+    for host in deployment.collectors:
+        assert pg_answer(deployment, host).startswith("R")
+    refused = pg_answer(deployment, DATABASE)
     assert refused.startswith("E") and "no pg_hba.conf entry" in refused, refused
+
+    def both_up(host: str) -> dict | None:
+        time.sleep(1)
+        found = deployment.cluster(host)
+        states = {n: c["state"] for n, c in found.items()}
+        return found if states == dict.fromkeys(deployment.collectors, "up") else None
+
+    for host in deployment.collectors:
+        wait_for(
+            lambda host=host: both_up(host),
+            timeout=60,
+            what=f"cluster --json on {host} listing both collectors up",
+        )
+
+
+def test_second_run_changes_nothing(deployment: Deployment) -> None:
+    output, seconds = deployment.playbook("site.yml")
+    deployment.figures["re-run (no change; PostgreSQL, 2 collectors)"] = f"{seconds:.1f} s"
+    for host, counts in recap(output).items():
+        assert counts["changed"] == 0 and counts["failed"] == 0, f"{host}: {counts}\n{changed_tasks(output)}"
+
+
+def test_limit_to_the_collector_keeps_every_agent_allowed(deployment: Deployment) -> None:
+    # The allow-list comes from the public keys kept on the controller, not from the hosts in the play.
+    output, _ = deployment.playbook("collector.yml", "--limit", COLLECTOR)
+    assert recap(output) == {COLLECTOR: {**recap(output)[COLLECTOR], "changed": 0, "failed": 0}}
+    allowed = deployment.fleet.ssh(COLLECTOR, "ls /etc/osmonitoring/keys/agents").stdout.split()
+    assert sorted(allowed) == sorted(f"{h}.key" for h in HOSTS)
+
+
+def test_check_mode_on_the_deployed_fleet_changes_nothing(deployment: Deployment) -> None:
+    output, _ = deployment.playbook("site.yml", "--check", "--diff")
+    for host, counts in recap(output).items():
+        assert counts["changed"] == 0 and counts["failed"] == 0, f"{host}: {counts}\n{changed_tasks(output)}"
+
+
+def test_units_are_hardened(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    for host, units in deployment.units().items():
+        for unit in units:
+            out = deployment.fleet.ssh(host, f"systemd-analyze security {unit}.service", check=False).stdout
+            match = re.search(r"Overall exposure level for \S+: ([\d.]+) (\S+)", out)
+            assert match, out
+            deployment.figures[f"exposure {unit} ({host})"] = f"{match.group(1)} {match.group(2)}"
+            assert float(match.group(1)) <= 3.0, out
+    show = deployment.fleet.ssh(
+        "web-01", "systemctl show -p User,ProtectSystem,NoNewPrivileges,CapabilityBoundingSet osmon-agent"
+    ).stdout
+    properties = dict(line.split("=", 1) for line in show.splitlines())
+    assert properties == {
+        "User": "osmon-agent",
+        "ProtectSystem": "strict",
+        "NoNewPrivileges": "yes",
+        "CapabilityBoundingSet": "",
+    }
+
+
+def test_a_crashed_collector_leaves_the_fleet_watched(deployment: Deployment) -> None:
+    """mon-01's collector is killed and stays down: what an operator sees on web-01 is the whole fleet, fresh;
+    the dead collector's hosts are taken over, an alert of one of them is mailed once, no host is called down
+    and no alert already mailed is mailed again."""
+    survivor, seen = SECOND, len(deployment.inbox.messages)
+    memory_mails = len(deployment.inbox.all("web-01", "memory"))
+    before = deployment.status(survivor)
+    # A crash (no lease handed over), then `stop` within RestartSec so that systemd does not start it again.
+    pid = deployment.main_pid(COLLECTOR, "osmon-collector")
+    deployment.fleet.ssh(COLLECTOR, f"kill -KILL {pid} && systemctl stop osmon-collector.service")
+    crashed = time.monotonic()
+
+    def flowing() -> dict | None:
+        time.sleep(0.5)
+        now = deployment.status(survivor)
+        ok = all(
+            now[h]["last_seq"] > before[h]["last_seq"] + 1 and now[h]["last_seen_ago"] < 5 for h in HOSTS
+        )
+        return now if ok else None
+
+    after = wait_for(
+        flowing, timeout=60, what="every host's data arriving at web-01 after mon-01's collector died"
+    )
+    deployment.figures["data of every host flowing again after a collector's crash"] = (
+        f"{time.monotonic() - crashed:.1f} s"
+    )
+    assert all(after[h]["status"] == "up" for h in HOSTS), after
+    # An alert of a host whose collector died (its agent moved): a unit fails on mon-01.
+    unit, path = "osmon-e2e-crash.service", "/etc/systemd/system/osmon-e2e-crash.service"
+    deployment.fleet.ssh(
+        COLLECTOR,
+        f"printf '[Service]\\nType=oneshot\\nExecStart=/bin/false\\n' > {path} && systemctl daemon-reload"
+        f" && (systemctl start {unit} || true)",
+    )
+    # The dashboard on the surviving collector lists every host, fresh.
+    rows = wait_for(
+        lambda: fresh_hosts(deployment, survivor), timeout=30, what="every host fresh on web-01's dashboard"
+    )
+    assert sorted(r["name"] for r in rows) == sorted(HOSTS)
+
+    def taken_over() -> dict | None:
+        time.sleep(1)
+        found = deployment.cluster(survivor)
+        ok = found[COLLECTOR]["state"] == "gone" and found[survivor]["hosts"] == len(HOSTS)
+        return found if ok else None
+
+    wait_for(taken_over, timeout=60, what="mon-01 gone and web-01 holding every host in cluster --json")
+    deployment.figures["crashed collector shown gone, its hosts taken over"] = (
+        f"{time.monotonic() - crashed:.1f} s"
+    )
+    wait_for(
+        lambda: deployment.inbox.all(COLLECTOR, unit, since=seen), timeout=90, what=f"the mail naming {unit}"
+    )
+    deployment.figures["alert of a moved host mailed after the crash"] = f"{time.monotonic() - crashed:.1f} s"
+    time.sleep(10)  # long enough for a second sender, or a second owner, to mail it again
+    subjects = [str(m["Subject"]) for _, m in deployment.inbox.messages[seen:]]
+    assert len(deployment.inbox.all(COLLECTOR, unit, since=seen)) == 1, subjects
+    assert not deployment.inbox.all("down", since=seen), f"a host was called down: {subjects}"
+    assert len(deployment.inbox.all("web-01", "memory")) == memory_mails, (
+        f"an alert was mailed again: {subjects}"
+    )
+    # mon-01's collector comes back and rejoins.
+    deployment.fleet.ssh(
+        COLLECTOR,
+        f"rm {path} && systemctl daemon-reload && systemctl reset-failed && systemctl start osmon-collector",
+    )
+    wait_for(
+        lambda: time.sleep(1) or all(c["state"] == "up" for c in deployment.cluster(survivor).values()),
+        timeout=60,
+        what="mon-01's collector up again",
+    )
 
 
 def test_upgrade_restarts_on_the_new_build_and_keeps_the_data(deployment: Deployment) -> None:
     old_venv = deployment.unit_venv(COLLECTOR, "osmon-collector")
     pids = {
-        (h, u): deployment.main_pid(h, u) for h, units in UNITS.items() for u in units if u != "osmon-backup"
+        (h, u): deployment.main_pid(h, u)
+        for h, units in deployment.units().items()
+        for u in units
+        if u != "osmon-backup"
     }
     before = {h["host"]: h for h in json.loads(deployment.as_collector("status --json"))}
     source = new_build(deployment.dir / "source-next", "0.1.0+e2e.2")
@@ -561,12 +760,18 @@ def test_upgrade_restarts_on_the_new_build_and_keeps_the_data(deployment: Deploy
         assert after[host]["first_seq"] == before[host]["first_seq"], "data was lost in the upgrade"
 
 
-def test_a_host_shut_down_is_mailed_as_down(deployment: Deployment) -> None:
-    deployment.fleet.power_off("web-01")  # not db-01: it holds the collector's database now
+def test_a_host_shut_down_is_mailed_as_down_once(deployment: Deployment) -> None:
+    """web-01, an agent and the second collector, goes away: mon-01 mails it down, once."""
+    seen = len(deployment.inbox.messages)
+    deployment.fleet.power_off("web-01")  # not db-01: it holds the collectors' database now
     rcpt, _ = wait_for(
         lambda: deployment.inbox.find("web-01", "down"), timeout=120, what="web-01's down mail"
     )
     assert sorted(rcpt) == ["ops@example.org", "web@example.org"]
+    time.sleep(5)
+    subjects = [str(m["Subject"]) for _, m in deployment.inbox.messages[seen:]]
+    assert len(deployment.inbox.all("web-01", "down", since=seen)) == 1, subjects
+    assert not [s for s in subjects if "down" in s.lower() and "web-01" not in s], subjects
 
 
 def test_report_figures(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
