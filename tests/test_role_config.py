@@ -55,7 +55,12 @@ def test_webhooks_and_alertmanager_variables_render_a_valid_config(tmp_path: Pat
         }
     ]
     (tmp_path / "play.yml").write_text(json.dumps(play))  # JSON is YAML
-    env = {**os.environ, "ANSIBLE_LOCALHOST_WARNING": "False", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False"}
+    env = {
+        **os.environ,
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+        "ANSIBLE_FILTER_PLUGINS": str(role / "filter_plugins"),  # the role's own, as a role play has them
+    }
     assert PLAYBOOK is not None
     run = subprocess.run(
         [PLAYBOOK, "-i", "localhost,", "-e", f"@{tmp_path / 'vars.json'}", str(tmp_path / "play.yml")],
