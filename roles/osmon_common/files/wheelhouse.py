@@ -67,9 +67,15 @@ def build(source: Path, dest: Path, targets: list[str]) -> dict:
                 *(arg for tag in platforms(machine, glibc) for arg in ("--platform", tag)),
                 f"osmonitoring[{EXTRAS}] @ {project.as_uri()}",
             ]  # fmt: skip
+            # pip download keeps a file of the same name it finds in --dest, metadata included: an
+            # earlier build of this same version there would stand in for this one, and a
+            # dependency added since would be missing from the tarball.
+            for stale in deps.glob("osmonitoring-*.whl"):
+                stale.unlink()
             # The wheels already here first: dependencies change only when the project asks for
-            # another one (or the cache is cleared), and a re-run needs no index.
-            if not pip(*download, "--no-index", f"--find-links={deps}", check=False):
+            # another one (or the cache is cleared), and a re-run needs no index. Isolated from
+            # pip's configuration, so that only what is here counts.
+            if not pip("--isolated", *download, "--no-index", f"--find-links={deps}", check=False):
                 pip(*download)
             archive = dest / f"osmonitoring-{version}-{target}.tar"
             with tarfile.open(archive, "w") as tar:
