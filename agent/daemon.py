@@ -84,7 +84,8 @@ class Agent:
         sent = self._send(due, now)
         self.pace.spend(len(due))
         room = min(self.config.in_flight - len(self.in_flight), budget - len(due))
-        if sent and room > 0:
+        # Most wake-ups (an ack, a tick of the pace) find nothing newer than what went out: no query.
+        if sent and room > 0 and self.highest_sent < self.spool.last_seq:
             fresh = self.spool.after(self.highest_sent, room)
             if self._send(fresh, now) and fresh:
                 self.highest_sent = fresh[-1][0]
