@@ -268,6 +268,18 @@ def _libc() -> Any:
     return ctypes.CDLL(None, use_errno=True)
 
 
+def trim_heap() -> None:
+    """Give the free pages inside the C heap back to the system (glibc's malloc_trim).
+
+    Start-up leaves holes in the heap that glibc keeps (every module's bytecode is read, then
+    freed): half a megabyte of a fresh agent's resident memory. The daemon calls this once, after
+    its first snapshot; on a C library without malloc_trim (musl) it does nothing.
+    """
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
 def adjtimex() -> ClockState | None:
     """The kernel clock's discipline state, queried without changing it; None without adjtimex."""
     try:

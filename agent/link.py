@@ -36,7 +36,7 @@ def monitor_event(frames: list[bytes]) -> int:
 def readable(socket: zmq.Socket) -> bool:
     """Whether a message waits on `socket`: asking costs a fifth of a receive that finds none
     (pyzmq raises zmq.Again, with its message, for each), and the loop asks twice per wake-up."""
-    return bool(socket.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+    return bool(int(socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
 
 
 class Link:
