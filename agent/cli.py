@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import resource
 import sys
@@ -135,6 +134,7 @@ def raise_descriptor_limit(wanted: int = 16384) -> None:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
+    import json  # only here: the daemon never prints JSON
     import socket
 
     from agent.sampler import Sampler

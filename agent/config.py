@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from agent.mounts import EXCLUDE_MOUNTS, MOUNT_TIMEOUT
 from agent.rendezvous import preference
@@ -91,13 +91,15 @@ KEYS = [
 ]
 
 
-@dataclass(frozen=True)
-class AgentConfig:
+# A NamedTuple, not a dataclass: dataclasses imports inspect (and ast, dis, tokenize), a megabyte
+# of the agent's resident memory for one record read at start-up.
+class AgentConfig(NamedTuple):
     """Checked agent settings."""
 
     path: str
     host: str
     collector: str  # the home collector: collectors[0]
+    collectors: tuple[str, ...]  # every endpoint in this host's order: home first (agent.rendezvous)
     interval: float
     spool: str
     spool_max: int
@@ -111,12 +113,7 @@ class AgentConfig:
     exclude_fstypes: tuple[str, ...] = ()
     mount_timeout: float = MOUNT_TIMEOUT
     ignore_units: tuple[str, ...] = ()
-    collectors: tuple[str, ...] = ()  # every endpoint in this host's order: home first (agent.rendezvous)
     replay_rate: float = REPLAY_RATE
-
-    def __post_init__(self) -> None:
-        if not self.collectors:
-            object.__setattr__(self, "collectors", (self.collector,))
 
 
 def load(path: str | Path) -> AgentConfig:

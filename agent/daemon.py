@@ -15,6 +15,7 @@ from typing import Any
 
 import zmq
 
+from agent import kernel
 from agent.ackwatch import AckWatch
 from agent.config import AgentConfig
 from agent.failover import Failover
@@ -84,7 +85,8 @@ class Agent:
         sent = self._send(due, now)
         self.pace.spend(len(due))
         room = min(self.config.in_flight - len(self.in_flight), budget - len(due))
-        if sent and room > 0:
+        # Most wake-ups (an ack, a tick of the pace) find nothing newer than what went out: no query.
+        if sent and room > 0 and self.highest_sent < self.spool.last_seq:
             fresh = self.spool.after(self.highest_sent, room)
             if self._send(fresh, now) and fresh:
                 self.highest_sent = fresh[-1][0]
@@ -152,10 +154,14 @@ class Agent:
         poller.register(self.link.monitor, zmq.POLLIN)
         poller.register(shutdown.fd, zmq.POLLIN)
         next_tick = time.monotonic()
+        first = True
         while not shutdown.requested:
             now = time.monotonic()
             if now >= next_tick:
                 self.collect()
+                if first:  # everything start-up allocates is in place, or freed: hand the holes back
+                    first = False
+                    kernel.trim_heap()
                 # Keep a fixed cadence; after a stall (suspend), skip rather than burst.
                 next_tick = max(next_tick + self.config.interval, now)
             self.link.retry(now)

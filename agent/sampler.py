@@ -29,15 +29,23 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:ERROR_CHARS]
 
 
+# Values clean() returns as they are, without a call: most of a snapshot's few hundred values.
+_KEPT = frozenset({int, str, bool, type(None)})
+
+
 def clean(value: Any) -> Any:
     """`value` with every NaN or infinity replaced by None: the collector rejects them."""
     kind = type(value)  # exact types: this runs on every value of every snapshot
     if kind is float:
         return value if is_finite(value) else None
+    # A finite float and the kept types are copied without a call (v - v is NaN for NaN and inf).
     if kind is dict:
-        return {k: clean(v) for k, v in value.items()}
+        return {
+            k: v if type(v) in _KEPT or (type(v) is float and v - v == 0.0) else clean(v)
+            for k, v in value.items()
+        }
     if kind is list or kind is tuple:
-        return [clean(v) for v in value]
+        return [v if type(v) in _KEPT or (type(v) is float and v - v == 0.0) else clean(v) for v in value]
     return value
 
 

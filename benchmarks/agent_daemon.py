@@ -8,8 +8,8 @@ the agent's reaped children are added), RSS from /proc/PID/status.
 Figures, one `agent: ...` line each:
 - daemon CPU per snapshot and RSS at start and after N snapshots at ~100 processes,
   node_exporter's CPU per scrape (scraped once per agent snapshot) and the ratio;
-- a breakdown measured in this process: sampler, encoding, spool, sending, and the rest
-  (the daemon's loop and idle) as the difference;
+- a breakdown measured in this process at the daemon's cadence: sampler (and each probe),
+  encoding, spool, sending, and the rest (the daemon's loop and idle) as the difference;
 - the same at ~1,000 processes (sleeping children started for it, stopped by PID);
 - idle CPU over a minute at the default 10 s interval, collector up and collector down.
 
@@ -258,11 +258,31 @@ def print_run(label: str, r: dict) -> None:
         )
 
 
-def breakdown(collector_port: int, workdir: Path, cycles: int) -> dict[str, float]:
-    """CPU ms per snapshot of each stage, measured in this process with the agent's own classes."""
+def timed_probes(sampler: Sampler) -> dict[str, float]:
+    """Wrap each of the sampler's probes so that its CPU time adds up in the returned dict."""
+    spent: dict[str, float] = {}
+    for name, probe in list(sampler._probes.items()):
+
+        def run(probe=probe, name=name):
+            start = time.process_time()
+            try:
+                return probe()
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.process_time() - start
+
+        sampler._probes[name] = run
+        spent[name] = 0.0
+    return spent
+
+
+def breakdown(collector_port: int, workdir: Path, cycles: int, interval: float) -> tuple[dict, dict]:
+    """CPU ms per snapshot of each stage, and of each probe, measured in this process with the
+    agent's own classes at the daemon's cadence: a loop without the pause between snapshots runs
+    with warm caches and costs about half as much, which is not what the daemon pays."""
     config_file = Stack(workdir).agent_config("breakdown", collector_port, 10.0)
     config = load_agent_config(str(config_file))
     sampler = Sampler(top_n=config.top_processes)
+    probes = timed_probes(sampler)
     spool = Spool(workdir / "breakdown-spool.db", config.spool_max)
     context = zmq.Context()
     link = Link(context, config)
@@ -273,11 +293,14 @@ def breakdown(collector_port: int, workdir: Path, cycles: int) -> dict[str, floa
         while not link.connected and time.monotonic() < deadline:
             link.socket.poll(100)
             link.connection_events()
+        sampler.sample()
+        probes.update(dict.fromkeys(probes, 0.0))
         for _ in range(cycles):
+            time.sleep(interval)
             t0 = time.process_time()
-            probes, errors = sampler.sample()
+            results, errors = sampler.sample()
             t1 = time.process_time()
-            body = wire.encode_snapshot("breakdown", 1, time.time(), 10.0, __version__, probes, errors)
+            body = wire.encode_snapshot("breakdown", 1, time.time(), 10.0, __version__, results, errors)
             t2 = time.process_time()
             seq = spool.append(lambda seq, body=body: body)
             t3 = time.process_time()
@@ -298,7 +321,9 @@ def breakdown(collector_port: int, workdir: Path, cycles: int) -> dict[str, floa
         context.destroy(linger=0)
         spool.close()
         sampler.close()
-    return {k: v / cycles * 1000 for k, v in totals.items()}
+    per_stage = {k: v / cycles * 1000 for k, v in totals.items()}
+    per_probe = {k: v / cycles * 1000 for k, v in sorted(probes.items(), key=lambda kv: -kv[1])}
+    return per_stage, per_probe
 
 
 def idle(stack: Stack, collector_port: int, seconds: float) -> tuple[float, float]:
@@ -341,12 +366,17 @@ def main() -> int:
             time.sleep(0.5)
             small = daemon_run(stack, "100", collector_port, url, exporter, args.snapshots, args.interval)
             print_run("100", small)
-            parts = breakdown(collector_port, Path(tmp), args.breakdown_cycles)
+            parts, per_probe = breakdown(collector_port, Path(tmp), args.breakdown_cycles, args.interval)
             rest = small["cpu_ms"] - sum(parts.values())
             print(
                 "agent: breakdown per snapshot "
                 + ", ".join(f"{k} {v:.2f} ms" for k, v in parts.items())
                 + f", loop and idle {rest:.2f} ms (the daemon's figure minus the others)"
+            )
+            print(
+                "agent: sampler per probe "
+                + ", ".join(f"{k} {v:.3f}" for k, v in per_probe.items() if v >= 0.0005)
+                + " ms"
             )
             if not args.skip_large:
                 sleepers.top_up(1000)

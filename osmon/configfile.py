@@ -13,9 +13,8 @@ import re
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 
@@ -227,8 +226,8 @@ def http_url(value: object) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class Key:
+# A NamedTuple, not a dataclass: dataclasses imports inspect, a megabyte of each agent's memory.
+class Key(NamedTuple):
     """One config key: its dotted name, parser and default (`REQUIRED` if none)."""
 
     name: str

@@ -6,9 +6,6 @@ import os
 import re
 from pathlib import Path
 
-import zmq
-import zmq.auth
-
 KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 
 
@@ -41,6 +38,8 @@ def generate(directory: str | Path, name: str) -> tuple[Path, Path]:
 
 
 def _write_pair(directory: Path, name: str) -> None:
+    import zmq.auth
+
     directory.mkdir(parents=True, exist_ok=True)
     # zmq.auth writes the secret file with the process umask: narrow it first.
     old_umask = os.umask(0o077)
@@ -52,6 +51,8 @@ def _write_pair(directory: Path, name: str) -> None:
 
 def load_public(path: str | Path) -> bytes:
     """The Z85 public key in a .key or .key_secret file."""
+    import zmq.auth  # here: an agent without CurveZMQ keys need not load it
+
     try:
         public, _ = zmq.auth.load_certificate(path)
     except FileNotFoundError as e:
@@ -67,6 +68,8 @@ def load_public(path: str | Path) -> bytes:
 
 def load_pair(path: str | Path) -> tuple[bytes, bytes]:
     """The (public, secret) Z85 keys in a .key_secret file."""
+    import zmq.auth
+
     try:
         public, secret = zmq.auth.load_certificate(path)
     except (OSError, ValueError) as e:
