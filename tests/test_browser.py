@@ -416,14 +416,17 @@ def test_a_silence_made_in_the_ui_shows_up(cluster: Cluster, page: Any, watch: W
 
 
 def alerted_history(database: Path, now: float) -> float:
-    """web-01 over the last 2 hours (a snapshot a minute) with memory above 80 % then 95 % between
-    70 and 40 minutes ago, and that alert's events; web-02 silenced with a critical alert.
+    """web-01 over the last 2 hours (a snapshot a minute) with memory above 80 % then 95 % for the
+    half hour before the previous hour ended (less 5 minutes), and that alert's events; web-02 silenced with a critical alert.
     Returns when web-01's alert started."""
     from collector.store import AlertEvent
     from tests.test_web import received
 
     store = open_store(database)
-    started, worst, ended = now - 70 * 60, now - 60 * 60, now - 40 * 60
+    # Ended 5 minutes before the current hour began, whatever the time of day: the fleet strip's
+    # last hour then holds web-02's alert alone (a fixed "40 minutes ago" failed before HH:40).
+    ended = now // 3600 * 3600 - 5 * 60
+    started, worst = ended - 30 * 60, ended - 20 * 60
 
     def mem(t: float) -> float:
         return 97.0 if worst <= t < ended else 88.0 if started <= t < ended else 45.0
