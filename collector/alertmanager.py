@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-import threading
 import time
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from urllib.parse import quote
 from collector import httppost
 from collector.delivery import DeliveryError
 from collector.store import Alert, Store, StoreError
+from collector.worker import Worker
 
 log = logging.getLogger("osmon.alertmanager")
 
@@ -98,13 +98,15 @@ def document(
     return doc
 
 
-class AlertPusher:
+class AlertPusher(Worker):
     """The thread pushing alerts to every configured Alertmanager: woken by `notify()` when alerts
     change, else every RESEND seconds.
 
     `hosts` says which hosts' alerts are this collector's to push (those whose lease it holds);
     `summary` words an alert (collector.notify.describe).
     """
+
+    name = "alertmanager"
 
     def __init__(
         self,
@@ -116,6 +118,7 @@ class AlertPusher:
         resend: float = RESEND,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(store, resend)
         self.store, self.managers, self.hosts, self.summary = store, managers, hosts, summary
         self.public_url, self.resend, self.clock = public_url, resend, clock
         self._contexts: dict[str, ssl.SSLContext | None] = {}
@@ -123,35 +126,13 @@ class AlertPusher:
             tuple[str, str], tuple[Alert, str]
         ] = {}  # what was last pushed active, with its severity
         self._errors: dict[str, str] = {}  # per Alertmanager, the error being reported (logged once)
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="alertmanager", daemon=True)
-        self._thread.start()
-
-    def notify(self) -> None:
-        """Alerts changed: push now rather than at the next resend."""
-        self._wake.set()
-
-    def stop(self, timeout: float | None = None) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
+    def round(self) -> None:
+        """One push; a store that fails is logged, and the next round tries again."""
         try:
-            while not self._stopping.is_set():
-                self._wake.clear()
-                try:
-                    self.push()
-                except StoreError as e:
-                    log.error("alertmanager: %s", e)
-                self._wake.wait(self.resend)
-        finally:
-            self.store.close()  # this thread's connection
+            self.push()
+        except StoreError as e:
+            log.error("alertmanager: %s", e)
 
     def alerts(self) -> list[dict[str, Any]]:
         """What to push now: the active and lately resolved alerts of this collector's hosts."""

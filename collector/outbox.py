@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
@@ -26,6 +25,7 @@ from collector.mail import (
 )
 from collector.store import OutboxMessage, Store, StoreError
 from collector.webhook import WebhookChannel
+from collector.worker import Worker
 
 if TYPE_CHECKING:
     from collector.config import CollectorConfig
@@ -187,45 +187,19 @@ def outbox_from_config(store: Store, config: CollectorConfig) -> Outbox:
     )
 
 
-class MailSender:
+class MailSender(Worker):
     """The thread that empties the outbox: woken by `notify()`, else polling every `poll` seconds."""
 
+    name = "mail-sender"
+
     def __init__(self, outbox: Outbox, poll: float = 5.0, prune_every: float = 3600.0) -> None:
-        self.outbox = outbox
-        self.poll, self.prune_every = poll, prune_every
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(outbox.store, poll)
+        self.outbox, self.prune_every = outbox, prune_every
         self._last_prune = float("-inf")
         self._last_error: str | None = None  # a persisting error is logged once, not every poll
         outbox.on_enqueue = self.notify
 
-    def start(self) -> None:
-        """Start sending in a background thread."""
-        self._thread = threading.Thread(target=self._run, name="mail-sender", daemon=True)
-        self._thread.start()
-
-    def notify(self) -> None:
-        """Mail was enqueued: send it now rather than at the next poll."""
-        self._wake.set()
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop after the mail being sent, if any; waits for the thread up to `timeout`."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            while not self._stopping.is_set():
-                self._wake.clear()  # before the round: a notify() during it wakes the next one
-                self._round()
-                self._wake.wait(self.poll)
-        finally:
-            self.outbox.store.close()  # this thread's connection
-
-    def _round(self) -> None:
+    def round(self) -> None:
         """One pass; the errors of sending are handled here, so the thread carries on."""
         try:
             self.outbox.deliver_due()
