@@ -77,6 +77,14 @@ def _entity_rule(metric: str, entity: str) -> str:
     return f"{metric}:{entity}"
 
 
+class HostLevels(NamedTuple):
+    """A host's levels: (threshold, floor) per metric, and the floors of its quick all-quiet test."""
+
+    by_metric: dict[str, tuple[Threshold, float]]
+    metric_floors: tuple[float, ...]  # in the order of _ALERTED
+    series_floors: tuple[float, ...]  # in the order of _ALERTED_SERIES
+
+
 class Timers:
     """Pending breaches: (host, rule) -> (since, level), noting each change for the database.
 
@@ -160,8 +168,7 @@ class Detector:
         }
         self._next_refresh = time.monotonic() + REFRESH
         self._last_refresh = float("-inf")
-        self._floors: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}  # host -> levels (_quiet)
-        self._levels: dict[str, dict[str, tuple[Threshold, float]]] = {}  # host -> metric -> levels
+        self._levels: dict[str, HostLevels] = {}  # each host's levels, looked up once
 
     def _own(self, hosts: set[str]) -> set[str]:
         """Of `hosts`, those this collector evaluates now: leases taken or renewed, state loaded."""
@@ -201,7 +208,7 @@ class Detector:
             if host not in owned or (host not in busy and self._quiet(r.sample)):
                 continue  # another collector's, or the common case: every value below its levels
             busy.add(host)
-            levels = self._levels.get(host) or self._host_levels(host)
+            levels = (self._levels.get(host) or self._host_levels(host)).by_metric
             for rule, metric, value in readings(r.sample) + self._absences(r.sample, watched):
                 key = (host, rule)
                 threshold, floor = levels[metric]
@@ -251,38 +258,32 @@ class Detector:
 
     def _quiet(self, s: Sample) -> bool:
         """Every reading of `s` below the lowest level of its rule (a series' highest entity stands for all)."""
-        floors = self._floors.get(s.host) or self._host_floors(s.host)
+        levels = self._levels.get(s.host) or self._host_levels(s.host)
         values = s.values
-        for (_, position, per_core), floor in zip(_ALERTED, floors[0], strict=True):
+        for (_, position, per_core), floor in zip(_ALERTED, levels.metric_floors, strict=True):
             value = values[position]
             if value is not None and per_core:
                 value = _per_core(s, value)
             if value is not None and value >= floor:
                 return False
         detail = s.detail
-        for metric, floor in zip(_ALERTED_SERIES, floors[1], strict=True):
+        for metric, floor in zip(_ALERTED_SERIES, levels.series_floors, strict=True):
             entities = detail.get(metric)
             if entities and any(v is not None and v >= floor for v in entities.values()):
                 return False
         return True
 
-    def _host_levels(self, host: str) -> dict[str, tuple[Threshold, float]]:
-        """(threshold, floor) of every alerted metric and series for `host`, looked up once."""
+    def _host_levels(self, host: str) -> HostLevels:
+        """(threshold, floor) of every alerted metric and series for `host`, looked up once, and the
+        floors in the order `_quiet` reads them."""
         if len(self._levels) > 100_000:
             self._levels.clear()
-        found = self._levels[host] = {m: self.rules.lookup(host, m) for m in _ALERTED_METRICS}
-        return found
-
-    def _host_floors(self, host: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """The lowest level of each alerted metric and series for `host`: what `_quiet` compares with."""
-        if len(self._floors) > 100_000:
-            self._floors.clear()
-        lookup = self.rules.lookup
-        found = (
-            tuple(lookup(host, metric)[1] for metric, _, _ in _ALERTED),
-            tuple(lookup(host, metric)[1] for metric in _ALERTED_SERIES),
+        by_metric = {m: self.rules.lookup(host, m) for m in _ALERTED_METRICS}
+        found = self._levels[host] = HostLevels(
+            by_metric,
+            tuple(by_metric[metric][1] for metric, _, _ in _ALERTED),
+            tuple(by_metric[metric][1] for metric in _ALERTED_SERIES),
         )
-        self._floors[host] = found
         return found
 
     def _evaluate(self, host: str, rule: str, t: Threshold, value: float, ts: float) -> AlertEvent | None:
