@@ -24,6 +24,7 @@ from collector.mail import (
     transport_from_config,
 )
 from collector.store import OutboxMessage, Store, StoreError
+from collector.webhook import CHANNEL as WEBHOOK
 from collector.webhook import WebhookChannel
 from collector.worker import Worker
 
@@ -100,7 +101,9 @@ class Outbox:
             self.channels[MAIL] = MailChannel(transport, sender)
         self.on_enqueue: Callable[[], None] | None = None  # set by MailSender to wake it up
         self._failing: dict[str, str] = {}  # channel -> the outage being reported, so it is logged once
-        self._warned_no_transport = False
+        self._unserved: set[str] = (
+            set()
+        )  # channels with messages waiting that this collector cannot deliver, said once
 
     def enqueue(self, mail: Mail, key: str | None = None) -> int:
         """Store `mail` for sending (returns at once); returns its outbox id.
@@ -110,7 +113,7 @@ class Outbox:
         mid = message_id(self.sender) if key is None else event_message_id(self.sender, key)
         outbox_id = self.store.outbox_add(mail, mid, self.clock(), key)
         if self.transport is None:
-            self._warn_no_transport()
+            self._say_unserved({MAIL: 1}, complete=False)
         elif self.on_enqueue is not None:
             self.on_enqueue()
         return outbox_id
@@ -121,8 +124,6 @@ class Outbox:
 
     def deliver_due(self, now: float | None = None) -> int:
         """Deliver the messages that are due; returns how many went out."""
-        if self.transport is None:
-            self._warn_no_transport()
         now = self.clock() if now is None else now
         sent = 0
         working = dict(self.channels)
@@ -153,6 +154,43 @@ class Outbox:
         """Forget messages sent (or given up on) more than 30 days ago."""
         return self.store.outbox_prune((self.clock() if now is None else now) - KEEP_SENT)
 
+    def upkeep(self, now: float | None = None) -> None:
+        """The hourly pass: forget old messages, give up the ones no sender took in time, and say
+        what waits for a channel this collector does not deliver."""
+        now = self.clock() if now is None else now
+        self.prune(now)
+        # A sender gives a message up at its first failure after GIVE_UP_AFTER; this catches the
+        # ones no sender ever tries: a webhook removed from every config, mail with no transport.
+        expired = self.store.outbox_expire(
+            now - GIVE_UP_AFTER, "not delivered within 5 days: no sender for it"
+        )
+        for channel, count in sorted(expired.items()):
+            log.error(
+                "gave up on %d message(s) for %s queued more than 5 days ago: no collector delivered them",
+                count,
+                _describe(channel),
+            )
+        self._say_unserved(self.store.outbox_waiting(), complete=True)
+
+    def _say_unserved(self, waiting: dict[str, int], complete: bool) -> None:
+        """Warn, once per channel, of messages waiting that this collector has no way to deliver."""
+        unserved = {channel for channel in waiting if channel not in self.channels}
+        for channel in sorted(unserved - self._unserved):
+            why = (
+                "no smtp.host or sendmail is configured here"
+                if channel == MAIL
+                else "that webhook is not in this collector's config (removed or renamed?)"
+            )
+            log.warning(
+                "%s wait in the outbox for %s: %s; another collector that has it delivers them, "
+                "else they are given up after 5 days",
+                "messages" if waiting[channel] > 1 else "a message",
+                _describe(channel),
+                why,
+            )
+        # The full list forgets channels served since, so a new backlog is said again.
+        self._unserved = unserved if complete else self._unserved | unserved
+
     def _failed(self, message: OutboxMessage, e: DeliveryError, now: float) -> None:
         attempts = message.attempts + 1
         what = (
@@ -170,10 +208,10 @@ class Outbox:
             log.warning("%s delivery failing, it waits in the outbox and is retried: %s", kind, e)
         self._failing[message.channel] = e.reason
 
-    def _warn_no_transport(self) -> None:
-        if not self._warned_no_transport:
-            log.warning("no smtp.host or sendmail configured: mail is kept in the outbox, not sent")
-            self._warned_no_transport = True
+
+def _describe(channel: str) -> str:
+    """'mail', or "webhook 'NAME'" for an outbox channel."""
+    return "mail" if channel == MAIL else f"webhook {channel.removeprefix(WEBHOOK)!r}"
 
 
 def outbox_from_config(store: Store, config: CollectorConfig) -> Outbox:
@@ -205,7 +243,7 @@ class MailSender(Worker):
             self.outbox.deliver_due()
             if time.monotonic() - self._last_prune >= self.prune_every:
                 self._last_prune = time.monotonic()
-                self.outbox.prune()
+                self.outbox.upkeep()
         except (DeliveryError, StoreError, OSError) as e:
             if str(e) != self._last_error:
                 log.error("mail sender: %s", e)

@@ -269,6 +269,23 @@ def test_the_outbox_keeps_mail_until_sent_and_retries_what_failed(store: Store) 
     assert store.outbox_prune(T0 + 10) == 2 and store.outbox_get(second) is None
 
 
+def test_messages_no_sender_took_are_given_up_but_not_one_being_sent(store: Store) -> None:
+    sending = store.outbox_add(Mail(["ops@example.org"], "sending", "text", ""), "<2@x>", T0)
+    old = store.outbox_add(Mail(["ops@example.org"], "old", "text", ""), "<1@x>", T0 + 1)
+    failing = store.outbox_add(Mail(["ops@example.org"], "failing", "text", ""), "<3@x>", T0 + 2)
+    recent = store.outbox_add(Mail(["ops@example.org"], "recent", "text", ""), "<4@x>", T0 + 86400)
+    store.outbox_failed(failing, "connection refused", T0 + 60)
+    assert [m.id for m in store.outbox_claim("c1", T0 + 2, hold=60, limit=1)] == [sending]
+    assert store.outbox_waiting() == {"mail": 4}
+    assert store.outbox_expire(T0 + 3600, "no sender") == {"mail": 2}  # not the claimed one, not the recent one
+    gone = {m.id: m for m in store.outbox_recent(10)}
+    assert gone[old].gave_up and gone[old].last_error == "no sender"
+    assert gone[failing].gave_up and gone[failing].last_error == "connection refused"  # the real error stays
+    assert not gone[sending].gave_up and not gone[recent].gave_up
+    assert store.outbox_waiting() == {"mail": 2} and store.outbox_size() == 2
+    assert store.outbox_expire(T0 + 3600, "no sender") == {}
+
+
 # -- CERT-FR -----------------------------------------------------------------------------------------
 
 

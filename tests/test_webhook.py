@@ -18,7 +18,7 @@ import pytest
 from collector import config as collector_config
 from collector.config import ConfigError
 from collector.notify import Notifier
-from collector.outbox import Outbox, outbox_from_config
+from collector.outbox import GIVE_UP_AFTER, Outbox, outbox_from_config
 from collector.store import AlertEvent, Store, open_store
 from collector.webhook import signature
 from tests.conftest import Cluster, free_port, wait_for
@@ -232,6 +232,28 @@ def test_tls_is_verified_by_default_and_a_ca_file_makes_it_trusted(
         assert webhook_sink.got(strict) == [] and len(webhook_sink.delivered(trusting)) == 1
     finally:
         webhook_sink.close(port)
+
+
+def test_deliveries_for_a_webhook_no_collector_has_are_said_once_and_given_up_after_days(
+    tmp_path: Path, webhook_sink: Sink, caplog: pytest.LogCaptureFixture
+) -> None:
+    kept = webhook_sink.endpoint(200)
+    before = Harness(tmp_path, hook("old", webhook_sink.endpoint(200)) + hook("kept", kept))
+    before.events(fired())  # queued while the webhook "old" was configured ...
+    after = Harness(tmp_path, hook("kept", kept))  # ... which the config then lost
+    caplog.set_level(logging.INFO, "osmon.outbox")
+    assert after.deliver(T0) == 1
+    for at in (T0 + 60, T0 + 3600, T0 + 7200):
+        after.outbox.upkeep(at)
+    said = [r.getMessage() for r in caplog.records if "webhook 'old'" in r.getMessage()]
+    assert len(said) == 1 and "not in this collector's config" in said[0] and "5 days" in said[0]
+    assert "smtp.host" not in caplog.text, "webhooks only, no recipients: no mail is missing"
+    assert after.store.outbox_waiting() == {"webhook:old": 1}  # kept, for a collector that has it
+    after.outbox.upkeep(T0 + GIVE_UP_AFTER + 1)
+    old = after.channels()["webhook:old"][0]
+    assert old.gave_up and old.sent is None and "no sender" in (old.last_error or "")
+    assert "gave up on 1 message(s) for webhook 'old'" in caplog.text
+    assert after.store.outbox_waiting() == {} and len(webhook_sink.delivered(kept)) == 1
 
 
 def test_two_collectors_senders_deliver_each_delivery_once(

@@ -12,7 +12,7 @@ WRITES = frozenset(
     {
         "ingest", "prune", "prune_rollups", "add_counters",
         "alerts_apply", "alert_notified", "silence", "unsilence", "web_silence", "web_unsilence",
-        "outbox_add", "outbox_sent", "outbox_failed", "outbox_prune",
+        "outbox_add", "outbox_sent", "outbox_failed", "outbox_prune", "outbox_expire",
         "certfr_add", "certfr_mark_mailed", "backup_to", "token_add", "token_revoke",
     }
 )  # fmt: skip

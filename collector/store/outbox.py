@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -131,3 +132,24 @@ class OutboxQueries(Connected):
             "DELETE FROM outbox WHERE sent < ? OR (sent IS NULL AND next_attempt = ? AND created < ?)",
             (before, GAVE_UP, before),
         ).rowcount
+
+    def outbox_waiting(self) -> dict[str, int]:
+        """Messages waiting to be delivered, per channel (only the channels that have some)."""
+        rows = self.db.execute(
+            "SELECT channel, count(*) FROM outbox WHERE sent IS NULL AND next_attempt < ? GROUP BY channel",
+            (GAVE_UP,),
+        ).fetchall()
+        return dict(rows)
+
+    def outbox_expire(self, created_before: float, reason: str) -> dict[str, int]:
+        """Give up the messages queued before `created_before` that no sender holds; per channel, how many.
+
+        The last error of an attempt, if any, stays: it says more than `reason`.
+        """
+        rows = self.db.execute(
+            "UPDATE outbox SET next_attempt = ?, last_error = coalesce(last_error, ?) "
+            f"WHERE sent IS NULL AND next_attempt < ? AND created < ? AND (claim_until IS NULL OR claim_until <= {_NOW}) "
+            "RETURNING channel",
+            (GAVE_UP, reason, GAVE_UP, created_before),
+        ).fetchall()
+        return dict(Counter(row[0] for row in rows))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -138,3 +139,26 @@ class PgOutboxQueries(PgBase):
             "DELETE FROM outbox WHERE sent < %s OR (sent IS NULL AND next_attempt = %s AND created < %s)",
             (before, GAVE_UP, before),
         ).rowcount
+
+    def outbox_waiting(self) -> dict[str, int]:
+        """Messages waiting to be delivered, per channel (only the channels that have some)."""
+        rows = self.db.execute(
+            "SELECT channel, count(*) FROM outbox WHERE sent IS NULL AND next_attempt < %s GROUP BY channel",
+            (GAVE_UP,),
+        ).fetchall()
+        return {channel: count for channel, count in rows}
+
+    def outbox_expire(self, created_before: float, reason: str) -> dict[str, int]:
+        """Give up the messages queued before `created_before` that no sender holds; per channel, how many.
+
+        The last error of an attempt, if any, stays: it says more than `reason`. Rows a sender has
+        claimed are skipped, not waited for.
+        """
+        rows = self.db.execute(
+            "WITH old AS (SELECT id FROM outbox WHERE sent IS NULL AND next_attempt < %(gave_up)s "
+            f"AND created < %(before)s AND (claim_until IS NULL OR claim_until <= {_NOW}) FOR UPDATE SKIP LOCKED) "
+            "UPDATE outbox SET next_attempt = %(gave_up)s, last_error = coalesce(last_error, %(reason)s) "
+            "FROM old WHERE outbox.id = old.id RETURNING outbox.channel",
+            {"gave_up": GAVE_UP, "before": created_before, "reason": reason},
+        ).fetchall()
+        return dict(Counter(row[0] for row in rows))
