@@ -147,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     token_new = token_commands.add_parser("new", help="create a token NAME and print it (once)")
     token_new.add_argument("name")
     token_new.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
+    token_set = token_commands.add_parser(
+        "set", help="store the token NAME read from a file (from a vault: idempotent, for Ansible)"
+    )
+    token_set.add_argument("name")
+    token_set.add_argument(
+        "--from-file", required=True, metavar="FILE", help="the token, on its own line; - for standard input"
+    )
+    token_set.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
     token_list = token_commands.add_parser("list", help="list the tokens' names and creation dates")
     token_list.add_argument("--config", default=collector_config.DEFAULT_PATH, help=config_help)
     token_revoke = token_commands.add_parser("revoke", help="revoke the token NAME at once")
@@ -375,6 +383,8 @@ def cmd_token(args: argparse.Namespace) -> int:
             raise UsageError(f"no token named {args.name!r}")
         print(f"token {args.name} revoked")
         return 0
+    if args.token_command == "set":
+        return _token_set(store, args.name, _read_token(args.from_file))
     token = tokens.new()
     store.token_add(args.name, tokens.digest(token), time.time())
     print(token)
@@ -383,6 +393,33 @@ def cmd_token(args: argparse.Namespace) -> int:
         "Send it as `Authorization: Bearer TOKEN` (Prometheus: authorization.credentials_file).",
         file=sys.stderr,
     )
+    return 0
+
+
+def _read_token(path: str) -> str:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--from-file {path}: {e}") from None
+    token = text.strip()
+    if not tokens.strong(token):
+        raise UsageError(f"--from-file {path}: {tokens.STRONG}")
+    return token
+
+
+def _token_set(store: Store, name: str, token: str) -> int:
+    """Make `token` the token `name`: a new one, a replacement, or (said, exit 0) no change at all."""
+    digest = tokens.digest(token)
+    holder = store.token_name(digest)
+    if holder == name:
+        print(f"token {name} unchanged")
+        return 0
+    if holder is not None:
+        raise UsageError(f"this token is the token {holder!r} already: give each scraper its own")
+    # A replacement is a revoke, then an add: a scrape in between is refused once, then retried.
+    replaced = store.token_revoke(name)
+    store.token_add(name, digest, time.time())
+    print(f"token {name} {'replaced' if replaced else 'stored'}")
     return 0
 
 

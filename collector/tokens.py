@@ -25,5 +25,14 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+# A token given to `token set` (from a vault): as hard to guess as one `new` makes, and fit for a header.
+STRONG = "a token is 32 to 256 printable ASCII characters without spaces (`token new` makes one: 49)"
+_STRONG = re.compile(r"[!-~]{32,256}")
+
+
+def strong(token: str) -> bool:
+    return _STRONG.fullmatch(token) is not None
+
+
 def valid_name(name: str) -> bool:
     return NAME.fullmatch(name) is not None

@@ -329,7 +329,8 @@ COLUMNS: tuple[str, ...] = tuple(m.column for m in STORED if m.column is not Non
 
 # -- numbers /metrics reads from the probe results: sizes in bytes and the agent's own counters ----
 
-Samples = list[tuple[dict[str, str], object]]  # (labels, value) pairs, values unchecked
+# (entity, value) pairs, values unchecked; the entity is "" for a host-wide number.
+Samples = list[tuple[str, object]]
 Section = Any  # one probe's results, unchecked: a map or a list from the host
 
 
@@ -342,19 +343,20 @@ class Probed(NamedTuple):
     kind: str  # "gauge" or "counter" (only ever growing, reset at boot)
     probe: str  # the probe whose results it reads (the others are never decoded for /metrics)
     read: Callable[[Section], Samples]
+    entity: str = ""  # the label naming an entity in /metrics (mount, device, interface); "": host-wide
 
 
 def one(field: str) -> Callable[[Section], Samples]:
     """A single host-wide number of the probe's map."""
-    return lambda section: [({}, section.get(field))] if isinstance(section, dict) else []
+    return lambda section: [("", section.get(field))] if isinstance(section, dict) else []
 
 
-def rows(field: str, label: str, name: str) -> Callable[[Section], Samples]:
-    """`field` of each item of the probe's list, labelled `label` from the item's `name` key."""
+def rows(field: str, name: str) -> Callable[[Section], Samples]:
+    """`field` of each item of the probe's list, named by the item's `name` key."""
 
     def read(section: Section) -> Samples:
         return [
-            ({label: item[name]}, item.get(field))
+            (item[name], item.get(field))
             for item in (section if isinstance(section, list) else ())
             if isinstance(item, dict) and isinstance(item.get(name), str)
         ]
@@ -362,13 +364,13 @@ def rows(field: str, label: str, name: str) -> Callable[[Section], Samples]:
     return read
 
 
-def each(table: str, field: str, label: str) -> Callable[[Section], Samples]:
-    """`field` of each entity of the probe's map `table` (devices, interfaces), labelled `label`."""
+def each(table: str, field: str) -> Callable[[Section], Samples]:
+    """`field` of each entity of the probe's map `table` (devices, interfaces)."""
 
     def read(section: Section) -> Samples:
         entities = section.get(table) if isinstance(section, dict) else None
         return [
-            ({label: entity}, values.get(field))
+            (entity, values.get(field))
             for entity, values in (entities.items() if isinstance(entities, dict) else ())
             if isinstance(entity, str) and isinstance(values, dict)
         ]
@@ -383,15 +385,15 @@ PROBED: tuple[Probed, ...] = (
     Probed("osmon_host_swap_total_bytes", BYTES, "swap space", "gauge", "swap", one("total")),
     Probed("osmon_host_swap_used_bytes", BYTES, "swap used", "gauge", "swap", one("used")),
     Probed("osmon_host_filesystem_size_bytes", BYTES, "filesystem size per mount", "gauge",
-           "filesystems", rows("total", "mount", "mount")),
+           "filesystems", rows("total", "mount"), "mount"),
     Probed("osmon_host_filesystem_free_bytes", BYTES, "filesystem space free for users per mount", "gauge",
-           "filesystems", rows("free", "mount", "mount")),
+           "filesystems", rows("free", "mount"), "mount"),
     Probed("osmon_host_disk_read_bytes_total", BYTES, "bytes read per disk device", "counter",
-           "disk_io", each("devices", "read_bytes", "device")),
+           "disk_io", each("devices", "read_bytes"), "device"),
     Probed("osmon_host_disk_written_bytes_total", BYTES, "bytes written per disk device", "counter",
-           "disk_io", each("devices", "write_bytes", "device")),
+           "disk_io", each("devices", "write_bytes"), "device"),
     Probed("osmon_host_network_receive_bytes_total", BYTES, "bytes received per network interface", "counter",
-           "net_io", each("interfaces", "rx_bytes", "interface")),
+           "net_io", each("interfaces", "rx_bytes"), "interface"),
     Probed("osmon_host_network_transmit_bytes_total", BYTES, "bytes sent per network interface", "counter",
-           "net_io", each("interfaces", "tx_bytes", "interface")),
+           "net_io", each("interfaces", "tx_bytes"), "interface"),
 )  # fmt: skip

@@ -17,6 +17,7 @@ from collector.store import Store
 from collector.web import alerts, api, auth, errors, filters, metrics, pages, pygal_lookup, secret
 from collector.web.chartcache import ChartCache
 from collector.web.context import Context
+from collector.web.exposition import LineStarts
 from collector.web.storage import Storage
 
 # Inline <style> is pygal's (every chart carries its own); no inline script anywhere.
@@ -43,7 +44,7 @@ def create_app(config: CollectorConfig, store: Store | None = None, secret_key: 
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False  # keys in the order the views build them (name first): and cheaper
     app.extensions["osmon"] = Context(
-        config, Storage(config.database, store, config.database_password_file), ChartCache()
+        config, Storage(config.database, store, config.database_password_file), ChartCache(), LineStarts()
     )
     errors.register(app)
     filters.register(app)

@@ -9,6 +9,7 @@ from flask import current_app
 from collector.config import CollectorConfig
 from collector.store import Store
 from collector.web.chartcache import ChartCache
+from collector.web.exposition import LineStarts
 from collector.web.storage import Storage
 
 
@@ -16,6 +17,7 @@ class Context(NamedTuple):
     config: CollectorConfig
     storage: Storage
     charts: ChartCache
+    line_starts: LineStarts  # of /metrics, kept between scrapes
 
 
 def context() -> Context:

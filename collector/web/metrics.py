@@ -12,7 +12,7 @@ from collector.store import Alert, CollectorInfo, StoreError, WebHost
 from collector.web import fleet
 from collector.web.context import config, context, store
 from collector.web.errors import WebError
-from collector.web.exposition import Family, HostState, family, header, hosts_text, line
+from collector.web.exposition import Family, HostState, LineStarts, family, header, hosts_text, line
 
 bp = Blueprint("ops", __name__)
 
@@ -145,6 +145,7 @@ def exposition(
     size: int,
     now: float,
     collectors: list[CollectorInfo] | None = None,
+    starts: LineStarts | None = None,
 ) -> str:
     """The whole /metrics text: every host's numbers, then the collector's own."""
     by_host: dict[str, list[Alert]] = {}
@@ -157,7 +158,7 @@ def exposition(
         counts[fleet.status(down, by_host.get(h.name, []))] += 1  # a silence is a mark, not a status
         states.append(HostState(h.name, not down, h.last_seen, h.snapshot))
     newest = max((h.last_seen for h in hosts), default=None)
-    lines = hosts_text(states) + collector_text(counts, newest, counters, outbox, size, now)
+    lines = hosts_text(states, starts) + collector_text(counts, newest, counters, outbox, size, now)
     lines += cluster_text(collectors or [])
     return "\n".join(lines) + "\n"
 
@@ -175,6 +176,7 @@ def metrics() -> Response:
         s.database_size(),
         now,
         s.collectors(),
+        context().line_starts,
     )
     return Response(text, content_type="text/plain; version=0.0.4; charset=utf-8")
 
