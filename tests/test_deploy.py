@@ -159,6 +159,7 @@ SMTP_PASSWORD = f"vaulted-{secrets.token_hex(8)}"
 DATABASE = "db-01"
 MIRRORS = {DATABASE: ("postgresql", "python3-apt")}  # python3-apt: Ansible's apt module
 DATABASE_PASSWORD = f"vaulted-db-{secrets.token_hex(8)}"
+SCRAPER_TOKEN = f"vaulted-scraper-{secrets.token_urlsafe(32)}"  # Prometheus's, set by the role
 COLLECTOR_UNITS = ["osmon-agent", "osmon-collector", "osmon-web", "osmon-backup"]
 # Timing: snapshots every 2 s, a host down after 6 of them (a 12 s window). The collectors' timing
 # rule then needs the agents' failover (2 x ack_timeout + jitter up to ack_timeout + one interval:
@@ -252,6 +253,7 @@ class Deployment:
             ],
             "osmon_collector_certfr_enabled": False,  # the hosts reach nothing outside the bridge
             "osmon_collector_backup_keep": 2,
+            "osmon_scraper_tokens": [{"name": "prometheus", "token": "{{ osmon_scraper_token }}"}],
         }  # fmt: skip
         self.vault_password = self.dir / "vault-password"
         self.vault_password.write_text(secrets.token_hex(16))
@@ -260,8 +262,13 @@ class Deployment:
              "--name", "osmon_smtp_password", "--stdin-name", "osmon_smtp_password"],
             input=SMTP_PASSWORD, capture_output=True, text=True, env=tool_env(), check=True,
         ).stdout  # fmt: skip
+        token = subprocess.run(
+            [str(BIN / "ansible-vault"), "encrypt_string", "--vault-password-file", str(self.vault_password),
+             "--name", "osmon_scraper_token", "--stdin-name", "osmon_scraper_token"],
+            input=SCRAPER_TOKEN, capture_output=True, text=True, env=tool_env(), check=True,
+        ).stdout  # fmt: skip
         (group_vars / "collector.yml").write_text(
-            "".join(f"{k}: {json.dumps(v)}\n" for k, v in settings.items()) + vaulted
+            "".join(f"{k}: {json.dumps(v)}\n" for k, v in settings.items()) + vaulted + token
         )
         # Shared by the database role (the role's password) and the collector (its password file).
         vaulted = subprocess.run(
@@ -294,6 +301,7 @@ class Deployment:
         )
         assert SMTP_PASSWORD not in output, "the SMTP password appeared in Ansible's output"
         assert DATABASE_PASSWORD not in output, "the database password appeared in Ansible's output"
+        assert SCRAPER_TOKEN not in output, "the scraper token appeared in Ansible's output"
         return output, seconds
 
     def api(self, path: str, host: str = COLLECTOR) -> Any:
@@ -426,6 +434,21 @@ def test_dashboard_lists_every_host_with_fresh_data(deployment: Deployment) -> N
                 page.wait_for_selector(f'#hosts tbody tr[data-host="{host}"]', timeout=30_000)
         finally:
             browser.close()
+
+
+def test_prometheus_scrapes_with_the_token_from_the_vault(deployment: Deployment) -> None:
+    assert deployment.as_collector("token list").split()[0] == "prometheus"
+    request = urllib.request.Request(
+        f"{deployment.web}/metrics", headers={"Authorization": f"Bearer {SCRAPER_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    for host in HOSTS:
+        assert re.search(rf'^osmon_host_up{{host="{host}"}} 1(\.0)?$', text, re.MULTILINE), host
+    wrong = urllib.request.Request(f"{deployment.web}/metrics", headers={"Authorization": "Bearer nope"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(wrong, timeout=10)
+    assert refused.value.code == 401, "a token that is not one is refused, even with anonymous reads"
 
 
 def test_hardened_agent_sees_every_mount_process_and_user(deployment: Deployment) -> None:

@@ -125,6 +125,15 @@ def get(url: str, token: str | None = None) -> tuple[int, str]:
 # -- scraper tokens -------------------------------------------------------------------------------
 
 
+def test_a_wrong_token_is_refused_even_where_anonymous_reads_are_open(cluster: Cluster) -> None:
+    """A scraper sending a token that is not one is misconfigured: `up == 0` says so at once."""
+    _process, url = cluster.web("anonymous_read = true")
+    open_store(cluster.dir / "osmon.db").ingest([received("web-01", 1, time.time())])
+    assert get(f"{url}/metrics")[0] == 200
+    status, text = get(f"{url}/metrics", "osmon_revoked-or-mistyped")
+    assert status == 401 and "osmon_host_up" not in text
+
+
 def test_a_token_reads_metrics_until_revoked_and_never_writes(cluster: Cluster) -> None:
     process, url = cluster.web("anonymous_read = false")
     open_store(cluster.dir / "osmon.db").ingest([received("web-01", 1, time.time())])

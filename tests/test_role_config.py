@@ -4,6 +4,7 @@ token tasks against a real config and SQLite store, read back by the dashboard."
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -107,7 +108,7 @@ def run_play(tmp_path: Path, tasks: list[dict[str, Any]], variables: dict[str, A
             "hosts": "localhost",
             "connection": "local",
             "gather_facts": False,
-            # The role's tasks become the service user; here that is whoever runs the test.
+            # The role runs its commands as the service user; here that is whoever runs the test.
             "vars": {"ansible_python_interpreter": sys.executable, "ansible_become": False},
             "vars_files": [str(role / "defaults" / "main.yml")],
             "tasks": tasks,
@@ -154,6 +155,7 @@ def test_the_role_sets_scraper_tokens_from_the_vault_once_and_prometheus_reads_w
     variables = {
         "osmon_common_venv": str(BIN.parent),
         "osmon_collector_config_dir": str(tmp_path),
+        "osmon_collector_system_user": getpass.getuser(),  # the tasks run the command through runuser
         "osmon_scraper_tokens": [{"name": "prometheus", "token": vaulted}],
     }
     first = run_play(tmp_path, tasks, variables)

@@ -215,7 +215,11 @@ def csrf_token() -> str:
 
 def can_read() -> bool:
     # A token first: Prometheus sends one on every scrape, and a user check could cost a password hash.
-    return config().web_anonymous_read or token_reader() is not None or current_user() is not None
+    # A token that is not one is refused even where anonymous reads are open: the scraper is
+    # misconfigured, and its `up == 0` says so at once rather than after the site closes reads.
+    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+        return token_reader() is not None
+    return config().web_anonymous_read or current_user() is not None
 
 
 def _check_csrf() -> None:
