@@ -277,7 +277,9 @@ def test_messages_no_sender_took_are_given_up_but_not_one_being_sent(store: Stor
     store.outbox_failed(failing, "connection refused", T0 + 60)
     assert [m.id for m in store.outbox_claim("c1", T0 + 2, hold=60, limit=1)] == [sending]
     assert store.outbox_waiting() == {"mail": 4}
-    assert store.outbox_expire(T0 + 3600, "no sender") == {"mail": 2}  # not the claimed one, not the recent one
+    assert store.outbox_expire(T0 + 3600, "no sender") == {
+        "mail": 2
+    }  # not the claimed one, not the recent one
     gone = {m.id: m for m in store.outbox_recent(10)}
     assert gone[old].gave_up and gone[old].last_error == "no sender"
     assert gone[failing].gave_up and gone[failing].last_error == "connection refused"  # the real error stays
