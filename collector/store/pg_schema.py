@@ -47,7 +47,22 @@ PARTITIONED = {
     "rollup_minute_packed": "hour",
 }
 PACKED = {"samples": "samples_packed", "rollup_minute": "rollup_minute_packed"}  # live table -> packed
+# Every stored (host_id, seq), live and packed: what backups and migrations count.
+ALL_SEQS = "(SELECT host_id, seq FROM samples UNION ALL SELECT host_id, unnest(seq) FROM samples_packed)"
 STATS = ("min", "sum", "max", "n")
+
+
+def count_rows(table: str) -> str:
+    """SQL counting the rows of `table`, those packed included (one per element of a packed row)."""
+    if table not in PACKED:
+        return f"SELECT count(*) FROM {table}"
+    first = "seq" if table == "samples" else "t"
+    return (
+        f"SELECT (SELECT count(*) FROM {table}) + "
+        f"(SELECT coalesce(sum(cardinality({first})), 0) FROM {PACKED[table]})"
+    )
+
+
 METRIC_TABLES = ("samples", "rollup_minute", "rollup_hour", *PACKED.values())
 
 MIGRATIONS: list[str] = [
