@@ -30,6 +30,7 @@ ranges and current rollup rows again rather than trusting its memory.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -79,6 +80,7 @@ def readable(table: str, columns: Sequence[str], hosts: str) -> str:
     )
 
 
+@functools.cache  # a statement per table and day
 def _move(table: str, day: int) -> str:
     """The statement moving the rows of host %(host)s and hour %(hour)s of `table`'s partition of `day`."""
     time, order, arrays = LAYOUTS[table]
