@@ -336,7 +336,11 @@ def partition_ddl(table: str, day: int) -> str:
     Rollup rows are rewritten while their period is current: room left in each page
     keeps those updates on their page (HOT), so the tier does not bloat.
     """
-    room = " WITH (fillfactor = 90)" if table == "rollup_minute" else ""
+    room = {"rollup_minute": " WITH (fillfactor = 90)"}.get(table, "")
+    if table in PACKED.values():
+        # Compressed arrays kept in the row up to a whole page: each one moved out of line costs
+        # a TOAST row and index entry of its own (some 70 bytes, as much as a small array).
+        room = " WITH (toast_tuple_target = 8160)"
     return (
         f"CREATE TABLE IF NOT EXISTS {partition_name(table, day)} PARTITION OF {table} "
         f"FOR VALUES FROM ({day}) TO ({day + DAY}){room}"
