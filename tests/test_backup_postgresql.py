@@ -10,6 +10,7 @@ import io
 import json
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -153,6 +154,26 @@ def test_a_restored_database_shows_the_same_dashboard(
     store = open_store(collector_config.load(target).database)
     assert store.ingest([received("web-01", 17)]).fresh and not store.ingest([received("web-01", 16)]).fresh
     store.close()
+
+
+def test_a_history_of_packed_days_is_backed_up_and_restored_whole(
+    tmp_path: Path, pg_server: pg.PostgresServer, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    populate(pg_url)
+    store = open_store(pg_url)
+    while store.pack(time.time(), 100):  # T0's day is over: the upkeep packs it
+        pass
+    store.close()
+    source = pg_config(tmp_path / "source", pg_url)
+    archive = tmp_path / "pg.tar.gz"
+    done = backup(source, archive)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads(members(archive)["manifest.json"][1])
+    assert manifest["contents"]["hosts"] == {"db-01": [298, 1, 299], "web-01": [298, 1, 299]}
+    target = pg_config(tmp_path / "target", pg_server.database())
+    done = restore(target, archive)
+    assert done.returncode == 0, done.stderr
+    assert dashboard(target, monkeypatch) == dashboard(source, monkeypatch)
 
 
 def test_a_backup_taken_during_ingest_restores_one_consistent_snapshot(

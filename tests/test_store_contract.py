@@ -185,6 +185,84 @@ def test_retention_removes_exactly_what_is_older_in_each_tier(store: Store) -> N
     assert [b.t for b in store.web_series("a", ["cpu"], T0, T0 + 7200, 3600)] == [T0 + 3600]
 
 
+# -- closed days, packed (PostgreSQL; nothing to do on SQLite) -------------------------------------
+
+
+def pack_all(store: Store) -> None:
+    """What the upkeep does, a pass after another, once the days of T0 are over."""
+    while store.pack(time.time(), 100):
+        pass
+
+
+def everything_read(store: Store, host: str = "a") -> dict:
+    """Whatever a reader can see of `host`, from every tier."""
+    end = T0 + 86400
+    return {
+        "samples": store.samples(host, T0 - 3600, end),
+        "seqs": store.seqs(host),
+        "hosts": store.hosts(),
+        "series": {
+            w: store.web_series(host, ["cpu", "mem", "conntrack"], T0, end, w) for w in (10, 300, 60, 3600)
+        },
+        "trends": {w: store.web_trends([host, "b"], ["cpu"], T0, end, w) for w in (30, 120, 3600)},
+        "details": {
+            w: store.web_series_details(host, ["disk.percent", "cpu.core", "net.io"], T0, end, w)
+            for w in (30, 60, 3600)
+        },
+    }
+
+
+def test_packed_days_read_back_exactly_as_they_were_stored(store: Store) -> None:
+    # Across a day's end (T0 is 16:00 UTC): two closed days, and a gap in the numbers.
+    seqs = [s for s in range(1, 3600) if s != 100]
+    store.ingest(
+        [received("a", s, cpu=float(s % 97), mounts={"/": 60.0 + s % 7, "/var": 10.0}) for s in seqs]
+    )
+    store.ingest([received("b", s) for s in range(1, 50)])
+    before = everything_read(store)
+    pack_all(store)
+    assert everything_read(store) == before
+    assert store.pack(time.time(), 100) == 0  # nothing left
+
+
+def test_a_resend_of_a_packed_period_is_stored_once_and_counted_once(store: Store) -> None:
+    batch = [received("a", s, cpu=float(s % 97)) for s in range(1, 721) if s != 100]
+    store.ingest(batch)
+    pack_all(store)
+    packed = everything_read(store)
+    again = store.ingest(batch)  # the agent's spool, resent whole
+    assert again.fresh == [] and again.duplicates == len(batch)
+    assert everything_read(store) == packed
+    late = store.ingest([received("a", 100, cpu=50.0)])  # the one missing, at last
+    assert [r.sample.seq for r in late.fresh] == [100]
+    for settled in (False, True):  # beside the packed rows, then packed with them
+        if settled:
+            pack_all(store)
+        assert store.seqs("a") == list(range(1, 721))
+        [hour] = store.web_series("a", ["cpu"], T0, T0 + 3600, 3600)
+        cpu = [float(s % 97) for s in range(360) if s not in (0, 100)] + [50.0]
+        assert hour.stats[0] == (min(cpu), pytest.approx(sum(cpu) / len(cpu)), max(cpu))
+        [minute] = store.web_series("a", ["cpu"], T0 + 960, T0 + 1020, 60)
+        minute_cpu = [96.0, 0.0, 1.0, 2.0, 50.0, 4.0]  # seq 96 to 101, the late one among them
+        assert minute.stats[0] == (0.0, pytest.approx(sum(minute_cpu) / 6), 96.0)
+        assert store.ingest([received("a", 100)]).duplicates == 1
+
+
+def test_retention_forgets_packed_days_as_it_forgets_live_ones(store: Store) -> None:
+    store.ingest([received("a", s) for s in range(1, 721)])  # two hours
+    pack_all(store)
+    assert store.prune(T0 + 3600, limit=10_000) == 359  # the first hour, whole
+    assert store.seqs("a")[0] == 360
+    assert store.prune_rollups("minute", T0 + 3600, limit=10_000) == 60
+    assert store.web_series("a", ["cpu"], T0, T0 + 7200, 60)[0].t == T0 + 3600
+    day_end = (T0 // 86400 + 1) * 86400
+    assert store.prune(day_end, limit=10_000) == 361
+    assert store.prune_rollups("minute", day_end, limit=10_000) == 61  # seq 720 begins a third hour
+    [host] = store.hosts()
+    assert (host.snapshots, host.first_seq, store.seqs("a")) == (0, None, [])
+    assert store.web_series("a", ["cpu"], T0, T0 + 7200, 60) == []
+
+
 # -- alerts and silences --------------------------------------------------------------------------
 
 

@@ -192,13 +192,13 @@ def _verify(src: sqlite3.Connection, dst: psycopg.Connection, out: IO[str]) -> N
     problems = []
     for table in (*TABLES, "samples"):
         a = src.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        row = dst.execute(f"SELECT count(*) FROM {table}").fetchone()
+        row = dst.execute(pg_schema.count_rows(table)).fetchone()  # packed rows one by one
         b = row[0] if row else None
         if a != b:
             problems.append(f"{table}: {a} rows in the source, {b} in the target")
-    query = "SELECT host_id, count(*), min(seq), max(seq) FROM samples GROUP BY host_id ORDER BY host_id"
-    source = [tuple(r) for r in src.execute(query)]
-    target = [tuple(r) for r in dst.execute(query).fetchall()]
+    query = "SELECT host_id, count(*), min(seq), max(seq) FROM {} AS s GROUP BY host_id ORDER BY host_id"
+    source = [tuple(r) for r in src.execute(query.format("samples"))]
+    target = [tuple(r) for r in dst.execute(query.format(pg_schema.ALL_SEQS)).fetchall()]
     dst.commit()
     if source != target:
         differ = sorted(set(source) ^ set(target))[:3]

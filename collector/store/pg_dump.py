@@ -140,11 +140,14 @@ def contents(conn: psycopg.Connection) -> Contents:
         table: one(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone())
         for table in tables
     }
+    # Samples of closed days are packed (collector.store.pg_packed), from schema 7 on: counted one by one.
+    packed = one(conn.execute("SELECT to_regclass('samples_packed') IS NOT NULL").fetchone())
+    samples = pg_schema.ALL_SEQS if packed else "samples"
     hosts = {
-        name: [samples, first, last]
-        for name, samples, first, last in conn.execute(
+        name: [count, first, last]
+        for name, count, first, last in conn.execute(
             "SELECT h.name, count(s.seq), min(s.seq), max(s.seq) FROM hosts h "
-            "LEFT JOIN samples s ON s.host_id = h.id GROUP BY h.name ORDER BY h.name"
+            f"LEFT JOIN {samples} s ON s.host_id = h.id GROUP BY h.name ORDER BY h.name"
         ).fetchall()
     }
     return {"tables": counts, "hosts": hosts}

@@ -38,9 +38,32 @@ def name_lock(name: str) -> int:
 
 
 DAY = 86400
-PARTITIONED = {"samples": "ts", "rollup_minute": "t"}  # table -> its partition key
+HOUR = 3600
+# table -> its partition key; the packed tables hold closed days (collector.store.pg_packed).
+PARTITIONED = {
+    "samples": "ts",
+    "rollup_minute": "t",
+    "samples_packed": "hour",
+    "rollup_minute_packed": "hour",
+}
+PACKED = {"samples": "samples_packed", "rollup_minute": "rollup_minute_packed"}  # live table -> packed
+# Every stored (host_id, seq), live and packed: what backups and migrations count.
+ALL_SEQS = "(SELECT host_id, seq FROM samples UNION ALL SELECT host_id, unnest(seq) FROM samples_packed)"
 STATS = ("min", "sum", "max", "n")
-METRIC_TABLES = ("samples", "rollup_minute", "rollup_hour")
+
+
+def count_rows(table: str) -> str:
+    """SQL counting the rows of `table`, those packed included (one per element of a packed row)."""
+    if table not in PACKED:
+        return f"SELECT count(*) FROM {table}"
+    first = "seq" if table == "samples" else "t"
+    return (
+        f"SELECT (SELECT count(*) FROM {table}) + "
+        f"(SELECT coalesce(sum(cardinality({first})), 0) FROM {PACKED[table]})"
+    )
+
+
+METRIC_TABLES = ("samples", "rollup_minute", "rollup_hour", *PACKED.values())
 
 MIGRATIONS: list[str] = [
     # 1: everything SQLite's migrations 1 to 5 hold; the metric columns come from the catalog.
@@ -232,6 +255,26 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE alerts ADD COLUMN processes text;
     """,
+    # 7: closed days packed, one row per host and hour, each column an array (collector.store.pg_packed);
+    # the catalog's columns come as arrays of their live table's types.
+    """
+    CREATE TABLE samples_packed (
+        host_id integer NOT NULL,
+        hour bigint NOT NULL,
+        seq bigint[] NOT NULL,
+        ts double precision[] NOT NULL,
+        detail bytea[],
+        PRIMARY KEY (host_id, hour)
+    ) PARTITION BY RANGE (hour);
+    CREATE TABLE rollup_minute_packed (
+        host_id integer NOT NULL,
+        hour bigint NOT NULL,
+        t bigint[] NOT NULL,
+        n integer[] NOT NULL,
+        detail bytea[],
+        PRIMARY KEY (host_id, hour)
+    ) PARTITION BY RANGE (hour);
+    """,
 ]
 
 
@@ -259,7 +302,10 @@ def wanted_columns() -> dict[str, list[tuple[str, str, int]]]:
             (f"{m.column}_max", kind, width),
             (f"{m.column}_n", "integer", 4),
         ]
-    return {"samples": raw, "rollup_minute": tier, "rollup_hour": tier}
+    columns = {"samples": raw, "rollup_minute": tier, "rollup_hour": tier}
+    for live, packed in PACKED.items():  # an array of a packed table takes no alignment: width 0
+        columns[packed] = [(column, f"{kind}[]", 0) for column, kind, _ in columns[live]]
+    return columns
 
 
 def catalog_columns(existing: dict[str, set[str]]) -> list[str]:
@@ -290,7 +336,11 @@ def partition_ddl(table: str, day: int) -> str:
     Rollup rows are rewritten while their period is current: room left in each page
     keeps those updates on their page (HOT), so the tier does not bloat.
     """
-    room = " WITH (fillfactor = 90)" if table.startswith("rollup") else ""
+    room = {"rollup_minute": " WITH (fillfactor = 90)"}.get(table, "")
+    if table in PACKED.values():
+        # Compressed arrays kept in the row up to a whole page: each one moved out of line costs
+        # a TOAST row and index entry of its own (some 70 bytes, as much as a small array).
+        room = " WITH (toast_tuple_target = 8160)"
     return (
         f"CREATE TABLE IF NOT EXISTS {partition_name(table, day)} PARTITION OF {table} "
         f"FOR VALUES FROM ({day}) TO ({day + DAY}){room}"

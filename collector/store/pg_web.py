@@ -14,6 +14,8 @@ from typing import Any
 
 from collector.store.compact import SCALE
 from collector.store.pg_base import PgBase
+from collector.store.pg_packed import readable
+from collector.store.pg_schema import STATS
 from collector.store.records import AlertChange, Bucket, DetailBucket, HostSummary, WebHost
 from collector.store.rollups import MINUTE, tier_for
 from collector.store.web import (
@@ -28,6 +30,14 @@ from collector.store.web import (
 )
 
 _HOST_COLUMNS = "name, first_seen, last_seen, interval, latest_ts, snapshot"
+_HOST = "= (SELECT id FROM hosts WHERE name = %(host)s)"  # the host of a series
+
+
+def _read(columns: Sequence[str], tier: Any) -> list[str]:
+    """The stored columns a series of `columns` reads from a tier (None: raw samples)."""
+    if tier is None:
+        return list(columns)
+    return ["n", *(f"{c}_{stat}" for c in columns for stat in STATS)]
 
 
 class PgWebQueries(PgBase):
@@ -79,9 +89,12 @@ class PgWebQueries(PgBase):
     def web_trends(
         self, names: Sequence[str], columns: Sequence[str], start: float, end: float, bucket: float
     ) -> dict[str, list[Bucket]]:
-        stats, source, time = tier_stats(columns, tier_for(bucket))
+        tier = tier_for(bucket)
+        stats, source, time = tier_stats(columns, tier)
+        hosts = "IN (SELECT id FROM hosts WHERE name = ANY(%(names)s))"
         rows = self.db.execute(
-            f"SELECT hosts.name, floor({time} / %(bucket)s)::bigint AS b, {stats} FROM {source} "
+            f"SELECT hosts.name, floor({time} / %(bucket)s)::bigint AS b, {stats} "
+            f"FROM {readable(source, _read(columns, tier), hosts)} "
             f"JOIN hosts ON hosts.id = {source}.host_id WHERE hosts.name = ANY(%(names)s) "
             f"AND {time} >= %(start)s AND {time} < %(end)s GROUP BY hosts.name, b",
             {"bucket": float(bucket), "names": list(names), "start": start, "end": end},
@@ -118,8 +131,9 @@ class PgWebQueries(PgBase):
             )
             source, time = tier.table, "t"
         rows = self.db.execute(
-            f"SELECT floor({time} / %(bucket)s)::bigint AS b, {stats} FROM {source} "
-            f"WHERE host_id = (SELECT id FROM hosts WHERE name = %(host)s) AND {time} >= %(start)s "
+            f"SELECT floor({time} / %(bucket)s)::bigint AS b, {stats} "
+            f"FROM {readable(source, _read(columns, tier), _HOST)} "
+            f"WHERE host_id {_HOST} AND {time} >= %(start)s "
             f"AND {time} < %(end)s GROUP BY b ORDER BY b",
             {"bucket": float(bucket), "host": host, "start": start, "end": end},
         ).fetchall()
@@ -150,8 +164,8 @@ class PgWebQueries(PgBase):
         for tier, group in by_tier.items():
             source, time = ("samples", "ts") if tier is None else (tier.table, "t")
             rows = self.db.execute(
-                f"SELECT floor({time} / %(bucket)s)::bigint AS b, detail FROM {source} "
-                f"WHERE host_id = (SELECT id FROM hosts WHERE name = %(host)s) AND {time} >= %(start)s "
+                f"SELECT floor({time} / %(bucket)s)::bigint AS b, detail FROM {readable(source, ['detail'], _HOST)} "
+                f"WHERE host_id {_HOST} AND {time} >= %(start)s "
                 f"AND {time} < %(end)s AND detail IS NOT NULL ORDER BY {time}",
                 {"bucket": float(bucket), "host": host, "start": start, "end": end},
             )

@@ -26,17 +26,17 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from collector.samples import Sample
 from collector.store import pg_schema
-from collector.store.compact import (
-    COLUMNS,
-)
+from collector.store.compact import COLUMNS, unpack_detail, unpack_value
 from collector.store.pg_alerts import PgAlertQueries
 from collector.store.pg_base import one
 from collector.store.pg_certfr import PgCertfrQueries
 from collector.store.pg_errors import error, message, translate_errors, translated
 from collector.store.pg_outbox import PgOutboxQueries
+from collector.store.pg_packed import PgPacking, readable
 from collector.store.pg_rollups import PgRollupWriter
-from collector.store.pg_schema import DAY, MIGRATIONS, day_of, partition_ddl, partition_name
+from collector.store.pg_schema import DAY, HOUR, MIGRATIONS, PACKED, day_of, partition_ddl, partition_name
 from collector.store.pg_tokens import PgTokenQueries
 from collector.store.pg_url import mask
 from collector.store.pg_web import PgWebQueries
@@ -55,6 +55,8 @@ IDLE_IN_TRANSACTION = "60s"
 LEASE_LOCK_WAIT = "2s"  # how long taking leases waits for a row another collector's write holds
 
 _RAW = ("host_id", "seq", "ts", *COLUMNS, "detail")
+_HOST = "= (SELECT id FROM hosts WHERE name = %(host)s)"  # a host by name, for `readable`
+_FOREVER = 2.0**62  # a bound past any timestamp
 
 
 def read_password(password_file: str | Path | None) -> str | None:
@@ -77,6 +79,7 @@ class PostgresStore(
     PgCertfrQueries,
     PgWebQueries,
     PgTokenQueries,
+    PgPacking,
 ):
     """Storage in a PostgreSQL database."""
 
@@ -108,6 +111,7 @@ class PostgresStore(
         self._pool: ConnectionPool | None = None
         self._init_book()
         self._rollups = PgRollupWriter()
+        self._init_packing()
         self._days: set[int] = set()  # days whose partitions exist
         self._writes: dict[int, int] = {}  # host id -> hosts.writes after this writer's last write
         self._ahead_done = 0
@@ -377,6 +381,34 @@ class PostgresStore(
     def counters(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT name, value FROM counters").fetchall())
 
+    # -- reading back, live and packed ----------------------------------------------------
+
+    def seqs(self, host: str) -> list[int]:
+        """Every stored sequence number of `host`, ascending."""
+        source = readable("samples", ["seq"], _HOST)
+        rows = self.db.execute(
+            f"SELECT seq FROM {source} ORDER BY seq", {"host": host, "start": -_FOREVER, "end": _FOREVER}
+        ).fetchall()
+        return [seq for (seq,) in rows]
+
+    def samples(self, host: str, start: float, end: float) -> list[Sample]:
+        """Stored samples of `host` with start <= ts < end, oldest first."""
+        source = readable("samples", ["seq", *COLUMNS, "detail"], _HOST)
+        rows = self.db.execute(
+            f"SELECT seq, ts, {', '.join(COLUMNS)}, detail FROM {source} ORDER BY ts, seq",
+            {"host": host, "start": start, "end": end},
+        ).fetchall()
+        return [
+            Sample(
+                host,
+                row[0],
+                row[1],
+                tuple(unpack_value(c, v) for c, v in zip(COLUMNS, row[2:-1], strict=True)),
+                unpack_detail(row[-1], self._names),
+            )
+            for row in rows
+        ]
+
     # -- leases ------------------------------------------------------------------------------
 
     def lease_take(self, owner: str, subjects: Sequence[str], ttl: float) -> Leases:
@@ -423,13 +455,15 @@ class PostgresStore(
     # -- retention -------------------------------------------------------------------------
 
     def prune(self, before: float, limit: int = 2000) -> int:
-        """Forget samples older than `before`: whole days by dropping their partition, then up to `limit` rows."""
+        """Forget samples older than `before`: whole days by dropping their partitions (live and packed),
+        then up to `limit` rows (packed ones a whole host-hour at a time, if it ended before `before`)."""
         self._create_ahead()
         deleted = 0
-        for day in self._partitions("samples"):
-            if day + DAY <= before:
-                deleted += self._drop_samples(day)
-                self.db.commit()
+        for table in ("samples", "samples_packed"):
+            for day in self._partitions(table):
+                if day + DAY <= before:
+                    deleted += self._drop_samples(table, day)
+                    self.db.commit()
         for host_id in self._hosts_with_older("samples", "ts", before):
             if deleted >= limit:
                 break
@@ -441,32 +475,54 @@ class PostgresStore(
                     (host_id, before, limit - deleted),
                 ).fetchall()
             ]
-            if seqs:
-                ranges = self._seq_ranges(host_id)
-                before_gaps = [g[:] for g in ranges.gaps]
-                ranges.discard(seqs)
-                self._save_ranges(host_id, ranges, before_gaps, len(seqs))
-            self.db.commit()  # small transactions
-            deleted += len(seqs)
+            deleted += self._forget_seqs(host_id, seqs)
+        for host_id in self._hosts_with_older("samples_packed", "hour", before - HOUR + 1):
+            if deleted >= limit:
+                break
+            seqs = [
+                seq
+                for (seq,) in self.db.execute(
+                    "WITH gone AS (DELETE FROM samples_packed WHERE host_id = %s AND hour + %s <= %s "
+                    "RETURNING seq) SELECT unnest(seq) FROM gone",
+                    (host_id, HOUR, before),
+                ).fetchall()
+            ]
+            deleted += self._forget_seqs(host_id, seqs)
         return deleted
 
-    def _drop_samples(self, day: int) -> int:
-        """Drop a day's partition of raw samples, with the hosts' sequence bookkeeping; returns its rows."""
-        table = partition_name("samples", day)
+    def _forget_seqs(self, host_id: int, seqs: list[int]) -> int:
+        """The host's bookkeeping after retention deleted `seqs`, committed (small transactions)."""
+        if seqs:
+            ranges = self._seq_ranges(host_id)
+            before_gaps = [g[:] for g in ranges.gaps]
+            ranges.discard(seqs)
+            self._save_ranges(host_id, ranges, before_gaps, len(seqs))
+        self.db.commit()
+        return len(seqs)
+
+    def _drop_samples(self, table: str, day: int) -> int:
+        """Drop a day's partition of raw samples (live or packed), with the hosts' sequence bookkeeping;
+        returns its samples."""
+        part = partition_name(table, day)
+        rows = (
+            part
+            if table == "samples"
+            else f"(SELECT host_id, u.seq FROM {part}, unnest(seq) AS u(seq)) AS rows"
+        )
         total = 0
         for host_id, low, high, count in self.db.execute(
-            f"SELECT host_id, min(seq), max(seq), count(*) FROM {table} GROUP BY host_id"
+            f"SELECT host_id, min(seq), max(seq), count(*) FROM {rows} GROUP BY host_id"
         ).fetchall():
             ranges = self._seq_ranges(host_id)
             before_gaps = [g[:] for g in ranges.gaps]
             if low == ranges.first and count == _stored_between(ranges, low, high):
                 ranges.drop_below(high + 1)  # the usual case: the oldest numbers, all of them
             else:  # an agent's clock stepped back: numbers from the middle go too
-                seqs = self.db.execute(f"SELECT seq FROM {table} WHERE host_id = %s", (host_id,)).fetchall()
+                seqs = self.db.execute(f"SELECT seq FROM {rows} WHERE host_id = %s", (host_id,)).fetchall()
                 ranges.discard([s for (s,) in seqs])
             self._save_ranges(host_id, ranges, before_gaps, count)
             total += count
-        self.db.execute(f"DROP TABLE {table}")
+        self.db.execute(f"DROP TABLE {part}")
         self._days.discard(day)
         return total
 
@@ -482,14 +538,15 @@ class PostgresStore(
         table = {"minute": "rollup_minute", "hour": "rollup_hour"}[tier]
         deleted = 0
         if table in pg_schema.PARTITIONED:
-            for day in self._partitions(table):
-                if day + DAY <= before:
-                    part = partition_name(table, day)
-                    row = self.db.execute(f"SELECT count(*) FROM {part}").fetchone()
-                    self.db.execute(f"DROP TABLE {part}")
-                    self._days.discard(day)
-                    self.db.commit()
-                    deleted += row[0] if row else 0
+            for part_of, rows in ((table, "count(*)"), (PACKED[table], "coalesce(sum(cardinality(t)), 0)")):
+                for day in self._partitions(part_of):
+                    if day + DAY <= before:
+                        part = partition_name(part_of, day)
+                        row = self.db.execute(f"SELECT {rows} FROM {part}").fetchone()
+                        self.db.execute(f"DROP TABLE {part}")
+                        self._days.discard(day)
+                        self.db.commit()
+                        deleted += row[0] if row else 0
         for host_id in self._hosts_with_older(table, "t", before):
             if deleted >= limit:
                 break
@@ -500,6 +557,17 @@ class PostgresStore(
             )
             deleted += cur.rowcount
             self.db.commit()
+        if table in PACKED:  # packed minutes: a whole host-hour once it ended before `before`
+            for host_id in self._hosts_with_older(PACKED[table], "hour", before - HOUR + 1):
+                if deleted >= limit:
+                    break
+                row = self.db.execute(
+                    f"WITH gone AS (DELETE FROM {PACKED[table]} WHERE host_id = %s AND hour + %s <= %s "
+                    "RETURNING t) SELECT coalesce(sum(cardinality(t)), 0) FROM gone",
+                    (host_id, HOUR, before),
+                ).fetchone()
+                deleted += row[0] if row else 0
+                self.db.commit()
         return deleted
 
     def _partitions(self, table: str) -> list[int]:

@@ -230,6 +230,11 @@ class SQLiteStore(
             deleted += len(seqs)
         return deleted
 
+    def pack(self, now: float, limit: int = 100) -> int:
+        """Nothing to pack: SQLite stores a row's integers in 1 to 8 bytes each already (PostgreSQL packs
+        closed days, collector.store.pg_packed)."""
+        return 0
+
     def prune_rollups(self, tier: str, before: float, limit: int = 2000) -> int:
         """Delete up to `limit` rows of tier `tier` ("minute", "hour") for periods starting before `before`."""
         table = TIERS_BY_NAME[tier].table  # KeyError for an unknown tier: a programming error
