@@ -330,9 +330,6 @@ class Ingest:
         for tier, keep in (("minute", self.config.retention_minute), ("hour", self.config.retention_hour)):
             while time.monotonic() < deadline and self.store.prune_rollups(tier, limit(keep), 1000) == 1000:
                 pass
-        # Closed days packed (PostgreSQL), a host-hour per transaction, within what is left of the budget.
-        while time.monotonic() < deadline and self.store.pack(now, 10):
-            pass
 
     def flush_counters(self) -> None:
         if self.counts:

@@ -13,6 +13,7 @@ from collector.detection import Detector
 from collector.leases import Duties
 from collector.notify import Notifier, certfr_mail
 from collector.outbox import MailSender, outbox_from_config
+from collector.packing import Packer
 from collector.store import AlertEvent, CertfrItem, Received, Store
 from osmon import __version__
 
@@ -45,6 +46,7 @@ class Services:
         )
         duties = ("upkeep", "certfr") if config.certfr_enabled else ("upkeep",)
         self.duties = Duties(store, config.name, max(config.lease_time, DUTY_TIME), duties)
+        self.packer = Packer(store, self.upkeep)
         self.certfr = None
         if config.certfr_enabled:
             self.certfr = CertfrPoller(config, store, notify=self._mail_certfr, active=self._polls_certfr)
@@ -57,6 +59,7 @@ class Services:
     def start(self) -> None:
         self.on_housekeeping()  # duties and a first heartbeat before the threads look at them
         self.sender.start()
+        self.packer.start()
         if self.pusher is not None:
             self.pusher.start()
         if self.certfr is not None:
@@ -67,6 +70,7 @@ class Services:
         if self.certfr is not None:
             self.certfr.stop()
         self.sender.stop(timeout=10)
+        self.packer.stop(timeout=10)
         if self.pusher is not None:
             self.pusher.stop(timeout=10)
         self.detector.leases.release()

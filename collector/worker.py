@@ -36,6 +36,10 @@ class Worker:
         """There is news: do a round now rather than at the end of the period."""
         self._wake.set()
 
+    def stopping(self) -> bool:
+        """Whether `stop()` was called: a long round checks it between steps."""
+        return self._stopping.is_set()
+
     def stop(self, timeout: float | None = None) -> None:
         """Stop after the round under way, if any; waits for the thread up to `timeout`."""
         self._stopping.set()

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import psycopg
 import pytest
 
 from collector import config as collector_config
 from collector.ingest import Ingest
+from collector.packing import Packer
 from collector.samples import extract
 from collector.store import Received, open_store
 from collector.store.rollups import HOUR, MINUTE
@@ -201,7 +203,9 @@ def test_pruning_keeps_exactly_each_tiers_window(tmp_path: Path) -> None:
     assert store.prune_rollups("hour", now - 86400, limit=10) == 10  # and small batches are small
 
 
-def test_the_upkeep_packs_closed_days_and_every_tier_reads_the_same(tmp_path: Path, pg_url: str) -> None:
+def test_the_packer_packs_closed_days_under_the_duty_and_every_tier_reads_the_same(
+    tmp_path: Path, pg_url: str
+) -> None:
     rng = random.Random(3)
     store = open_store(pg_url)
     samples = [snapshot("a", i + 1, T0 + i * 37.0, rng) for i in range(3000)]  # about 31 hours
@@ -219,11 +223,18 @@ def test_the_upkeep_packs_closed_days_and_every_tier_reads_the_same(tmp_path: Pa
         ]
 
     before = seen()
-    config = _config(tmp_path, raw="3y", minute="3y", hour="3y")  # T0's days are over, not yet forgotten
-    ingest = Ingest(config, store, socket=None)  # type: ignore[arg-type]  # prune needs no socket
-    for _ in range(500):  # PRUNE_BUDGET bounds each pass: call it like housekeeping does
-        ingest.prune(time.time())
-    assert store.pack(time.time()) == 0  # the housekeeping packed it all
+    duty = False
+    packer = Packer(store, active=lambda: duty)  # the thread's round, run here
+
+    def packed() -> int:
+        with psycopg.connect(pg_url) as db:
+            return db.execute("SELECT count(*) FROM samples_packed").fetchone()[0]  # type: ignore[index]
+
+    packer.round()
+    assert packed() == 0  # another collector has the duty
+    duty = True
+    packer.round()
+    assert packed() > 0 and store.pack(time.time()) == 0  # the round packed it all
     assert seen() == before
     store.close()
 

@@ -3,7 +3,8 @@
 A PostgreSQL row costs some 28 bytes of header and line pointer before its first
 value, and its index entry about as much again: 8,640 raw rows and 1,440 minute
 rows made a host-day 5 MB. Once a day is over (PACK_AFTER past its end, so the
-last batches and short resends are in), the upkeep moves its rows host-hour by
+last batches and short resends are in), the packer (collector.packing, the thread
+of the collector holding the upkeep duty) moves its rows host-hour by
 host-hour into `samples_packed` and `rollup_minute_packed`, one row of arrays
 per host-hour, which TOAST compresses: about a third of the bytes.
 
@@ -108,7 +109,7 @@ def _move(table: str, day: int) -> str:
 
 
 class PgPacking(PgBase):
-    """Mixin of PostgresStore: packing closed days (the upkeep's, beside retention)."""
+    """Mixin of PostgresStore: packing closed days (collector.packing's thread, under the upkeep duty)."""
 
     _local: threading.local
     _days: set[int]
