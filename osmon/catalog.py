@@ -291,7 +291,10 @@ METRICS: tuple[Metric, ...] = (
 )  # fmt: skip
 
 SERIES: tuple[Series, ...] = (
-    Series("cpu.core", PERCENT, "CPU busy per core", "list", "c", chart="cores",
+    # Each core's maximum per minute, in the tiers only: at 16 cores, per-core numbers were an eighth
+    # of a raw row, and the host-day's storage went past 2 MB (issue 14). Detection and /metrics read
+    # them from the snapshot, never from storage.
+    Series("cpu.core", PERCENT, "CPU busy per core", "list", "c", raw=False, chart="cores",
            export="osmon_host_cpu_core_busy_ratio", entity="cpu"),
     # A mount to 0.1 %: its trend tells when it fills.
     Series(

@@ -25,7 +25,8 @@ from typing import Any, NamedTuple
 
 from collector.liveness import DEFAULT_INTERVAL
 from collector.store import Bucket, DetailBucket, Store
-from collector.store.web import DETAIL_KEYS
+from collector.store.rollups import MINUTE
+from collector.store.web import DETAIL_KEYS, ROLLUP_ONLY
 from collector.web.chartcache import ChartCache
 from collector.web.charts import NO_MARKS, Marks, Serie, chart_points, time_chart
 from collector.web.errors import BadRequest
@@ -237,6 +238,11 @@ def max_gap(width: float, interval: float | None) -> float:
     return 2.5 * max(width, interval or DEFAULT_INTERVAL)
 
 
+def detail_gap(key: str, width: float, interval: float | None) -> float:
+    """max_gap of a per-entity series: those kept by the tiers only have one value a minute at best."""
+    return max_gap(max(width, MINUTE.width) if key in ROLLUP_ONLY else width, interval)
+
+
 def all_chart_series(
     store: Store, host: str, specs: Sequence[ChartSpec], window: Window, interval: float | None
 ) -> dict[str, list[Serie]]:
@@ -252,7 +258,8 @@ def all_chart_series(
     for spec in specs:
         if spec.detail is not None:
             lines = detail_series(spec.detail, details[spec.detail])
-            result[spec.id] = [Serie(name, with_gaps(points, gap)) for name, points in lines.items()]
+            spaced = detail_gap(spec.detail, width, interval)
+            result[spec.id] = [Serie(name, with_gaps(points, spaced)) for name, points in lines.items()]
             continue
         result[spec.id] = [
             Serie(label, with_gaps(column_points(buckets, first + i), gap))
