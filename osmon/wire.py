@@ -57,7 +57,7 @@ MAX_INTERVAL = 7 * 86400.0  # an agent reporting less often than weekly is misco
 PROBE_SHAPES: dict[str, str] = {
     "cpu": "{percent, user, system, iowait, steal, per_core: [percent], count}",
     "load": "{avg1, avg5, avg15}",
-    "memory": "{total, available, used, percent}",
+    "memory": "{total, available, used, percent, cached?, buffers?} (cached and buffers: Linux and BSD)",
     "swap": "{total, used, percent}",
     "filesystems": "[{mount, device, fstype, total, used, free, percent, inodes_percent?, readonly, "
     "remounted_ro?} | {mount, device, fstype, unavailable}]",
