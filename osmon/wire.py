@@ -432,6 +432,17 @@ def peek(data: bytes, metrics: Iterable[str], series: str) -> Peek | None:
     return Peek(ts, found, entities, probes if isinstance(probes, bytes) else None)
 
 
+def entity_names(data: bytes, series: Iterable[str]) -> dict[str, list[str]]:
+    """The entities each map-shaped `series` of a stored snapshot lists (its disks, its interfaces),
+    unchecked but for being text; {} for a damaged snapshot. What a host page offers to pick from."""
+    try:
+        message = msgpack.unpackb(data, raw=False)
+    except (ValueError, TypeError):
+        return {}
+    given = _table(_table(message).get("series"))
+    return {name: [k for k in _table(given.get(name)) if isinstance(k, str)] for name in series}
+
+
 def _table(value: object) -> dict[Any, Any]:
     return value if isinstance(value, dict) else {}
 

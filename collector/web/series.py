@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -189,17 +189,26 @@ CHARTS: tuple[ChartSpec, ...] = tuple(
     )
     for chart in catalog.CHARTS
 )
-CHARTS_BY_ID = {spec.id: spec for spec in CHARTS}
 
-# The URL's parameters picking one entity of a chart: {"device": "diskio", "interface": "network"}.
-PICKS: dict[str, str] = {
-    catalog.SERIES_BY_NAME[spec.entities].entity: spec.id for spec in CHARTS if spec.entities is not None
+
+class Pick(NamedTuple):
+    """What a URL parameter such as ?device= picks one entity of."""
+
+    chart: str  # the chart's id
+    series: str  # the per-entity series of pairs drawn for that entity
+
+
+# The URL's parameters picking one entity of a chart: {"device": ("diskio", "disk.io"), "interface": ...}.
+PICKS: dict[str, Pick] = {
+    catalog.SERIES_BY_NAME[spec.entities].entity: Pick(spec.id, spec.entities)
+    for spec in CHARTS
+    if spec.entities is not None
 }
 
 
 def parse_picks(args: Mapping[str, str]) -> dict[str, str]:
     """{parameter: entity} of the entities a page or API call picks (?device=vda&interface=eth0);
-    an empty one picks none (the host's totals); BadRequest for a name no host sends."""
+    an empty one picks none (the host's totals); BadRequest for a name longer than any entity's."""
     picks = {}
     for param in PICKS:
         value = args.get(param) or ""
@@ -212,7 +221,7 @@ def parse_picks(args: Mapping[str, str]) -> dict[str, str]:
 
 def picked(specs: Sequence[ChartSpec], picks: Mapping[str, str]) -> list[ChartSpec]:
     """`specs` with the entities of `picks` chosen, each named in its chart's title."""
-    chosen = {PICKS[param]: entity for param, entity in picks.items()}
+    chosen = {PICKS[param].chart: entity for param, entity in picks.items()}
     return [
         spec._replace(entity=chosen[spec.id], title=f"{spec.title}: {chosen[spec.id]}")
         if spec.id in chosen
@@ -305,9 +314,8 @@ def pair_series(
     return found if seen else {}
 
 
-def entity_names(key: str, buckets: Sequence[DetailBucket]) -> list[str]:
-    """The entities of per-entity numbers `key` over the buckets (the disks a host had), in natural order."""
-    names = {str(name) for b in buckets for name in (b.detail.get(key) or {})}
+def natural_order(names: Iterable[str]) -> list[str]:
+    """Entity names as people count them: sdb before sdb2, eth2 before eth10."""
     return sorted(names, key=_natural)
 
 
@@ -325,13 +333,6 @@ def shares(lines: Sequence[Serie], total: float | None, rest: str | None) -> lis
     return scaled
 
 
-class Lines(NamedTuple):
-    """What a host page's charts draw, {chart id: lines}, and the entities each could pick from."""
-
-    lines: dict[str, list[Serie]]
-    choices: dict[str, list[str]]
-
-
 def all_chart_series(
     store: Store,
     host: str,
@@ -339,13 +340,14 @@ def all_chart_series(
     window: Window,
     interval: float | None,
     totals: Mapping[str, float] | None = None,
-) -> Lines:
-    """The lines of `specs`, in two reads: one for every column, one for every per-entity key (the
-    pickable ones too, for their names). `totals`: the metrics the `of` charts are percentages of."""
+) -> dict[str, list[Serie]]:
+    """{chart id: lines} of `specs`, in two reads: one for every column, one for every per-entity key
+    (an entity's pair only where one is picked). `totals`: what the `of` charts are percentages of."""
     start, end, width = window
     gap = max_gap(width, interval)
     columns = [c for spec in specs if spec.entity is None for c, _ in spec.columns]
-    keys = list(dict.fromkeys(k for spec in specs for k in (spec.detail, spec.entities) if k is not None))
+    picked_keys = (spec.entities if spec.entity is not None else None for spec in specs)
+    keys = list(dict.fromkeys(k for k in (*(spec.detail for spec in specs), *picked_keys) if k is not None))
     buckets = store.web_series(host, columns, start, end, width) if columns else []
     details = store.web_series_details(host, keys, start, end, width) if keys else {}
     result: dict[str, list[Serie]] = {}
@@ -368,19 +370,14 @@ def all_chart_series(
             result[spec.id] = (
                 drawn if spec.of is None else shares(drawn, (totals or {}).get(spec.of), spec.rest)
             )
-    choices = {
-        spec.id: entity_names(spec.entities, details[spec.entities]) for spec in specs if spec.entities
-    }
-    return Lines(result, choices)
+    return result
 
 
 class Chart(NamedTuple):
-    """One drawn chart: its SVG, its numbers for the tooltip (charts.chart_points), and the entities
-    one may pick to draw instead of the host's totals (disks, interfaces)."""
+    """One drawn chart: its SVG, and its numbers for the tooltip (charts.chart_points)."""
 
     svg: str
     points: dict[str, Any]
-    choices: tuple[str, ...] = ()
 
 
 def note(lines: Sequence[Serie], window: Window) -> str:
@@ -429,7 +426,7 @@ def host_charts(
     specs = picked(CHARTS, picks or {})
     every_line = all_chart_series(store, host, specs, window, interval, totals)
     for spec in specs:
-        lines = every_line.lines[spec.id]
+        lines = every_line[spec.id]
         chart_marks = (marks or {}).get(spec.id, NO_MARKS)
 
         def draw(
@@ -438,12 +435,11 @@ def host_charts(
             return draw_chart(spec, lines, window, js, chart_marks)
 
         if cache is None:
-            chart = draw()
+            charts[spec.id] = draw()
         else:
             drawn_from = tuple((line.label, tuple(line.points)) for line in lines)
             key = (host, spec.id, spec.title, window, tuple(js), drawn_from, chart_marks, time.strftime("%Z"))
-            chart = cache.get(key, draw, fresh)
-        charts[spec.id] = chart._replace(choices=tuple(every_line.choices.get(spec.id, ())))
+            charts[spec.id] = cache.get(key, draw, fresh)
     return charts
 
 

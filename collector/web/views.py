@@ -14,7 +14,7 @@ from collector.web import fleet, hostinfo, series, trends
 from collector.web.context import chart_cache, config, store
 from collector.web.errors import NotFound
 from collector.web.marks import chart_marks
-from osmon import catalog
+from osmon import catalog, wire
 
 HISTORY_LIMIT = 200
 HOST_ALERTS = 50  # the alert history of a host page
@@ -144,10 +144,22 @@ def charts(
         "points": {chart_id: chart.points for chart_id, chart in drawn.items()},
         # The entity picked on a chart (?device=vda), and those it could pick from.
         "picks": picks,
-        "pickers": {
-            chart_id: {"param": param, "picked": picks.get(param), "choices": list(drawn[chart_id].choices)}
-            for param, chart_id in series.PICKS.items()
-        },
+        "pickers": pickers(found, picks),
+    }
+
+
+def pickers(found: WebHost, picks: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """{chart id: the URL parameter picking one entity of it, the entity picked, and those of the
+    host's latest snapshot to pick from} (one gone since can still be named in the URL)."""
+    listed = [pick.series for pick in series.PICKS.values()]
+    names = wire.entity_names(found.snapshot, listed) if found.snapshot is not None else {}
+    return {
+        pick.chart: {
+            "param": param,
+            "picked": picks.get(param),
+            "choices": series.natural_order(names.get(pick.series, [])),
+        }
+        for param, pick in series.PICKS.items()
     }
 
 
