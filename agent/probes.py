@@ -115,9 +115,20 @@ def load(ps: Any = psutil) -> dict[str, float | None]:
 
 
 def memory(ps: Any = psutil) -> dict[str, Any]:
-    """Physical memory; used and percent count all but the available memory (free + reclaimable)."""
+    """Physical memory; used and percent count all but the available memory (free + reclaimable).
+
+    Cached (page cache and reclaimable slab, as psutil counts it on Linux) and buffers are part of
+    the available memory; psutil has them on Linux and the BSDs only: None elsewhere.
+    """
     mem = ps.virtual_memory()
-    return {"total": mem.total, "available": mem.available, "used": mem.used, "percent": finite(mem.percent)}
+    return {
+        "total": mem.total,
+        "available": mem.available,
+        "used": mem.used,
+        "percent": finite(mem.percent),
+        "cached": getattr(mem, "cached", None),
+        "buffers": getattr(mem, "buffers", None),
+    }
 
 
 def swap(ps: Any = psutil) -> dict[str, Any]:

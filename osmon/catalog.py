@@ -97,6 +97,20 @@ def listed(key: str, name: str, value: str) -> Callable[[Probes], object]:
     return read
 
 
+def share(part: tuple[str, ...], whole: tuple[str, ...]) -> Callable[[Probes], object]:
+    """`part` as a percentage of `whole` (cached of total memory), or None if either is missing."""
+    at_part, at_whole = path(*part), path(*whole)
+
+    def read(probes: Probes) -> object:
+        a, b = at_part(probes), at_whole(probes)
+        numbers = (int, float)
+        if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and b > 0:
+            return 100.0 * a / b
+        return None
+
+    return read
+
+
 def flagged(at: tuple[str, ...], name: str, flag: str | None = None) -> Callable[[Probes], object]:
     """{item[name]: 1.0} of the items listed at `at` whose `flag` is true (all with None).
 
@@ -164,18 +178,37 @@ class Series(NamedTuple):
 
 
 class Chart(NamedTuple):
+    """A chart of the host page: the metrics that name it in `chart`, or its per-entity series."""
+
     id: str
     title: str
     unit: Unit
+    # Its metrics are percentages of this metric of the latest snapshot, drawn in its unit (bytes).
+    of: str = ""
+    # Metrics drawn here before those naming the chart, (name, label): memory used in bytes.
+    also: tuple[tuple[str, str], ...] = ()
+    # The label of one more line: `of` minus the first line (memory available: total minus used).
+    rest: str = ""
+    # A per-entity series of pairs whose entities the operator may pick (?<its entity>=vda): the
+    # chart then draws that entity's pair instead of the host-wide totals.
+    entities: str = ""
 
 
 CHARTS: tuple[Chart, ...] = (
     Chart("cpu", "CPU", PERCENT),
     Chart("cores", "CPU per core", PERCENT),
     Chart("memory", "Memory and swap", PERCENT),
+    Chart(
+        "memory_bytes",
+        "Memory in bytes",
+        BYTES,
+        of="mem.total",
+        also=(("mem.percent", "used"),),
+        rest="available",
+    ),
     Chart("disk", "Disk usage per mount", PERCENT),
-    Chart("diskio", "Disk I/O", RATE),
-    Chart("network", "Network", RATE),
+    Chart("diskio", "Disk I/O", RATE, entities="disk.io"),
+    Chart("network", "Network", RATE, entities="net.io"),
     Chart("load", "Load average", LOAD),
     Chart("processes", "Processes", COUNT),
     Chart("pressure", "Pressure (PSI) and disk busy time", PERCENT),
@@ -288,10 +321,21 @@ METRICS: tuple[Metric, ...] = (
     Metric("clock.offset", SECONDS, "system clock offset being corrected, absolute", path("clock", "offset"),
            "clock_offset", 1000, export="osmon_host_clock_offset_seconds", row="clock_offset",
            levels=Levels(0.1, 1.0, 300.0, 0.02)),
+    # Issue 16: memory in bytes. Stored as a share of total memory, to 0.1 % (two bytes a sample, where
+    # bytes would take six): the chart multiplies by the host's total, as it does memory used.
+    Metric("mem.cached_percent", PERCENT, "page cache and reclaimable kernel memory, of total memory",
+           share(("memory", "cached"), ("memory", "total")), "mem_cached", 10,
+           chart="memory_bytes", label="cached"),
+    # Latest snapshot only: what the memory chart's percentages are of (osmon_host_memory_total_bytes
+    # exports it from the probe results).
+    Metric("mem.total", BYTES, "physical memory", path("memory", "total"), row="mem_total"),
 )  # fmt: skip
 
 SERIES: tuple[Series, ...] = (
-    Series("cpu.core", PERCENT, "CPU busy per core", "list", "c", chart="cores",
+    # Each core's maximum per minute, in the tiers only: at 16 cores, per-core numbers were an eighth
+    # of a raw row, and the host-day's storage went past 2 MB (issue 14). Detection and /metrics read
+    # them from the snapshot, never from storage.
+    Series("cpu.core", PERCENT, "CPU busy per core", "list", "c", raw=False, chart="cores",
            export="osmon_host_cpu_core_busy_ratio", entity="cpu"),
     # A mount to 0.1 %: its trend tells when it fills.
     Series(
@@ -299,9 +343,10 @@ SERIES: tuple[Series, ...] = (
         levels=Levels(85.0, 95.0, 0.0, 2.0), export="osmon_host_filesystem_used_ratio", entity="mount", title="disk",
     ),
     # Per-device rates would be a third of a raw row; their totals are metrics already.
-    Series("disk.io", RATE, "disk reads and writes per device", "pairs", "io", raw=False, pair=("read", "write")),
+    Series("disk.io", RATE, "disk reads and writes per device", "pairs", "io", raw=False, pair=("read", "write"),
+           entity="device"),
     Series("net.io", RATE, "network traffic per interface", "pairs", "net", raw=False,
-           pair=("received", "sent")),
+           pair=("received", "sent"), entity="interface"),
     # Only the failed units travel; one that is no longer listed is not failed (absent = 0).
     Series("unit.failed", FLAG, "systemd unit failed", "map", "uf", raw=False,
            levels=Levels(None, 1.0, 0.0, 0.0), source=flagged(("units", "failed"), "unit"), absent=0.0,
@@ -382,6 +427,9 @@ PROBED: tuple[Probed, ...] = (
     Probed("osmon_host_memory_total_bytes", BYTES, "physical memory", "gauge", "memory", one("total")),
     Probed("osmon_host_memory_available_bytes", BYTES, "memory available without swapping", "gauge",
            "memory", one("available")),
+    Probed("osmon_host_memory_cached_bytes", BYTES, "page cache and reclaimable kernel memory", "gauge",
+           "memory", one("cached")),
+    Probed("osmon_host_memory_buffers_bytes", BYTES, "kernel buffers", "gauge", "memory", one("buffers")),
     Probed("osmon_host_swap_total_bytes", BYTES, "swap space", "gauge", "swap", one("total")),
     Probed("osmon_host_swap_used_bytes", BYTES, "swap used", "gauge", "swap", one("used")),
     Probed("osmon_host_filesystem_size_bytes", BYTES, "filesystem size per mount", "gauge",

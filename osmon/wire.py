@@ -57,7 +57,7 @@ MAX_INTERVAL = 7 * 86400.0  # an agent reporting less often than weekly is misco
 PROBE_SHAPES: dict[str, str] = {
     "cpu": "{percent, user, system, iowait, steal, per_core: [percent], count}",
     "load": "{avg1, avg5, avg15}",
-    "memory": "{total, available, used, percent}",
+    "memory": "{total, available, used, percent, cached?, buffers?} (cached and buffers: Linux and BSD)",
     "swap": "{total, used, percent}",
     "filesystems": "[{mount, device, fstype, total, used, free, percent, inodes_percent?, readonly, "
     "remounted_ro?} | {mount, device, fstype, unavailable}]",
@@ -430,6 +430,17 @@ def peek(data: bytes, metrics: Iterable[str], series: str) -> Peek | None:
     entities = {k: p for k, v in usage.items() if isinstance(k, str) and (p := finite_or_none(v)) is not None}
     probes = message.get("probes")
     return Peek(ts, found, entities, probes if isinstance(probes, bytes) else None)
+
+
+def entity_names(data: bytes, series: Iterable[str]) -> dict[str, list[str]]:
+    """The entities each map-shaped `series` of a stored snapshot lists (its disks, its interfaces),
+    unchecked but for being text; {} for a damaged snapshot. What a host page offers to pick from."""
+    try:
+        message = msgpack.unpackb(data, raw=False)
+    except (ValueError, TypeError):
+        return {}
+    given = _table(_table(message).get("series"))
+    return {name: [k for k in _table(given.get(name)) if isinstance(k, str)] for name in series}
 
 
 def _table(value: object) -> dict[Any, Any]:

@@ -270,7 +270,8 @@ def test_a_host_page_draws_charts_with_data_and_redraws_them_in_place(
                 && lines.every(l => l.getBBox().width > 0 && l.getAttribute('d').split(/[ML]/).length > 2);
         });
     }"""
-    page.wait_for_function(drawn, arg=[first_ids, CHARTS], timeout=60_000)
+    # Per-core lines come from the minute tier: their second point comes with the agent's second minute.
+    page.wait_for_function(drawn, arg=[first_ids, CHARTS], timeout=120_000)
     assert page.evaluate("window.osmonMarker") == "not reloaded"
     assert "/api/hosts/web-01/charts" in watch.paths()
     assert watch.paths().count("/host/web-01") == 1
@@ -576,6 +577,69 @@ def test_alerts_on_the_charts_zoom_and_a_shared_crosshair(
     expect(page.locator(ROWS)).to_have_count(2)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     screenshot(page, tmp_path, "overview-390.png")
+
+
+def test_memory_in_bytes_and_a_disk_or_an_interface_picked_in_the_url(
+    cluster: Cluster, page: Any, watch: Watch, tmp_path: Path
+) -> None:
+    alerted_history(cluster.dir / "osmon.db", time.time())  # web-01: disks vda, vdb; interfaces eth0, eth1
+    _, url = cluster.web('anonymous_read = true\nrefresh = "5s"')
+    serving(url)
+    viewport(page, 1366, 768)
+    page.goto(url + "/host/web-01?range=6h")
+
+    # Memory in bytes beside the percentages: used, cached and available, on an axis in GiB.
+    memory = page.locator("#chart-memory_bytes svg.chart")
+    expect(memory.locator("g.series path.line")).to_have_count(3)
+    assert [t.strip() for t in memory.locator(".legend").all_text_contents()] == [
+        "used",
+        "cached",
+        "available",
+    ]
+    assert any("GiB" in t for t in memory.locator(".axis.y text").all_text_contents())
+    line = memory.locator("g.serie-0 path.line").first.bounding_box()
+    assert line is not None
+    page.mouse.move(line["x"] + line["width"] - 1, line["y"] + line["height"] / 2)
+    expect(page.locator(".chart-tip tr")).to_have_count(3)
+    expect(page.locator(".chart-tip .tip-value").first).to_have_text(re.compile(r"^\d+\.\d GiB$"))
+    page.mouse.move(5, 5)
+
+    # Picking a disk draws its own rates instead of the totals, and the URL says so.
+    disk = page.locator("#chart-diskio")
+    pick = disk.locator("form.entity-pick select")
+    expect(disk.locator("svg.chart text.plot_title")).to_have_text("Disk I/O")
+    expect(disk.locator("form.entity-pick button")).to_be_hidden()  # the script picks on change
+    totals = disk.get_attribute("data-points")
+    pick.select_option("vdb")
+    page.wait_for_url(re.compile(r"/host/web-01\?range=6h&device=vdb$"))
+    expect(disk.locator("svg.chart text.plot_title")).to_have_text("Disk I/O: vdb")
+    expect(pick).to_have_value("vdb")
+    assert disk.get_attribute("data-points") != totals
+    vdb = disk.evaluate(
+        "f => JSON.parse(f.dataset.points).series.map(s => [s.label, [...new Set(s.values.filter(v => v !== null))]])"
+    )
+    assert vdb == [["read", [400]], ["write", [500]]]
+    # The interface too; both stay picked when zooming, and the same link shows the same view.
+    page.locator("#chart-network form.entity-pick select").select_option("eth1")
+    page.wait_for_url(re.compile(r"/host/web-01\?range=6h&device=vdb&interface=eth1$"))
+    expect(page.locator("#chart-network svg.chart text.plot_title")).to_have_text("Network: eth1")
+    screenshot(page, tmp_path, "host-picked-1366.png")
+    page.click("#zoom-in")
+    page.wait_for_url(re.compile(r"\?from=\d+&to=\d+&device=vdb&interface=eth1$"))
+    expect(page.locator("#chart-diskio svg.chart text.plot_title")).to_have_text("Disk I/O: vdb")
+    # All disks again: the totals, and the device is gone from the URL.
+    page.locator("#chart-diskio form.entity-pick select").select_option("")
+    page.wait_for_url(re.compile(r"\?from=\d+&to=\d+&interface=eth1$"))
+    expect(page.locator("#chart-diskio svg.chart text.plot_title")).to_have_text("Disk I/O")
+
+    # A phone: the pickers fit, the page never scrolls sideways.
+    viewport(page, 390, 844)
+    page.goto(url + "/host/web-01?range=6h&device=vda")
+    expect(page.locator("#chart-diskio form.entity-pick select")).to_have_value("vda")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(page, tmp_path, "host-picked-390.png")
+    close_up(page.locator("#chart-memory_bytes"), tmp_path, "host-390-memory-bytes.png")
+    close_up(page.locator("#chart-diskio"), tmp_path, "host-390-diskio-vda.png")
 
 
 def test_trend_lines_per_host_and_the_fleet_strip_at_both_sizes(

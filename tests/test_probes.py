@@ -19,6 +19,7 @@ from agent import nvml as nvml_lib
 from agent import probes
 from agent.probes import ProcStat
 from agent.sampler import Sampler
+from osmon import wire
 
 Part = namedtuple("Part", "device mountpoint fstype opts")
 StatVfs = namedtuple("StatVfs", "f_files f_ffree")
@@ -89,7 +90,24 @@ def test_memory_from_meminfo_is_exactly_37_5_percent(fake_proc):
         "available": 5_120_000_000,
         "used": 3_072_000_000,
         "percent": 37.5,
+        "cached": 3_276_800_000,  # Cached + SReclaimable, as psutil counts it
+        "buffers": 204_800_000,
     }
+    assert probes.memory()["cached"] == psutil.virtual_memory().cached
+
+
+def test_memory_cached_travels_as_a_share_of_total_and_older_agents_are_accepted(fake_proc):
+    (fake_proc / "meminfo").write_text(MEMINFO)
+    metrics, _ = wire.metrics_from_probes({"memory": probes.memory()})
+    assert metrics["mem.cached_percent"] == 40.0  # 3,276,800,000 of 8,192,000,000
+    assert metrics["mem.total"] == 8_192_000_000.0
+    # An agent without cached (older, or a system psutil has no cached for) sends neither number.
+    older = wire.encode_snapshot("h", 1, 1e9, 10.0, "0.1", {"memory": {"total": 100, "percent": 5.0}})
+    assert "mem.cached_percent" not in wire.decode_snapshot(older).metrics
+    no_cached = SimpleNamespace(
+        virtual_memory=lambda: SimpleNamespace(total=100, available=60, used=40, percent=40.0)
+    )
+    assert probes.memory(no_cached)["cached"] is None
 
 
 def test_swap_from_meminfo_is_25_percent_used(fake_proc):

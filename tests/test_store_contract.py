@@ -129,7 +129,10 @@ def test_samples_come_back_with_every_catalog_number(store: Store) -> None:
     assert sample.value("disk.max") == 70.0 and sample.value("processes.running") == 2.0
     assert (sample.value("disk.read_bps"), sample.value("net.tx_bps")) == (100.0, 6.0)
     assert sample.detail["disk.percent"] == {"/": 70.0}
-    assert sample.detail["cpu.core"] == [12.0, 6.0]  # a core to the whole percent
+    # Per-core numbers live in the tiers only (issue 14): each core's maximum of the minute.
+    assert "cpu.core" not in sample.detail
+    [minute] = store.web_series_detail("a", "cpu.core", T0, T0 + 60.0, 60)
+    assert minute.detail["cpu.core"] == [12.0, 6.0]  # a core to the whole percent
 
 
 def test_counters_add_up(store: Store) -> None:

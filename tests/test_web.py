@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from collector import config as collector_config
 from collector.samples import extract
 from collector.store import AlertEvent, FeedItem, Received, open_store
+from collector.store.web import ROLLUP_ONLY
 from collector.web import create_app, series
 from collector.web.auth import hash_password
 from osmon import wire
@@ -48,7 +49,7 @@ def probes(
     mounts = {"/": 50.0, "/var": 70.0} if mounts is None else mounts
     return {
         "cpu": {"percent": cpu, "iowait": 1.0, "per_core": [cpu] * cores, "count": cores},
-        "memory": {"percent": mem, "total": 8 * 1024**3},
+        "memory": {"percent": mem, "total": 8 * 1024**3, "cached": 2 * 1024**3, "buffers": 1024**2},
         "swap": {"percent": 5.0, "total": 1024**3},
         "load": {"avg1": 0.5, "avg5": 0.4, "avg15": 0.3},
         "filesystems": [
@@ -61,8 +62,21 @@ def probes(
             "iops": 50.0,
             "await": 0.002,
             "busy_percent": 7.0,
+            "devices": {
+                "vda": {"read_bps": 600.0, "write_bps": 1500.0},
+                "vdb": {"read_bps": 400.0, "write_bps": 500.0},
+            },
         },
-        "net_io": {"rx_bps": 3000.0, "tx_bps": 4000.0, "errors_ps": 0.1, "drops_ps": 0.2},
+        "net_io": {
+            "rx_bps": 3000.0,
+            "tx_bps": 4000.0,
+            "errors_ps": 0.1,
+            "drops_ps": 0.2,
+            "interfaces": {
+                "eth0": {"rx_bps": 2500.0, "tx_bps": 3500.0},
+                "eth1": {"rx_bps": 500.0, "tx_bps": 500.0},
+            },
+        },
         "processes": {
             "count": 120,
             "running": 3,
@@ -350,16 +364,106 @@ def test_host_page_has_every_chart_with_data(dash: Dashboard) -> None:
         assert f'id="chart-{spec.id}"' in html
         assert "No data" not in svg, spec.id
         assert re.search(r'<path d="M[\d.]+ [\d.]+ L', svg), spec.id  # a drawn line
-        # ... and its numbers beside it for the tooltip: 120 samples 10 s apart fill 80 buckets of 15 s.
+        # ... and its numbers beside it for the tooltip: 120 samples 10 s apart fill 80 buckets of 15 s
+        # (per-core lines come from the minute tier: 20 minutes, one value each).
         lines = numbers[spec.id]["series"]
-        assert lines and all(sum(v is not None for v in line["values"]) >= 79 for line in lines), spec.id
+        least = 20 if spec.detail in ROLLUP_ONLY else 79
+        assert lines and all(sum(v is not None for v in line["values"]) >= least for line in lines), spec.id
         assert numbers[spec.id]["width"] == 15.0 and numbers[spec.id]["unit"] == spec.unit
     assert [line["label"] for line in numbers["cpu"]["series"]] == ["total", "iowait"]
     assert numbers["cpu"]["series"][0]["values"][-1] == 10.0
     # Per-core and per-mount lines come out of the detail blobs.
-    cores, disks = charts[1], charts[3]
+    drawn = {spec.id: svg for spec, svg in zip(series.CHARTS, charts, strict=True)}
+    cores, disks = drawn["cores"], drawn["disk"]
     assert ">cpu0<" in cores and ">cpu1<" in cores
     assert ">/var<" in disks and ">/<" in disks
+    # Memory in bytes: 40 % and 25 % (cached) of 8 GiB, and what is left of it available.
+    memory = {line["label"]: line["values"][-1] for line in numbers["memory_bytes"]["series"]}
+    gib = 1024**3
+    assert memory == pytest.approx(
+        {"used": 0.4 * 8 * gib, "cached": 0.25 * 8 * gib, "available": 0.6 * 8 * gib}, abs=1
+    )
+    assert ">4 GiB<" in drawn["memory_bytes"]  # an axis in binary units
+
+
+def test_a_disk_or_an_interface_picked_is_drawn_instead_of_the_totals_and_kept_in_every_link(
+    dash: Dashboard,
+) -> None:
+    dash.feed("web-01", count=120)
+    client = dash.client()
+    totals = client.get("/host/web-01?range=1h").get_data(as_text=True)
+    assert '<option value="vda">vda</option>' in totals and '<option value="eth1">eth1</option>' in totals
+    html = client.get("/host/web-01?range=1h&device=vdb").get_data(as_text=True)
+    numbers = chart_points(html)
+    # vdb's own rates, a value a minute (per-device rates are kept by the tiers only) ...
+    vdb = {
+        line["label"]: [v for v in line["values"] if v is not None] for line in numbers["diskio"]["series"]
+    }
+    assert set(vdb) == {"read", "write"} and len(vdb["read"]) >= 19
+    assert set(vdb["read"]) == {400.0} and set(vdb["write"]) == {500.0}
+    drawn = dict(zip([spec.id for spec in series.CHARTS], svgs(html), strict=True))
+    assert ">Disk I/O: vdb<" in drawn["diskio"]
+    # ... while the network chart still draws the host's totals.
+    assert [line["label"] for line in numbers["network"]["series"]] == ["received", "sent"]
+    assert numbers["network"]["series"][0]["values"][-1] == 3000.0
+    assert '<option value="vdb" selected>vdb</option>' in html
+    # The pick stays in the range links, the zoom buttons, back to live and the live refresh.
+    assert 'href="/host/web-01?range=24h&amp;device=vdb"' in html
+    zoom_in = re.search(r'id="zoom-in" href="([^"]+)"', html)
+    assert zoom_in and zoom_in.group(1).endswith("&amp;device=vdb")
+    assert 'data-charts-api="/api/hosts/web-01/charts?range=1h&amp;device=vdb"' in html
+    # The API draws the same, and says what was picked and what could be.
+    api = client.get("/api/hosts/web-01/charts?range=1h&interface=eth1").get_json()
+    assert api["picks"] == {"interface": "eth1"}
+    assert api["pickers"]["network"] == {"param": "interface", "picked": "eth1", "choices": ["eth0", "eth1"]}
+    assert api["pickers"]["diskio"]["choices"] == ["vda", "vdb"]
+    eth1 = {line["label"]: line["values"][-1] for line in api["points"]["network"]["series"]}
+    assert eth1 == {"received": 500.0, "sent": 500.0}
+
+
+def test_a_device_the_host_never_had_draws_no_data_and_a_name_too_long_is_refused(dash: Dashboard) -> None:
+    dash.feed("web-01", count=30)
+    client = dash.client()
+    html = client.get("/host/web-01?range=1h&device=sdz").get_data(as_text=True)
+    drawn = dict(zip([spec.id for spec in series.CHARTS], svgs(html), strict=True))
+    assert "No data" in drawn["diskio"] and "No data" not in drawn["network"]
+    assert '<option value="sdz" selected>sdz</option>' in html  # named in the URL: still shown picked
+    assert client.get("/host/web-01?range=1h&device=" + "x" * 2000).status_code == 400
+
+
+def test_the_series_api_has_each_device_and_interface_and_memory_cached(dash: Dashboard) -> None:
+    dash.feed("web-01", count=30)
+    client = dash.client()
+    disks = client.get("/api/hosts/web-01/series?metric=disk.io&range=1h").get_json()["series"]
+    assert [s["name"] for s in disks] == [
+        "disk.io:vda read",
+        "disk.io:vda write",
+        "disk.io:vdb read",
+        "disk.io:vdb write",
+    ]
+    assert {v for s in disks if s["name"] == "disk.io:vdb write" for _, v in s["data"]} == {500.0}
+    nics = client.get("/api/hosts/web-01/series?metric=net.io&range=1h").get_json()["series"]
+    assert {s["name"] for s in nics} == {
+        "net.io:eth0 received",
+        "net.io:eth0 sent",
+        "net.io:eth1 received",
+        "net.io:eth1 sent",
+    }
+    [cached] = client.get("/api/hosts/web-01/series?metric=mem.cached_percent&range=1h").get_json()["series"]
+    assert cached["data"][-1][1:] == [25.0, 25.0, 25.0]  # min, avg, max: 2 GiB of 8
+
+
+def test_memory_in_bytes_of_an_agent_older_than_the_total_metric_comes_from_its_probes(
+    dash: Dashboard,
+) -> None:
+    for seq in range(1, 13):
+        snapshot = msgpack.unpackb(received("old-01", seq, dash.now - 120 + seq * 10).raw)
+        del snapshot["metrics"]["mem.total"], snapshot["metrics"]["mem.cached_percent"]  # an older agent
+        raw = wire.encode(snapshot)
+        dash.store.ingest([Received(extract(wire.decode_snapshot(raw)), raw, 10.0, dash.now)])
+    points = dash.client().get("/api/hosts/old-01/charts?range=1h").get_json()["points"]["memory_bytes"]
+    last = {line["label"]: line["values"][-1] if line["values"] else None for line in points["series"]}
+    assert last == {"used": round(0.4 * 8 * 1024**3), "cached": None, "available": round(0.6 * 8 * 1024**3)}
 
 
 @pytest.mark.parametrize(
@@ -788,7 +892,7 @@ def test_hostile_names_are_escaped_everywhere(dash: Dashboard) -> None:
     host_page = pages["/host/web-01?range=1h"].get_data(as_text=True)
     # Inside attributes too, and in the SVG legend of the per-mount chart.
     assert 'title="&#34;&gt;&lt;img src=x onerror=alert(1)&gt;' in host_page
-    disks = svgs(host_page)[3]
+    disks = svgs(host_page)[[spec.id for spec in series.CHARTS].index("disk")]
     assert "/mnt/&lt;script&gt;alert(1)&lt;/script&gt;" in disks and "<script>" not in disks
     # The tooltip's JSON in its single-quoted attribute: nothing ends the attribute or opens a tag,
     # and the label reads back exactly.

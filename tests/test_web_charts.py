@@ -287,3 +287,21 @@ def test_the_faster_pygal_lookup_draws_the_very_same_charts() -> None:
         assert draw_all() == faster
     finally:
         pygal_lookup.install()
+
+
+def test_percentages_of_memory_become_bytes_and_what_is_left_is_available() -> None:
+    used = Serie("used", [(T0, 25.0), (T0 + 60, None), (T0 + 120, 50.0)])
+    cached = Serie("cached", [(T0, 10.0)])
+    lines = series.shares([used, cached], 8 * 2**30, "available")
+    assert [(line.label, line.points) for line in lines] == [
+        ("used", [(T0, 2 * 2**30), (T0 + 60, None), (T0 + 120, 4 * 2**30)]),
+        ("cached", [(T0, 0.8 * 2**30)]),
+        ("available", [(T0, 6 * 2**30), (T0 + 60, None), (T0 + 120, 4 * 2**30)]),
+    ]
+    assert series.shares([used], None, "available") == []  # no total known: nothing to draw
+
+
+def test_sizes_read_in_binary_units_on_the_axis() -> None:
+    svg = time_chart("Memory", [Serie("used", [(T0, 3 * 2**30), (T0 + 60, 5 * 2**30)])], unit="B",
+                            start=T0, end=T0 + 120)  # fmt: skip
+    assert ">1 GiB<" in svg and ">5 GiB<" in svg

@@ -224,3 +224,20 @@ def test_structured_garbage_raises_only_wire_errors(body: dict) -> None:
     """Maps that look almost right, with any value where a number is expected."""
     with contextlib.suppress(wire.WireError):
         extract(wire.decode_snapshot(msgpack.packb(body, use_bin_type=True)))
+
+
+def test_entity_names_of_a_stored_snapshot_are_what_its_series_list() -> None:
+    probes = {
+        "disk_io": {"devices": {"vda": {"read_bps": 1.0, "write_bps": 2.0}, "nvme0n1": {"read_bps": 3.0}}},
+        "net_io": {"interfaces": {"eth0": {"rx_bps": 5.0, "tx_bps": 6.0}}},
+    }
+    raw = wire.encode_snapshot("web-01", 1, 1_764_000_000.0, 10.0, "test", probes)
+    assert wire.entity_names(raw, ["disk.io", "net.io", "cpu.core"]) == {
+        "disk.io": ["vda", "nvme0n1"],
+        "net.io": ["eth0"],
+        "cpu.core": [],  # a list, not a map: no names
+    }
+    assert wire.entity_names(b"\xc1 not msgpack", ["disk.io"]) == {}
+    odd = wire.encode({"series": {"disk.io": [1.0, 2.0], "net.io": {"eth0": None}}})
+    assert wire.entity_names(odd, ["disk.io", "net.io"]) == {"disk.io": [], "net.io": ["eth0"]}
+    assert wire.entity_names(wire.encode([1, 2]), ["disk.io"]) == {"disk.io": []}

@@ -90,19 +90,20 @@ def rate(value: float) -> str:
     return binary(value, "/s")
 
 
-def rate_label(value: float) -> str:
-    """A rate on the axis, where ticks are round numbers of one unit: '0', '512 KiB/s', '2 MiB/s'."""
+def rate_label(value: float, suffix: str = "/s") -> str:
+    """A rate (or with suffix "", a size) on the axis, where ticks are round numbers of one unit:
+    '0', '512 KiB/s', '2 MiB/s'."""
     if value == 0:
         return "0"
-    for unit in ("B/s", "KiB/s", "MiB/s", "GiB/s"):
+    for prefix in ("", "Ki", "Mi", "Gi"):
         if abs(value) < 1024:
-            return f"{value:g} {unit}"
+            return f"{value:g} {prefix}B{suffix}"
         value /= 1024
-    return f"{value:g} TiB/s"
+    return f"{value:g} TiB{suffix}"
 
 
 def rate_ticks(top: float, most: int = 5) -> list[float]:
-    """Round binary steps (1, 2, 5 ... of B/s, KiB/s, MiB/s ...) from 0 up past `top`, at most `most` steps.
+    """Round binary steps (1, 2, 5 ... of B/s, KiB/s, MiB/s ..., or of bytes) from 0 up past `top`, at most `most` steps.
 
     pygal's own ticks are decimal (976.6 KiB/s, 1.9 MiB/s ...): unreadable in binary units.
     """
@@ -130,6 +131,7 @@ def decimal_ticks(top: float, most: int = 5) -> list[float]:
 AXIS_LABELS: dict[str, Callable[[float], str]] = {
     "%": lambda v: f"{v:g} %",
     "B/s": rate_label,
+    "B": lambda v: rate_label(v, ""),
     "": lambda v: f"{v:g}",
     "/s": lambda v: f"{v:g}/s",
     "s": lambda v: f"{v * 1000:g} ms",  # disk latency: milliseconds are what people compare
@@ -263,7 +265,7 @@ def time_chart(
     if unit == "%":
         ticks: list[float] | None = PERCENT_TICKS
     elif values:
-        ticks = (rate_ticks if unit == "B/s" else decimal_ticks)(max(values))
+        ticks = (rate_ticks if unit in ("B/s", "B") else decimal_ticks)(max(values))
     else:
         ticks = None
     chart = pygal.XY(
@@ -308,6 +310,7 @@ def time_chart(
 ROUNDING = {
     "%": 2,
     "B/s": 0,
+    "B": 0,
     "": 3,
     "/s": 1,
     "s": 5,

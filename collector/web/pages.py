@@ -34,8 +34,9 @@ def host(name: str) -> str:
     charts = views.charts(name, request.args, now, chart_scripts(), hard_reload())
     view = views.host(name, now, at=charts["at"])
     shown = series.View(charts["range"], charts["start"], charts["end"], charts["live"], charts["at"])
+    picks = charts["picks"]  # a disk or interface picked stays picked across ranges and zooms
     zoom = {
-        label: url_for("pages.host", name=name) + f"?from={start:.0f}&to={end:.0f}"
+        label: url_for("pages.host", name=name, **{"from": f"{start:.0f}", "to": f"{end:.0f}", **picks})
         for label, (start, end) in (
             ("in", series.zoomed(shown, 0.5, now)),
             ("out", series.zoomed(shown, 2.0, now)),

@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from collector.liveness import DEFAULT_INTERVAL
 from collector.store import Bucket, DetailBucket, Store
-from collector.store.web import DETAIL_KEYS
+from collector.store.rollups import MINUTE
+from collector.store.web import DETAIL_KEYS, ROLLUP_ONLY
 from collector.web.chartcache import ChartCache
 from collector.web.charts import NO_MARKS, Marks, Serie, chart_points, time_chart
 from collector.web.errors import BadRequest
 from osmon import catalog
+from osmon.limits import MAX_ENTITY_NAME
 
 RANGES: dict[str, float] = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 DEFAULT_RANGE = "6h"
@@ -160,6 +162,17 @@ class ChartSpec(NamedTuple):
     unit: str
     columns: tuple[tuple[str, str], ...] = ()
     detail: str | None = None  # per-entity numbers: collector.store.web.DETAIL_KEYS
+    of: str | None = None  # the columns are percentages of this metric of the latest snapshot (catalog.Chart)
+    rest: str | None = None  # the label of one more line: `of` minus the first column's line
+    entities: str | None = None  # per-entity pairs one entity of which may be picked (PICKS)
+    entity: str | None = None  # the entity picked: its pair is drawn instead of the columns
+
+
+def _columns(chart: catalog.Chart) -> tuple[tuple[str, str], ...]:
+    """(column, label) of the lines of `chart`: the metrics it borrows first, then its own."""
+    borrowed = [(catalog.BY_NAME[name], label) for name, label in chart.also]
+    own = [(m, m.label) for m in catalog.STORED if m.chart == chart.id]
+    return tuple((m.column, label) for m, label in (*borrowed, *own) if m.column is not None)
 
 
 # The host page's charts, in the catalog's order: its metrics drawn in each, or its per-entity series.
@@ -168,11 +181,54 @@ CHARTS: tuple[ChartSpec, ...] = tuple(
         chart.id,
         chart.title,
         chart.unit.symbol,
-        columns=tuple((m.column, m.label) for m in catalog.STORED if m.chart == chart.id and m.column),
+        columns=_columns(chart),
         detail=next((s.name for s in catalog.SERIES if s.chart == chart.id), None),
+        of=chart.of or None,
+        rest=chart.rest or None,
+        entities=chart.entities or None,
     )
     for chart in catalog.CHARTS
 )
+
+
+class Pick(NamedTuple):
+    """What a URL parameter such as ?device= picks one entity of."""
+
+    chart: str  # the chart's id
+    series: str  # the per-entity series of pairs drawn for that entity
+
+
+# The URL's parameters picking one entity of a chart: {"device": ("diskio", "disk.io"), "interface": ...}.
+PICKS: dict[str, Pick] = {
+    catalog.SERIES_BY_NAME[spec.entities].entity: Pick(spec.id, spec.entities)
+    for spec in CHARTS
+    if spec.entities is not None
+}
+
+
+def parse_picks(args: Mapping[str, str]) -> dict[str, str]:
+    """{parameter: entity} of the entities a page or API call picks (?device=vda&interface=eth0);
+    an empty one picks none (the host's totals); BadRequest for a name longer than any entity's."""
+    picks = {}
+    for param in PICKS:
+        value = args.get(param) or ""
+        if len(value) > MAX_ENTITY_NAME:
+            raise BadRequest(f"?{param}= is longer than any {param} name")
+        if value:
+            picks[param] = value
+    return picks
+
+
+def picked(specs: Sequence[ChartSpec], picks: Mapping[str, str]) -> list[ChartSpec]:
+    """`specs` with the entities of `picks` chosen, each named in its chart's title."""
+    chosen = {PICKS[param].chart: entity for param, entity in picks.items()}
+    return [
+        spec._replace(entity=chosen[spec.id], title=f"{spec.title}: {chosen[spec.id]}")
+        if spec.id in chosen
+        else spec
+        for spec in specs
+    ]
+
 
 # The API's ?metric= names: the catalog's stored metrics (by column), plus the per-entity series.
 METRICS: dict[str, str] = {m.name: m.column for m in catalog.STORED if m.column is not None}
@@ -237,14 +293,61 @@ def max_gap(width: float, interval: float | None) -> float:
     return 2.5 * max(width, interval or DEFAULT_INTERVAL)
 
 
+def detail_gap(key: str, width: float, interval: float | None) -> float:
+    """max_gap of a per-entity series: those kept by the tiers only have one value a minute at best."""
+    return max_gap(max(width, MINUTE.width) if key in ROLLUP_ONLY else width, interval)
+
+
+def pair_series(
+    key: str, entity: str, buckets: Sequence[DetailBucket]
+) -> dict[str, list[tuple[float, float | None]]]:
+    """{'read': [(t, value)], 'write': [...]} of one entity of per-entity pairs; {} if it has none."""
+    labels = PAIRS[key]
+    found: dict[str, list[tuple[float, float | None]]] = {label: [] for label in labels}
+    seen = False
+    for b in buckets:
+        pair = (b.detail.get(key) or {}).get(entity)
+        if isinstance(pair, list):
+            seen = True
+            for label, value in zip(labels, pair, strict=False):
+                found[label].append((b.t, value))
+    return found if seen else {}
+
+
+def natural_order(names: Iterable[str]) -> list[str]:
+    """Entity names as people count them: sdb before sdb2, eth2 before eth10."""
+    return sorted(names, key=_natural)
+
+
+def shares(lines: Sequence[Serie], total: float | None, rest: str | None) -> list[Serie]:
+    """Lines of percentages of `total`, in its unit, and `rest` (total minus the first line); none
+    without a total (an agent that does not send it)."""
+    if total is None or total <= 0:
+        return []
+    scaled = [
+        Serie(line.label, [(t, None if v is None else v * total / 100) for t, v in line.points])
+        for line in lines
+    ]
+    if rest and scaled:
+        scaled.append(Serie(rest, [(t, None if v is None else total - v) for t, v in scaled[0].points]))
+    return scaled
+
+
 def all_chart_series(
-    store: Store, host: str, specs: Sequence[ChartSpec], window: Window, interval: float | None
+    store: Store,
+    host: str,
+    specs: Sequence[ChartSpec],
+    window: Window,
+    interval: float | None,
+    totals: Mapping[str, float] | None = None,
 ) -> dict[str, list[Serie]]:
-    """{chart id: lines} of `specs`, in two reads: one for every column, one for every per-entity key."""
+    """{chart id: lines} of `specs`, in two reads: one for every column, one for every per-entity key
+    (an entity's pair only where one is picked). `totals`: what the `of` charts are percentages of."""
     start, end, width = window
     gap = max_gap(width, interval)
-    columns = [c for spec in specs for c, _ in spec.columns]
-    keys = [spec.detail for spec in specs if spec.detail is not None]
+    columns = [c for spec in specs if spec.entity is None for c, _ in spec.columns]
+    picked_keys = (spec.entities if spec.entity is not None else None for spec in specs)
+    keys = list(dict.fromkeys(k for k in (*(spec.detail for spec in specs), *picked_keys) if k is not None))
     buckets = store.web_series(host, columns, start, end, width) if columns else []
     details = store.web_series_details(host, keys, start, end, width) if keys else {}
     result: dict[str, list[Serie]] = {}
@@ -252,13 +355,21 @@ def all_chart_series(
     for spec in specs:
         if spec.detail is not None:
             lines = detail_series(spec.detail, details[spec.detail])
-            result[spec.id] = [Serie(name, with_gaps(points, gap)) for name, points in lines.items()]
-            continue
-        result[spec.id] = [
-            Serie(label, with_gaps(column_points(buckets, first + i), gap))
-            for i, (_, label) in enumerate(spec.columns)
-        ]
-        first += len(spec.columns)
+            spaced = detail_gap(spec.detail, width, interval)
+            result[spec.id] = [Serie(name, with_gaps(points, spaced)) for name, points in lines.items()]
+        elif spec.entity is not None and spec.entities is not None:
+            pairs = pair_series(spec.entities, spec.entity, details[spec.entities])
+            spaced = detail_gap(spec.entities, width, interval)
+            result[spec.id] = [Serie(label, with_gaps(points, spaced)) for label, points in pairs.items()]
+        else:
+            drawn = [
+                Serie(label, with_gaps(column_points(buckets, first + i), gap))
+                for i, (_, label) in enumerate(spec.columns)
+            ]
+            first += len(spec.columns)
+            result[spec.id] = (
+                drawn if spec.of is None else shares(drawn, (totals or {}).get(spec.of), spec.rest)
+            )
     return result
 
 
@@ -305,12 +416,16 @@ def host_charts(
     cache: ChartCache | None = None,
     fresh: bool = False,
     marks: dict[str, Marks] | None = None,
+    totals: Mapping[str, float] | None = None,
+    picks: Mapping[str, str] | None = None,
 ) -> dict[str, Chart]:
     """{chart id: Chart} of every chart of the host page: the lines read from the store, drawn
-    unless `cache` holds a drawing of these very lines (collector.web.chartcache)."""
+    unless `cache` holds a drawing of these very lines (collector.web.chartcache). `totals`: see
+    all_chart_series; `picks`: the entities picked (parse_picks)."""
     charts = {}
-    every_line = all_chart_series(store, host, CHARTS, window, interval)
-    for spec in CHARTS:
+    specs = picked(CHARTS, picks or {})
+    every_line = all_chart_series(store, host, specs, window, interval, totals)
+    for spec in specs:
         lines = every_line[spec.id]
         chart_marks = (marks or {}).get(spec.id, NO_MARKS)
 
@@ -323,7 +438,7 @@ def host_charts(
             charts[spec.id] = draw()
         else:
             drawn_from = tuple((line.label, tuple(line.points)) for line in lines)
-            key = (host, spec.id, window, tuple(js), drawn_from, chart_marks, time.strftime("%Z"))
+            key = (host, spec.id, spec.title, window, tuple(js), drawn_from, chart_marks, time.strftime("%Z"))
             charts[spec.id] = cache.get(key, draw, fresh)
     return charts
 

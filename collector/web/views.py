@@ -9,11 +9,12 @@ from typing import Any
 
 from flask import url_for
 
-from collector.store import Alert, Store
+from collector.store import Alert, Store, WebHost
 from collector.web import fleet, hostinfo, series, trends
 from collector.web.context import chart_cache, config, store
 from collector.web.errors import NotFound
 from collector.web.marks import chart_marks
+from osmon import catalog, wire
 
 HISTORY_LIMIT = 200
 HOST_ALERTS = 50  # the alert history of a host page
@@ -123,7 +124,11 @@ def charts(
         if a.started < window.end and (a.ended is None or a.ended > window.start)
     ]  # fmt: skip
     marks = chart_marks(config().thresholds, name, cpus, shown, alert_href)
-    drawn = series.host_charts(s, name, window, found.interval, js, chart_cache(), fresh, marks)
+    picks = series.parse_picks(args)
+    totals = chart_totals(found, latest)
+    drawn = series.host_charts(
+        s, name, window, found.interval, js, chart_cache(), fresh, marks, totals, picks
+    )
     return {
         "now": now,
         "range": view.range,
@@ -137,7 +142,40 @@ def charts(
         "refresh": max(config().web_refresh, window.width),
         "charts": {chart_id: chart.svg for chart_id, chart in drawn.items()},
         "points": {chart_id: chart.points for chart_id, chart in drawn.items()},
+        # The entity picked on a chart (?device=vda), and those it could pick from.
+        "picks": picks,
+        "pickers": pickers(found, picks),
     }
+
+
+def pickers(found: WebHost, picks: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """{chart id: the URL parameter picking one entity of it, the entity picked, and those of the
+    host's latest snapshot to pick from} (one gone since can still be named in the URL)."""
+    listed = [pick.series for pick in series.PICKS.values()]
+    names = wire.entity_names(found.snapshot, listed) if found.snapshot is not None else {}
+    return {
+        pick.chart: {
+            "param": param,
+            "picked": picks.get(param),
+            "choices": series.natural_order(names.get(pick.series, [])),
+        }
+        for param, pick in series.PICKS.items()
+    }
+
+
+def chart_totals(found: WebHost, latest: fleet.Latest | None) -> dict[str, float]:
+    """The metrics of the latest snapshot that charts draw percentages of (memory total): read from
+    its probe results for an agent too old to send them as metrics."""
+    wanted = {spec.of for spec in series.CHARTS if spec.of}
+    metrics = latest.metrics if latest else {}
+    totals = {name: value for name in wanted if (value := metrics.get(name)) is not None}
+    if wanted - totals.keys() and (decoded := fleet.decode_latest(found)) is not None:
+        for name in wanted - totals.keys():
+            source = catalog.BY_NAME[name].source
+            read = source(decoded.probes) if source is not None else None
+            if isinstance(read, int | float) and not isinstance(read, bool):
+                totals[name] = float(read)
+    return totals
 
 
 def alert_events(s: Store, a: Alert) -> list[dict[str, Any]]:

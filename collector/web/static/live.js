@@ -423,12 +423,29 @@
       Object.keys(data.charts).forEach(function (id) {
         var figure = document.getElementById("chart-" + id);
         if (!figure) return;
+        var pick = figure.querySelector(".entity-pick"); // the chart's disk or interface picker stays
         // Server-rendered SVG: pygal escaped every label; scripts inserted this way never run.
         figure.innerHTML = data.charts[id];
+        if (pick) figure.appendChild(pick);
         // The tooltip's numbers (pygal-tooltips.js reads them from here): data, never markup.
         figure.dataset.points = JSON.stringify(data.points[id]);
       });
     }
+
+    /* Picking a disk or an interface shows it at once, the rest of the URL (range, zoom) kept:
+     * the URL says what the page shows, so a link to it shows the same. */
+    document.querySelectorAll("form.entity-pick").forEach(function (form) {
+      var select = form.querySelector("select");
+      var button = form.querySelector("button");
+      if (button) button.hidden = true;
+      select.addEventListener("change", function () {
+        var query = new URLSearchParams(location.search);
+        if (select.value) query.set(form.dataset.param, select.value);
+        else query.delete(form.dataset.param);
+        var text = query.toString();
+        location.assign(location.pathname + (text ? "?" + text : ""));
+      });
+    });
 
     poll(body.dataset.api, Number(body.dataset.refresh) || 10, apply);
     if (body.dataset.chartsApi) {

@@ -29,17 +29,18 @@
 
   // -- formatting, as collector/web/charts.py does on the axes --------------------------
 
-  function rate(v) {
-    var units = ["B/s", "KiB/s", "MiB/s", "GiB/s"];
-    for (var i = 0; i < units.length; i++) {
-      if (Math.abs(v) < 1024) return i === 0 ? v.toFixed(0) + " B/s" : v.toFixed(1) + " " + units[i];
+  function binary(v, suffix) {
+    var prefixes = ["", "Ki", "Mi", "Gi"];
+    for (var i = 0; i < prefixes.length; i++) {
+      if (Math.abs(v) < 1024) return i === 0 ? v.toFixed(0) + " B" + suffix : v.toFixed(1) + " " + prefixes[i] + "B" + suffix;
       v /= 1024;
     }
-    return v.toFixed(1) + " TiB/s";
+    return v.toFixed(1) + " TiB" + suffix;
   }
   var FORMAT = {
     "%": function (v) { return v.toFixed(1) + " %"; },
-    "B/s": rate,
+    "B/s": function (v) { return binary(v, "/s"); },
+    "B": function (v) { return binary(v, ""); },
     "": function (v) { return v.toFixed(2); },
   };
 
