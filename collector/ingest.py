@@ -20,8 +20,8 @@ import zmq
 from collector import histogram
 from collector.allowlist import AllowList
 from collector.config import CollectorConfig
-from collector.samples import extract
-from collector.snapshots import decode
+from collector.samples import Sample
+from collector.snapshots import decode_sample
 from collector.store import Received, Store, StoreError
 from osmon import keys, wire
 from osmon.limits import (
@@ -230,30 +230,30 @@ class Ingest:
         accepted = []
         for data in snapshots:
             try:
-                snapshot = decode(data)
+                sample, interval, epoch = decode_sample(data)
             except wire.WireError as e:
                 self.reject(sender, str(e))
                 continue
-            if self.access is not None and (refusal := self.access.refusal(user, snapshot.host)):
+            if self.access is not None and (refusal := self.access.refusal(user, sample.host)):
                 self.reject(sender, refusal, counter="unauthorized")
                 continue
-            if snapshot.ts > now + MAX_CLOCK_AHEAD:
-                snapshot = self.stamp_on_receipt(sender, snapshot, now)
-            accepted.append(Received(extract(snapshot), data, snapshot.interval, now, snapshot.epoch))
+            if sample.ts > now + MAX_CLOCK_AHEAD:
+                sample = self.stamp_on_receipt(sender, sample, now)
+            accepted.append(Received(sample, data, interval, now, epoch))
         return accepted
 
-    def stamp_on_receipt(self, sender: zmq.Frame, snapshot: wire.Snapshot, now: float) -> wire.Snapshot:
+    def stamp_on_receipt(self, sender: zmq.Frame, sample: Sample, now: float) -> Sample:
         """A snapshot from a clock running ahead, stored with the time it arrived instead.
 
         Stamped years ahead, it would stay the host's latest and hold every alert's `for` duration.
         """
         self.counts["clock_ahead"] += 1
         self.peer_log.warn(
-            "clock " + snapshot.host,
-            f"host {snapshot.host}: clock {snapshot.ts - now:.0f} s ahead of the collector's "
+            "clock " + sample.host,
+            f"host {sample.host}: clock {sample.ts - now:.0f} s ahead of the collector's "
             f"(more than {MAX_CLOCK_AHEAD:.0f} s); its snapshots are stamped on receipt",
         )
-        return snapshot._replace(ts=now)
+        return sample._replace(ts=now)
 
     def reject(self, frame: zmq.Frame, reason: str, counter: str = "rejected", count: int = 1) -> None:
         self.counts[counter] += count

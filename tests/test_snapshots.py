@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector import snapshots
+from collector.samples import Sample, extract
 from osmon import catalog, wire
 from osmon.limits import MAX_CORES, MAX_ENTITIES, MAX_ENTITY_NAME
 from tests.test_fuzz import extreme_snapshot
@@ -28,8 +29,15 @@ def outcome(decode: Any, data: bytes) -> Any:
         return ("error", str(e))
 
 
+def from_wire(data: bytes) -> tuple[Sample, float | None, int | None]:
+    snapshot = wire.decode_snapshot(data)
+    return extract(snapshot), snapshot.interval, snapshot.epoch
+
+
 def same(data: bytes) -> None:
+    """Both of the collector's decoders answer as wire does: the snapshot, and ingest's sample of it."""
     assert outcome(snapshots.decode, data) == outcome(wire.decode_snapshot, data)
+    assert outcome(snapshots.decode_sample, data) == outcome(from_wire, data)
 
 
 def test_a_real_snapshot_takes_the_fast_path_and_decodes_the_same() -> None:
@@ -166,4 +174,5 @@ def test_a_valid_message_does_not_fall_back_to_wire() -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(wire, "decode_snapshot", lambda data: calls.append(data) or original(data))
         snapshots.decode(raw)
+        snapshots.decode_sample(raw)
     assert calls == []
