@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgpack
+import msgspec
 
 from collector.samples import Sample
 from osmon import catalog
@@ -33,8 +34,6 @@ _FACTORS = tuple(SCALE.values())
 # Stored detail key -> (wire key, factor).
 _DETAIL = {s.key: (s.name, s.scale) for s in catalog.SERIES if s.stored}
 _BY_WIRE = {wire: (short, factor) for short, (wire, factor) in _DETAIL.items()}
-# Wire key -> (stored key, factor, shape) of the series stored.
-_STORED_SERIES = {s.name: (s.key, s.scale, s.shape) for s in catalog.SERIES if s.stored}
 # What a raw sample keeps; the rollups keep each entity's maximum of the others per minute and hour.
 RAW_DETAIL = tuple(s.key for s in catalog.SERIES if s.raw)
 
@@ -65,9 +64,14 @@ def stored_detail(detail: dict[str, Any]) -> dict[str, Any]:
         found = _STORED_SERIES.get(wire_key)
         if found is None:
             continue
-        short, factor, shape = found
+        short, factor, scale, kind = found
+        if not value and type(value) is kind:
+            # Most series of most snapshots are empty (no failed unit, no link down, no read-only
+            # mount): kept as they are, never changed in place, without a call to scale nothing.
+            stored[short] = value
+            continue
         try:
-            stored[short] = _SCALE_SHAPE[shape](value, factor)
+            stored[short] = scale(value, factor)
         except (TypeError, AttributeError):
             stored[short] = _scale_tree(value, factor)
     return stored
@@ -85,12 +89,19 @@ def _scale_pairs(pairs: dict[str, list[float | None]], factor: int) -> dict[str,
     return {k: [None if v is None else round(v * factor) for v in pair] for k, pair in pairs.items()}
 
 
-# A shape's scaling, on what wire checked; a TypeError or AttributeError on anything else.
-_SCALE_SHAPE: dict[str, Callable[[Any, int], Any]] = {
-    "list": _scale_list,
-    "map": _scale_map,
-    "pairs": _scale_pairs,
+# A shape's scaling, on what wire checked (a TypeError or AttributeError on anything else), and
+# the type it gives: an empty value of that type is stored as it is.
+_SCALE_SHAPE: dict[str, tuple[Callable[[Any, int], Any], type]] = {
+    "list": (_scale_list, list),
+    "map": (_scale_map, dict),
+    "pairs": (_scale_pairs, dict),
 }
+# Wire key -> (stored key, factor, scaling, type) of the series stored.
+_STORED_SERIES = {s.name: (s.key, s.scale, *_SCALE_SHAPE[s.shape]) for s in catalog.SERIES if s.stored}
+# msgspec's encoder writes the bytes msgpack.packb(use_bin_type=True) writes for what is stored
+# here (maps with text keys, lists, integers in their smallest form, None), without making a
+# Packer per call (tests/test_compact.py checks the bytes).
+pack = msgspec.msgpack.Encoder().encode
 
 
 def pack_detail(stored: dict[str, Any], names_id: Callable[[tuple[str, ...]], int]) -> bytes:
@@ -102,7 +113,7 @@ def pack_detail(stored: dict[str, Any], names_id: Callable[[tuple[str, ...]], in
     mounts = packed.get("d")
     if isinstance(mounts, dict) and mounts:
         packed["d"] = [names_id(tuple(mounts)), *mounts.values()]
-    return msgpack.packb(packed, use_bin_type=True)
+    return pack(packed)
 
 
 def pack_names(names: tuple[str, ...]) -> bytes:

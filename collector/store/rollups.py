@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from collector.store.compact import COLUMNS, highest
+from collector.store.compact import COLUMNS, highest, pack
 from collector.store.schema import STATS
 from osmon import catalog
 
@@ -175,7 +175,7 @@ class Rollup:
         flat[2::4] = map(_NONE, self.maxs, self.maxs)
         # A column's count is nearly always n: NULL, which takes no room on disk, says so.
         flat[3::4] = [None if count == n else count for count in self.counts]
-        return (host_id, self.t, n, *flat, msgpack.packb(detail, use_bin_type=True) if detail else None)
+        return (host_id, self.t, n, *flat, pack(detail) if detail else None)
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Rollup:
