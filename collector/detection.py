@@ -65,11 +65,23 @@ def _candidates(sample: Sample, levels: HostLevels, rules: set[str]) -> list[tup
         if value is not None and (value >= floor or metric in rules):
             found.append((metric, metric, value))
     detail = sample.detail
-    for metric, floor in zip(_ALERTED_SERIES, levels.series_floors, strict=True):
+    for metric, prefix, floor in zip(_ALERTED_SERIES, _PREFIXES, levels.series_floors, strict=True):
+        noted = prefix in rules  # any rule of this series' entities
         for entity, value in (detail.get(metric) or {}).items():
-            if value is not None and (value >= floor or (rules and _entity_rule(metric, entity) in rules)):
+            if value is not None and (value >= floor or (noted and _entity_rule(metric, entity) in rules)):
                 found.append((_entity_rule(metric, entity), metric, value))
     return found
+
+
+_PREFIXES = tuple(f"{metric}:" for metric in _ALERTED_SERIES)
+
+
+def _note(rules: set[str], rule: str) -> None:
+    """Add `rule` to a host's `rules`, with the prefix of its series if it is an entity's."""
+    rules.add(rule)
+    metric, colon, _ = rule.partition(":")
+    if colon:
+        rules.add(metric + colon)  # a marker: at worst an entity's rule, read then for nothing
 
 
 def _per_core(sample: Sample, value: float) -> float | None:
@@ -210,7 +222,7 @@ class Detector:
         # even below every level.
         busy: dict[str, set[str]] = {}
         for host, rule in (*active, *pending):
-            busy.setdefault(host, set()).add(rule)
+            _note(busy.setdefault(host, set()), rule)
         watched = self._watched()
         # Arrival order is each agent's spool order: per host, oldest first.
         for r in fresh:
@@ -228,7 +240,7 @@ class Detector:
                 # The common case, kept cheap: nothing firing, nothing pending, value below every level.
                 if value < floor and key not in active and key not in pending:
                     continue
-                rules.add(rule)
+                _note(rules, rule)
                 event = self._evaluate(host, rule, threshold, value, ts)
                 if event is not None:
                     if event.kind == "fired":  # what ran at that moment, for the host page
