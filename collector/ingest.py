@@ -21,7 +21,7 @@ from collector import histogram
 from collector.allowlist import AllowList
 from collector.config import CollectorConfig
 from collector.samples import Sample
-from collector.snapshots import decode_sample
+from collector.snapshots import decode_received
 from collector.store import Received, Store, StoreError
 from osmon import keys, wire
 from osmon.limits import (
@@ -230,16 +230,16 @@ class Ingest:
         accepted = []
         for data in snapshots:
             try:
-                sample, interval, epoch = decode_sample(data)
+                r = decode_received(data, now)
             except wire.WireError as e:
                 self.reject(sender, str(e))
                 continue
-            if self.access is not None and (refusal := self.access.refusal(user, sample.host)):
+            if self.access is not None and (refusal := self.access.refusal(user, r.sample.host)):
                 self.reject(sender, refusal, counter="unauthorized")
                 continue
-            if sample.ts > now + MAX_CLOCK_AHEAD:
-                sample = self.stamp_on_receipt(sender, sample, now)
-            accepted.append(Received(sample, data, interval, now, epoch))
+            if r.sample.ts > now + MAX_CLOCK_AHEAD:
+                r = r._replace(sample=self.stamp_on_receipt(sender, r.sample, now))
+            accepted.append(r)
         return accepted
 
     def stamp_on_receipt(self, sender: zmq.Frame, sample: Sample, now: float) -> Sample:

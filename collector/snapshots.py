@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from collector.samples import POSITION, Sample, extract
+from collector.store.records import Received
 from osmon import catalog, numbers, wire
 from osmon.catalog import MAX_TS
 from osmon.limits import MAX_CORES, MAX_ENTITIES, MAX_ENTITY_NAME
@@ -113,29 +114,34 @@ def decode(data: bytes) -> wire.Snapshot:
 _COLUMN_FIELDS = itemgetter(*(_METRICS.index(m.name) if m.name in _METRICS else 0 for m in catalog.STORED))
 _DISK_MAX = POSITION["disk.max"]
 _DISK_PERCENT = _SERIES.index("disk.percent")
+_BOOT = _METRICS.index("boot.time")
 
 
-def decode_sample(data: bytes) -> tuple[Sample, float | None, int | None]:
-    """What ingest keeps of a snapshot message, (sample, interval, epoch), equal to what
-    `extract(decode(data))` gives, or WireError: the same checks, without the snapshot's dict
-    of metrics between the message and the sample's columns (a fifth of decoding's cost)."""
+def decode_received(data: bytes, now: float) -> Received:
+    """The record ingest stores of a snapshot message received at `now`, equal to the one made of
+    `wire.decode_snapshot(data)` (`received`), or WireError: the same checks, without the
+    snapshot's dict of metrics between the message and the sample's columns."""
     try:
         m = _decoder.decode(data)
     except (msgspec.DecodeError, ValueError):
-        return _from_wire(data)
+        return received(wire.decode_snapshot(data), now)
     if not wire.valid_host(m.host):
-        return _from_wire(data)
-    values = list(_COLUMN_FIELDS(_astuple(m.metrics)))
+        return received(wire.decode_snapshot(data), now)
+    metrics = _astuple(m.metrics)
+    values = list(_COLUMN_FIELDS(metrics))
     if m.series is None:
         values[_DISK_MAX] = None
-        return Sample(m.host, m.seq, m.ts, tuple(values), {}), m.interval, m.epoch
+        sample = Sample(m.host, m.seq, m.ts, tuple(values), {})
+        return Received(sample, data, m.interval, now, m.epoch, metrics[_BOOT])
     parts = _astuple(m.series)
     usage = [v for v in (parts[_DISK_PERCENT] or {}).values() if v is not None]
     values[_DISK_MAX] = max(usage) if usage else None
     series = {name: v for name, v in zip(_SERIES, parts, strict=True) if v is not None}
-    return Sample(m.host, m.seq, m.ts, tuple(values), series), m.interval, m.epoch
+    sample = Sample(m.host, m.seq, m.ts, tuple(values), series)
+    return Received(sample, data, m.interval, now, m.epoch, metrics[_BOOT])
 
 
-def _from_wire(data: bytes) -> tuple[Sample, float | None, int | None]:
-    snapshot = wire.decode_snapshot(data)
-    return extract(snapshot), snapshot.interval, snapshot.epoch
+def received(snapshot: wire.Snapshot, now: float) -> Received:
+    """The record ingest stores of a validated snapshot received at `now`."""
+    boot = snapshot.metrics.get("boot.time")
+    return Received(extract(snapshot), snapshot.raw, snapshot.interval, now, snapshot.epoch, boot)
