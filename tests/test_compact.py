@@ -9,7 +9,8 @@ import msgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.store.compact import RAW_DETAIL, pack_detail, stored_detail
+from collector.samples import Sample
+from collector.store.compact import RAW_DETAIL, SCALE, pack_detail, pack_row, stored_detail
 from osmon import catalog
 
 NAMES_ID = 7
@@ -60,6 +61,16 @@ def test_the_rollups_get_every_stored_series_scaled(detail: dict[str, Any]) -> N
         s.key: scaled(detail[s.name], s.scale) for s in catalog.SERIES if s.stored and s.name in detail
     }
     assert stored_detail(detail) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(numbers, min_size=len(SCALE), max_size=len(SCALE)))
+def test_a_raw_rows_columns_are_the_numbers_scaled(values: list[Any]) -> None:
+    """Floats as decoded, and an integer now and then (disk.max is a series' value, kept as sent)."""
+    sample = Sample("web-01", 1, 1.0, tuple(values), {})
+    assert pack_row(sample) == tuple(
+        scaled(v, factor) for v, factor in zip(values, SCALE.values(), strict=True)
+    )
 
 
 def test_empty_series_are_stored_empty() -> None:
