@@ -208,12 +208,13 @@ def _merge_detail(into: dict[str, Any], detail: dict[str, Any]) -> None:
         kind = type(value)
         if kind is type(current):
             # The usual cases, before the general way: the same cores, or the same mounts, as before.
+            # max() written out, as in Rollup.merge (the same result: the first of equals).
             try:
                 if kind is list and len(value) == len(current):
-                    into[key] = list(map(max, current, value))
+                    into[key] = [a if a >= b else b for a, b in zip(current, value)]
                     continue
                 if kind is dict and key in _MAPS and current.keys() == value.keys():
-                    into[key] = {k: max(v, value[k]) for k, v in current.items()}
+                    into[key] = {k: a if a >= (b := value[k]) else b for k, a in current.items()}
                     continue
             except TypeError:  # a gap (None) among them
                 pass
