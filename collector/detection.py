@@ -241,6 +241,14 @@ class Detector:
                 if value < floor and key not in active and key not in pending:
                     continue
                 _note(rules, rule)
+                timer = pending.get(key)
+                if (
+                    timer is not None
+                    and ts - timer[0] < threshold.for_
+                    and key not in active
+                    and threshold.level(value) is not None
+                ):
+                    continue  # a breach still within its `for`: nothing changes (_maybe_fire)
                 event = self._evaluate(host, rule, threshold, value, ts)
                 if event is not None:
                     if event.kind == "fired":  # what ran at that moment, for the host page

@@ -211,7 +211,7 @@ def _merge_detail(into: dict[str, Any], detail: dict[str, Any]) -> None:
             # max() written out, as in Rollup.merge (the same result: the first of equals).
             try:
                 if kind is list and len(value) == len(current):
-                    into[key] = [a if a >= b else b for a, b in zip(current, value)]
+                    into[key] = [a if a >= b else b for a, b in zip(current, value, strict=True)]
                     continue
                 if kind is dict and key in _MAPS and current.keys() == value.keys():
                     into[key] = {k: a if a >= (b := value[k]) else b for k, a in current.items()}
