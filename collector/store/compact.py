@@ -66,7 +66,8 @@ def stored_detail(detail: dict[str, Any]) -> dict[str, Any]:
 
     `detail` has the shapes osmon.wire checked (a list, or a map of numbers or of pairs, each
     number finite or None); anything else is scaled as _scale_tree does, which leaves out what
-    is no number.
+    is no number. An empty series is left out unless the raw row keeps it (RAW_DETAIL): it adds
+    nothing to the rollups' maxima, which store no empty series either.
     """
     stored: dict[str, Any] = {}
     for wire_key, value in detail.items():
@@ -76,8 +77,9 @@ def stored_detail(detail: dict[str, Any]) -> dict[str, Any]:
         short, factor, scale, kind = found
         if not value and type(value) is kind:
             # Most series of most snapshots are empty (no failed unit, no link down, no read-only
-            # mount): kept as they are, never changed in place, without a call to scale nothing.
-            stored[short] = value
+            # mount): no call to scale nothing, and no key for the rollups to merge for nothing.
+            if short in RAW_DETAIL:
+                stored[short] = value  # never changed in place
             continue
         try:
             stored[short] = scale(value, factor)
