@@ -182,11 +182,9 @@ class Ingest:
                 sender = socket.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            snapshots = self.read_message(sender)
-            identity = sender.bytes
-            for received in self.accept(sender, snapshots):
-                batch.append(received)
-                senders.append(identity)
+            accepted = self.accept(sender, self.read_message(sender))
+            batch += accepted
+            senders += [sender.bytes] * len(accepted)
         if batch:
             self.store_and_ack(batch, senders)
         return len(batch)
