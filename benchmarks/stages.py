@@ -38,8 +38,8 @@ from osmon import wire
 # (label, what the stage covers), in the order of the path.
 STAGES = (
     ("receive", "socket reads, message limits, byte budget (Ingest.read_message)"),
-    ("decode+validate", "msgpack decode and every check of the wire format (snapshots.decode)"),
-    ("extract", "stored numbers in column order, Received records (samples.extract)"),
+    ("decode+validate", "decode, every check of the wire format, numbers in column order (decode_received)"),
+    ("extract", "the rest of Ingest.accept: clock and access checks"),
     ("dedup", "sequence bookkeeping, (host, seq) duplicates (_without_duplicates)"),
     ("compact", "scaled integers and detail blobs of the rows (_sample_rows)"),
     ("insert", "INSERT of the raw rows (_insert_samples)"),
@@ -188,8 +188,8 @@ def profile(
         stage["ack"] = per["store_and_ack"] - per["store"] - per["detection"]
         stage["detection"] = per["detection"]
         stage["loop"] = per["batch"] - per["receive"] - per["accept"] - per["store_and_ack"]
-        # accept = decode and validate + extract: split by timing the decoder alone over the same data.
-        decode = _per_snapshot(counted, snapshots.decode)
+        # accept = decode and validate + the rest: split by timing the decoder alone over the same data.
+        decode = _per_snapshot(counted, lambda data: snapshots.decode_received(data, 0.0))
         stage["decode+validate"] = decode
         stage["extract"] = per["accept"] - decode
         result = {name: stage[name] for name, _ in STAGES}

@@ -53,18 +53,35 @@ _ALERTED_METRICS = tuple(
 )
 
 
-def readings(sample: Sample) -> list[tuple[str, str, float]]:
-    """(rule, metric, value) of a sample; a rule is a metric, or `metric:entity` for a series (disks)."""
+def _candidates(sample: Sample, levels: HostLevels, rules: set[str]) -> list[tuple[str, str, float]]:
+    """The readings of `sample` at or above their rule's lowest level, or of a rule in `rules`: of
+    a host with an alert, those that may change something, without a tuple for every other one."""
     found = []
-    for metric, position, per_core in _ALERTED:
-        value = sample.values[position]
-        if value is not None and (not per_core or (value := _per_core(sample, value)) is not None):
+    values = sample.values
+    for (metric, position, per_core), floor in zip(_ALERTED, levels.metric_floors, strict=True):
+        value = values[position]
+        if value is not None and per_core:
+            value = _per_core(sample, value)
+        if value is not None and (value >= floor or metric in rules):
             found.append((metric, metric, value))
-    for metric in _ALERTED_SERIES:
-        for entity, value in (sample.detail.get(metric) or {}).items():
-            if value is not None:
+    detail = sample.detail
+    for metric, prefix, floor in zip(_ALERTED_SERIES, _PREFIXES, levels.series_floors, strict=True):
+        noted = prefix in rules  # any rule of this series' entities
+        for entity, value in (detail.get(metric) or {}).items():
+            if value is not None and (value >= floor or (noted and _entity_rule(metric, entity) in rules)):
                 found.append((_entity_rule(metric, entity), metric, value))
     return found
+
+
+_PREFIXES = tuple(f"{metric}:" for metric in _ALERTED_SERIES)
+
+
+def _note(rules: set[str], rule: str) -> None:
+    """Add `rule` to a host's `rules`, with the prefix of its series if it is an entity's."""
+    rules.add(rule)
+    metric, colon, _ = rule.partition(":")
+    if colon:
+        rules.add(metric + colon)  # a marker: at worst an entity's rule, read then for nothing
 
 
 def _per_core(sample: Sample, value: float) -> float | None:
@@ -200,21 +217,38 @@ class Detector:
             if (host, DOWN) in self.active:
                 events.append(self._end(host, DOWN, self.clock(), None))
         active, pending = self.active, self.pending.timers  # the dict itself: `in` on the hot path
-        busy = {host for host, _ in active} | {host for host, _ in pending}
+        # Per host with alerts firing or pending, their rules, and those evaluated since (a superset
+        # of what fires or is pending now): the hosts that skip no snapshot, and their rules to read
+        # even below every level.
+        busy: dict[str, set[str]] = {}
+        for host, rule in (*active, *pending):
+            _note(busy.setdefault(host, set()), rule)
         watched = self._watched()
         # Arrival order is each agent's spool order: per host, oldest first.
         for r in fresh:
             host, ts = r.sample.host, r.sample.ts
             if host not in owned or (host not in busy and self._quiet(r.sample)):
                 continue  # another collector's, or the common case: every value below its levels
-            busy.add(host)
-            levels = (self._levels.get(host) or self._host_levels(host)).by_metric
-            for rule, metric, value in readings(r.sample) + self._absences(r.sample, watched):
+            rules = busy.setdefault(host, set())
+            host_levels = self._levels.get(host) or self._host_levels(host)
+            levels = host_levels.by_metric
+            for rule, metric, value in _candidates(r.sample, host_levels, rules) + self._absences(
+                r.sample, watched
+            ):
                 key = (host, rule)
                 threshold, floor = levels[metric]
                 # The common case, kept cheap: nothing firing, nothing pending, value below every level.
                 if value < floor and key not in active and key not in pending:
                     continue
+                _note(rules, rule)
+                timer = pending.get(key)
+                if (
+                    timer is not None
+                    and ts - timer[0] < threshold.for_
+                    and key not in active
+                    and threshold.level(value) is not None
+                ):
+                    continue  # a breach still within its `for`: nothing changes (_maybe_fire)
                 event = self._evaluate(host, rule, threshold, value, ts)
                 if event is not None:
                     if event.kind == "fired":  # what ran at that moment, for the host page

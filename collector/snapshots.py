@@ -18,10 +18,13 @@ unusual costs the Python checks; a hostile one costs them once, then is dropped.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
 
+from collector.samples import POSITION, Sample, extract
+from collector.store.records import Received
 from osmon import catalog, numbers, wire
 from osmon.catalog import MAX_TS
 from osmon.limits import MAX_CORES, MAX_ENTITIES, MAX_ENTITY_NAME
@@ -48,16 +51,14 @@ def _series(declared: catalog.Series) -> Any:
 
 _METRICS = tuple(wire.METRICS)
 _SERIES = tuple(s.name for s in catalog.SERIES)
-_UNSET = msgspec.UNSET
 # Fields by position (f0, f1 ...) under their wire names, which have dots in them. A metric is a
-# number or absent (UNSET), never nil; a series part may be nil (wire skips it).
+# number or absent, never nil: its type takes no nil, and None is only the default of one absent
+# (left out of to_builtins by omit_defaults). A series part may be nil (wire skips it).
 Metrics = msgspec.defstruct(
     "Metrics",
-    [
-        (f"f{i}", _number(name) | msgspec.UnsetType, msgspec.field(name=name, default=_UNSET))
-        for i, name in enumerate(_METRICS)
-    ],
+    [(f"f{i}", _number(name), msgspec.field(name=name, default=None)) for i, name in enumerate(_METRICS)],
     forbid_unknown_fields=True,
+    omit_defaults=True,
 )
 Series = msgspec.defstruct(
     "Series",
@@ -99,10 +100,48 @@ def decode(data: bytes) -> wire.Snapshot:
         return wire.decode_snapshot(data)
     if not wire.valid_host(m.host):
         return wire.decode_snapshot(data)
-    metrics = msgspec.to_builtins(m.metrics)  # under the wire's names, without those absent (UNSET)
+    metrics = msgspec.to_builtins(m.metrics)  # under the wire's names, without those absent (omit_defaults)
     series: dict[str, Any] = (
         {}
         if m.series is None
         else {name: v for name, v in zip(_SERIES, _astuple(m.series), strict=True) if v is not None}
     )
     return wire.Snapshot(m.host, m.seq, m.ts, m.interval, metrics, series, m.probes, data, m.epoch)
+
+
+# The metrics of a Sample's columns, by their place in Metrics (a derived one, disk.max, takes
+# the place of any field: it is computed and set after).
+_COLUMN_FIELDS = itemgetter(*(_METRICS.index(m.name) if m.name in _METRICS else 0 for m in catalog.STORED))
+_DISK_MAX = POSITION["disk.max"]
+_DISK_PERCENT = _SERIES.index("disk.percent")
+_BOOT = _METRICS.index("boot.time")
+
+
+def decode_received(data: bytes, now: float) -> Received:
+    """The record ingest stores of a snapshot message received at `now`, equal to the one made of
+    `wire.decode_snapshot(data)` (`received`), or WireError: the same checks, without the
+    snapshot's dict of metrics between the message and the sample's columns."""
+    try:
+        m = _decoder.decode(data)
+    except (msgspec.DecodeError, ValueError):
+        return received(wire.decode_snapshot(data), now)
+    if not wire.valid_host(m.host):
+        return received(wire.decode_snapshot(data), now)
+    metrics = _astuple(m.metrics)
+    values = list(_COLUMN_FIELDS(metrics))
+    if m.series is None:
+        values[_DISK_MAX] = None
+        sample = Sample(m.host, m.seq, m.ts, tuple(values), {})
+        return Received(sample, data, m.interval, now, m.epoch, metrics[_BOOT])
+    parts = _astuple(m.series)
+    usage = [v for v in (parts[_DISK_PERCENT] or {}).values() if v is not None]
+    values[_DISK_MAX] = max(usage) if usage else None
+    series = {name: v for name, v in zip(_SERIES, parts, strict=True) if v is not None}
+    sample = Sample(m.host, m.seq, m.ts, tuple(values), series)
+    return Received(sample, data, m.interval, now, m.epoch, metrics[_BOOT])
+
+
+def received(snapshot: wire.Snapshot, now: float) -> Received:
+    """The record ingest stores of a validated snapshot received at `now`."""
+    boot = snapshot.metrics.get("boot.time")
+    return Received(extract(snapshot), snapshot.raw, snapshot.interval, now, snapshot.epoch, boot)

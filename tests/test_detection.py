@@ -271,3 +271,27 @@ def test_an_alert_keeps_the_top_processes_of_the_snapshot_that_fired_it(tmp_path
     assert (rule, started) == ("cpu.percent", fired_at)
     assert json.loads(kept)["top_cpu"][0]["name"] == "backup" and json.loads(kept)["ts"] == fired_at
     assert h.store.alert_processes("web-01", fired_at - 5) is None  # before it started: none
+
+
+def test_a_batch_raises_the_alerts_its_snapshots_raise_one_by_one(tmp_path: Path) -> None:
+    """Within a batch, a host with an alert firing has its other rules start, stop and fire as
+    when each snapshot comes alone: a breach that ends mid-batch restarts its timer."""
+    config = (
+        '[thresholds."mem.percent"]\nwarning = 80\nfor = "30s"\n'
+        '[thresholds."disk.percent"]\nwarning = 85\ncritical = 95\nfor = "20s"\nhysteresis = 2\n'
+    )
+    mems = [85, 86, 70, 85, 86, 87, 88, 89, 60, 50, 81, 82]
+    vars_ = [90, 90, 50, 90, 90, 90, 90, 84, 86, 96, 96, 96]
+    batch = [
+        sample("web-01", i + 1, T0 + 10 * i, mem=mem, disks={"/": 99.0, "/var": var})
+        for i, (mem, var) in enumerate(zip(mems, vars_, strict=True))
+    ]
+    alone, together = Harness(tmp_path / "alone", config), Harness(tmp_path / "together", config)
+    events = []
+    for r in batch:
+        alone.store.ingest([r])
+        events += alone.detector.process([r])
+    together.store.ingest(batch)
+    assert together.detector.process(batch) == events
+    assert {(e.kind, e.rule) for e in events} >= {("fired", "mem.percent"), ("fired", "disk.percent:/var")}
+    assert together.store.alerts_active() == alone.store.alerts_active()

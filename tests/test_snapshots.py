@@ -14,10 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector import snapshots
+from collector.samples import extract
+from collector.store import Received
 from osmon import catalog, wire
 from osmon.limits import MAX_CORES, MAX_ENTITIES, MAX_ENTITY_NAME
 from tests.test_fuzz import extreme_snapshot
 from tests.test_wire import PROBES, json_like, message
+
+T0 = 1_764_000_000.0  # when a message is received
 
 
 def outcome(decode: Any, data: bytes) -> Any:
@@ -28,8 +32,16 @@ def outcome(decode: Any, data: bytes) -> Any:
         return ("error", str(e))
 
 
+def from_wire(data: bytes) -> Received:
+    snapshot = wire.decode_snapshot(data)
+    boot = snapshot.metrics.get("boot.time")
+    return Received(extract(snapshot), data, snapshot.interval, T0, snapshot.epoch, boot)
+
+
 def same(data: bytes) -> None:
+    """Both of the collector's decoders answer as wire does: the snapshot, and ingest's sample of it."""
     assert outcome(snapshots.decode, data) == outcome(wire.decode_snapshot, data)
+    assert outcome(lambda d: snapshots.decode_received(d, T0), data) == outcome(from_wire, data)
 
 
 def test_a_real_snapshot_takes_the_fast_path_and_decodes_the_same() -> None:
@@ -166,4 +178,5 @@ def test_a_valid_message_does_not_fall_back_to_wire() -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(wire, "decode_snapshot", lambda data: calls.append(data) or original(data))
         snapshots.decode(raw)
+        snapshots.decode_received(raw, T0)
     assert calls == []

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from collector import snapshots
 from collector.mail import Mail
-from collector.samples import extract
 from collector.store import (
     AlertEvent,
     FeedItem,
@@ -85,7 +85,7 @@ def received(
     }
     ts = T0 + seq * 10.0 if ts is None else ts
     raw = wire.encode_snapshot(host, seq, ts, 10.0, "test", probes)
-    return Received(extract(wire.decode_snapshot(raw)), raw, 10.0, ts + 0.5)
+    return snapshots.decode_received(raw, ts + 0.5)  # as ingest makes it
 
 
 # -- ingest and deduplication ----------------------------------------------------------------

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgpack
+import msgspec
 
 from collector.samples import Sample
 from osmon import catalog
@@ -33,8 +34,6 @@ _FACTORS = tuple(SCALE.values())
 # Stored detail key -> (wire key, factor).
 _DETAIL = {s.key: (s.name, s.scale) for s in catalog.SERIES if s.stored}
 _BY_WIRE = {wire: (short, factor) for short, (wire, factor) in _DETAIL.items()}
-# Wire key -> (stored key, factor, shape) of the series stored.
-_STORED_SERIES = {s.name: (s.key, s.scale, s.shape) for s in catalog.SERIES if s.stored}
 # What a raw sample keeps; the rollups keep each entity's maximum of the others per minute and hour.
 RAW_DETAIL = tuple(s.key for s in catalog.SERIES if s.raw)
 
@@ -43,10 +42,19 @@ def scaled(value: float | None, factor: int) -> int | None:
     return None if value is None else round(value * factor)
 
 
+# round() of a float without round's lookup of __round__: a third of the time, on every number of
+# every snapshot. A TypeError for an integer (a series' value is kept as sent: disk.max).
+_round = float.__round__
+
+
 def pack_row(sample: Sample) -> tuple[int | None, ...]:
     """The stored integers of a sample's host-wide numbers, in COLUMNS order."""
     # scaled() written out: this runs for every column of every snapshot.
-    return tuple([None if v is None else round(v * f) for v, f in zip(sample.values, _FACTORS, strict=True)])
+    values = sample.values
+    try:
+        return tuple([None if v is None else _round(v * f) for v, f in zip(values, _FACTORS, strict=True)])
+    except TypeError:
+        return tuple([None if v is None else round(v * f) for v, f in zip(values, _FACTORS, strict=True)])
 
 
 def unpack_value(column: str, stored: float | None) -> float | None:
@@ -58,39 +66,54 @@ def stored_detail(detail: dict[str, Any]) -> dict[str, Any]:
 
     `detail` has the shapes osmon.wire checked (a list, or a map of numbers or of pairs, each
     number finite or None); anything else is scaled as _scale_tree does, which leaves out what
-    is no number.
+    is no number. An empty series is left out unless the raw row keeps it (RAW_DETAIL): it adds
+    nothing to the rollups' maxima, which store no empty series either.
     """
     stored: dict[str, Any] = {}
     for wire_key, value in detail.items():
         found = _STORED_SERIES.get(wire_key)
         if found is None:
             continue
-        short, factor, shape = found
+        short, factor, scale, kind = found
+        if not value and type(value) is kind:
+            # Most series of most snapshots are empty (no failed unit, no link down, no read-only
+            # mount): no call to scale nothing, and no key for the rollups to merge for nothing.
+            if short in RAW_DETAIL:
+                stored[short] = value  # never changed in place
+            continue
         try:
-            stored[short] = _SCALE_SHAPE[shape](value, factor)
+            stored[short] = scale(value, factor)
         except (TypeError, AttributeError):
             stored[short] = _scale_tree(value, factor)
     return stored
 
 
+# Floats only (_round): an integer among them takes _scale_tree's way, to the same numbers.
 def _scale_list(values: list[float | None], factor: int) -> list[int | None]:
-    return [None if v is None else round(v * factor) for v in values]
+    return [None if v is None else _round(v * factor) for v in values]
 
 
 def _scale_map(values: dict[str, float | None], factor: int) -> dict[str, int | None]:
-    return {k: None if v is None else round(v * factor) for k, v in values.items()}
+    return {k: None if v is None else _round(v * factor) for k, v in values.items()}
 
 
 def _scale_pairs(pairs: dict[str, list[float | None]], factor: int) -> dict[str, list[int | None]]:
-    return {k: [None if v is None else round(v * factor) for v in pair] for k, pair in pairs.items()}
+    return {k: [None if v is None else _round(v * factor) for v in pair] for k, pair in pairs.items()}
 
 
-# A shape's scaling, on what wire checked; a TypeError or AttributeError on anything else.
-_SCALE_SHAPE: dict[str, Callable[[Any, int], Any]] = {
-    "list": _scale_list,
-    "map": _scale_map,
-    "pairs": _scale_pairs,
+# A shape's scaling, on what wire checked (a TypeError or AttributeError on anything else), and
+# the type it gives: an empty value of that type is stored as it is.
+_SCALE_SHAPE: dict[str, tuple[Callable[[Any, int], Any], type]] = {
+    "list": (_scale_list, list),
+    "map": (_scale_map, dict),
+    "pairs": (_scale_pairs, dict),
 }
+# Wire key -> (stored key, factor, scaling, type) of the series stored.
+_STORED_SERIES = {s.name: (s.key, s.scale, *_SCALE_SHAPE[s.shape]) for s in catalog.SERIES if s.stored}
+# msgspec's encoder writes the bytes msgpack.packb(use_bin_type=True) writes for what is stored
+# here (maps with text keys, lists, integers in their smallest form, None), without making a
+# Packer per call (tests/test_compact.py checks the bytes).
+pack = msgspec.msgpack.Encoder().encode
 
 
 def pack_detail(stored: dict[str, Any], names_id: Callable[[tuple[str, ...]], int]) -> bytes:
@@ -102,7 +125,7 @@ def pack_detail(stored: dict[str, Any], names_id: Callable[[tuple[str, ...]], in
     mounts = packed.get("d")
     if isinstance(mounts, dict) and mounts:
         packed["d"] = [names_id(tuple(mounts)), *mounts.values()]
-    return msgpack.packb(packed, use_bin_type=True)
+    return pack(packed)
 
 
 def pack_names(names: tuple[str, ...]) -> bytes:

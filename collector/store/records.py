@@ -35,6 +35,7 @@ class Received(NamedTuple):
     interval: float | None
     received: float  # collector clock
     epoch: int | None = None  # the agent's spool id (wire "epoch"); a new one restarts seq at 1
+    boot: float | None = None  # its boot.time, for the host's summary (None: read from `raw` there)
 
 
 class IngestResult(NamedTuple):

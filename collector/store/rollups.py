@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from collector.store.compact import COLUMNS, highest
+from collector.store.compact import COLUMNS, highest, pack
 from collector.store.schema import STATS
 from osmon import catalog
 
@@ -175,7 +175,7 @@ class Rollup:
         flat[2::4] = map(_NONE, self.maxs, self.maxs)
         # A column's count is nearly always n: NULL, which takes no room on disk, says so.
         flat[3::4] = [None if count == n else count for count in self.counts]
-        return (host_id, self.t, n, *flat, msgpack.packb(detail, use_bin_type=True) if detail else None)
+        return (host_id, self.t, n, *flat, pack(detail) if detail else None)
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Rollup:
@@ -208,12 +208,13 @@ def _merge_detail(into: dict[str, Any], detail: dict[str, Any]) -> None:
         kind = type(value)
         if kind is type(current):
             # The usual cases, before the general way: the same cores, or the same mounts, as before.
+            # max() written out, as in Rollup.merge (the same result: the first of equals).
             try:
                 if kind is list and len(value) == len(current):
-                    into[key] = list(map(max, current, value))
+                    into[key] = [a if a >= b else b for a, b in zip(current, value, strict=True)]
                     continue
                 if kind is dict and key in _MAPS and current.keys() == value.keys():
-                    into[key] = {k: max(v, value[k]) for k, v in current.items()}
+                    into[key] = {k: a if a >= (b := value[k]) else b for k, a in current.items()}
                     continue
             except TypeError:  # a gap (None) among them
                 pass

@@ -31,13 +31,16 @@ _UPSERT = (
 def summary_row(host_id: int, r: Received) -> SummaryRow:
     """The summary of snapshot `r`: numbers the collector validated already, and its boot time.
 
-    boot.time is no stored column: it is read from the message (one msgpack unpack, ~13 µs
-    a host a batch). An agent too old to send it has no boot time here (uptime sorts last);
-    the overview row still shows its uptime, from the snapshot.
+    boot.time is no stored column: ingest keeps it from decoding (`Received.boot`); a record
+    without it has it read from the message (one msgpack unpack, ~13 µs a host a batch). An
+    agent too old to send it has no boot time here (uptime sorts last); the overview row still
+    shows its uptime, from the snapshot.
     """
     s = r.sample
-    peeked = wire.peek(r.raw, ("boot.time",), "")
-    boot = peeked.metrics.get("boot.time") if peeked else None
+    boot = r.boot
+    if boot is None:  # not kept on receipt (a record made elsewhere), or not sent
+        peeked = wire.peek(r.raw, ("boot.time",), "")
+        boot = peeked.metrics.get("boot.time") if peeked else None
     return (
         host_id,
         s.ts,
