@@ -69,7 +69,9 @@ def readable(table: str, columns: Sequence[str], hosts: str) -> str:
     if table not in PACKED:
         return table
     time = LAYOUTS[table].time
-    wanted = [time, *(c for c in columns if c != time)]
+    # Once each: a column named twice in the unnest's aliases would be ambiguous (a page may chart a
+    # number twice: memory as a percentage and in bytes).
+    wanted = list(dict.fromkeys([time, *columns]))
     names = ", ".join(wanted)
     return (
         f"(SELECT host_id, {names} FROM {table} WHERE host_id {hosts} "
