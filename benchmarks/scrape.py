@@ -10,11 +10,20 @@ issue 18: <= 5 ms at 100 hosts), then the same with `Accept-Encoding: gzip`, whi
 Prometheus sends by default (the dashboard gzips at level 1), and for comparison one
 scrape with HTTP Basic credentials (a deliberately slow password hash).
 
-The snapshots do not change between scrapes here, where a real fleet sends new ones
-between two: nothing /metrics keeps depends on the numbers (only the labels of each
-host's lines are kept), so every scrape decodes and formats every number, as then.
+Two cases, each with and without gzip. "new snapshots": before each scrape every host
+gets a new snapshot (stored by this process, whose CPU is not counted), as when
+Prometheus scrapes no faster than the agents send (scrape interval >= agent interval):
+100 % of the hosts changed since the previous scrape. "same snapshots": nothing changed
+since the previous scrape (0 % of the hosts), as for the second scraper of an HA pair of
+Prometheus servers, or a scrape interval shorter than the agents'.
 
-    python benchmarks/scrape.py [--hosts 100] [--scrapes 200]
+The numbers are rounded as the agents round them (agent.probes, agent.sampler: percentages
+and loads to 2 decimals, byte rates to 1, await to 5, clock offsets to 6): unrounded
+random floats print 17 digits where the agents' print 4, a body a fifth larger and slower
+to format and to compress. `--full-precision` keeps them unrounded (what this benchmark
+measured up to issue 18's second pass).
+
+    python benchmarks/scrape.py [--hosts 100] [--scrapes 200] [--full-precision]
 """
 
 from __future__ import annotations
@@ -22,52 +31,97 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
+import itertools
 import random
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
-from dashboard import BIN, INTERVAL, free_port, snapshots, stop
+from dashboard import BIN, INTERVAL, free_port, probes, stop
 
-from collector.store import open_store
+from collector.samples import extract
+from collector.store import Received, open_store
 from collector.web.auth import hash_password
+from osmon import wire
+
+# Decimals the agents keep, by probe field (agent.probes, agent.sampler); 2 for other floats.
+DECIMALS = {"await": 5, "offset": 6, "max_error": 6, "iops": 1, "busy_percent": 1}
 
 
-def scrape_cpu(port: int, process: psutil.Process, headers: dict[str, str], count: int) -> tuple[float, int]:
-    """(CPU seconds of the dashboard per scrape, bytes of the last answer)."""
+def as_agents_send(value: Any, key: str = "") -> Any:
+    """`value` (probe results) with each float rounded as the agents round it."""
+    if isinstance(value, dict):
+        return {k: as_agents_send(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_agents_send(v, key) for v in value]
+    if isinstance(value, float):
+        return round(value, 1 if key.endswith("_bps") else DECIMALS.get(key, 2))
+    return value
+
+
+def host_snapshots(host: str, rng: random.Random, rounded: bool) -> Iterator[Received]:
+    """A host's snapshots, one an interval from a day ago on, as ingest hands them over."""
+    base, first = rng.uniform(10, 60), time.time() - 86400
+    for seq in itertools.count(1):
+        ts = first + seq * INTERVAL
+        found = probes(rng, ts, base)
+        raw = wire.encode_snapshot(
+            host, seq, ts, INTERVAL, "bench", as_agents_send(found) if rounded else found
+        )
+        yield Received(extract(wire.decode_snapshot(raw)), raw, INTERVAL, ts + 0.2)
+
+
+def scrape_cpu(
+    port: int, process: psutil.Process, headers: dict[str, str], count: int, between: Callable[[], None]
+) -> tuple[float, int]:
+    """(CPU seconds of the dashboard per scrape, bytes of the last answer); `between` runs before each."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     size = 0
     for _ in range(5):  # warm-up
+        between()
         conn.request("GET", "/metrics", headers=headers)
         conn.getresponse().read()
-    before = sum(process.cpu_times()[:2])
+    cpu = 0.0
     for _ in range(count):
+        between()  # outside the dashboard's CPU: only its process is counted
+        before = sum(process.cpu_times()[:2])
         conn.request("GET", "/metrics", headers=headers)
         answer = conn.getresponse()
         body = answer.read()
         if answer.status != 200:
             raise SystemExit(f"/metrics answered {answer.status}: {body[:200]!r}")
+        cpu += sum(process.cpu_times()[:2]) - before
         size = len(body)
     conn.close()
-    return (sum(process.cpu_times()[:2]) - before) / count, size
+    return cpu / count, size
+
+
+def nothing() -> None:
+    pass
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--scrapes", type=int, default=200)
+    parser.add_argument("--full-precision", action="store_true", help="numbers as unrounded random floats")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="osmon-scrape-"))
     try:
         database = workdir / "osmon.db"
         store = open_store(database)
-        rng, now = random.Random(18), time.time()
-        for i in range(args.hosts):
-            store.ingest(list(snapshots(f"host-{i:03d}", now - INTERVAL, 1, rng, rng.uniform(10, 60))))
-        store.close()
+        rng = random.Random(18)
+        fleet = [host_snapshots(f"host-{i:03d}", rng, not args.full_precision) for i in range(args.hosts)]
+
+        def new_snapshots() -> None:
+            store.ingest([next(h) for h in fleet])
+
+        new_snapshots()
         port = free_port()
         config = workdir / "collector.toml"
         config.write_text(
@@ -96,25 +150,28 @@ def main() -> int:
                         raise SystemExit("osmon-collector web did not start") from None
                     time.sleep(0.1)
             process = psutil.Process(web.pid)
-            cpu, size = scrape_cpu(port, process, {"Authorization": f"Bearer {token}"}, args.scrapes)
-            print(
-                f"scrape: {cpu * 1000:.2f} ms CPU per /metrics scrape with a bearer token "
-                f"({args.hosts} hosts, {size} bytes, {args.scrapes} scrapes, waitress)"
-            )
-            bearer = {"Authorization": f"Bearer {token}", "Accept-Encoding": "gzip"}
-            cpu, size = scrape_cpu(port, process, bearer, args.scrapes)
-            print(
-                f"scrape: {cpu * 1000:.2f} ms CPU per /metrics scrape with a bearer token, gzip as Prometheus "
-                f"asks ({size} bytes sent)"
-            )
+            numbers = "unrounded numbers" if args.full_precision else "numbers rounded as the agents do"
+            print(f"scrape: {args.hosts} hosts, {args.scrapes} scrapes a figure, waitress, {numbers}")
+            plain = {"Authorization": f"Bearer {token}"}
+            gzipped = {**plain, "Accept-Encoding": "gzip"}
+            for case, between in (("new snapshots (100 % of hosts changed)", new_snapshots),
+                                  ("same snapshots (0 % of hosts changed)", nothing)):  # fmt: skip
+                cpu, size = scrape_cpu(port, process, plain, args.scrapes, between)
+                print(f"scrape: {cpu * 1000:.2f} ms CPU per scrape with a bearer token, {case}, {size} bytes")
+                cpu, size = scrape_cpu(port, process, gzipped, args.scrapes, between)
+                print(
+                    f"scrape: {cpu * 1000:.2f} ms CPU per scrape with a bearer token, {case}, gzip as "
+                    f"Prometheus asks ({size} bytes sent)"
+                )
             basic = base64.b64encode(b"bench:bench-password").decode()
-            cpu, _ = scrape_cpu(port, process, {"Authorization": f"Basic {basic}"}, 10)
+            cpu, _ = scrape_cpu(port, process, {"Authorization": f"Basic {basic}"}, 10, nothing)
             print(
                 f"scrape: {cpu * 1000:.2f} ms CPU per /metrics scrape with HTTP Basic (scrypt), for comparison"
             )
         finally:
             stop(web)
             log.close()
+            store.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

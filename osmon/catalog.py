@@ -387,40 +387,53 @@ class Probed(NamedTuple):
     help: str
     kind: str  # "gauge" or "counter" (only ever growing, reset at boot)
     probe: str  # the probe whose results it reads (the others are never decoded for /metrics)
-    read: Callable[[Section], Samples]
+    read: Reader
     entity: str = ""  # the label naming an entity in /metrics (mount, device, interface); "": host-wide
 
 
-def one(field: str) -> Callable[[Section], Samples]:
+# The readers are records as well as functions: /metrics reads the fields of one probe in one pass.
+
+
+class One(NamedTuple):
     """A single host-wide number of the probe's map."""
-    return lambda section: [("", section.get(field))] if isinstance(section, dict) else []
+
+    field: str
+
+    def __call__(self, section: Section) -> Samples:
+        return [("", section.get(self.field))] if isinstance(section, dict) else []
 
 
-def rows(field: str, name: str) -> Callable[[Section], Samples]:
+class Rows(NamedTuple):
     """`field` of each item of the probe's list, named by the item's `name` key."""
 
-    def read(section: Section) -> Samples:
+    field: str
+    name: str
+
+    def __call__(self, section: Section) -> Samples:
         return [
-            (item[name], item.get(field))
+            (item[self.name], item.get(self.field))
             for item in (section if isinstance(section, list) else ())
-            if isinstance(item, dict) and isinstance(item.get(name), str)
+            if isinstance(item, dict) and isinstance(item.get(self.name), str)
         ]
 
-    return read
 
-
-def each(table: str, field: str) -> Callable[[Section], Samples]:
+class Each(NamedTuple):
     """`field` of each entity of the probe's map `table` (devices, interfaces)."""
 
-    def read(section: Section) -> Samples:
-        entities = section.get(table) if isinstance(section, dict) else None
+    table: str
+    field: str
+
+    def __call__(self, section: Section) -> Samples:
+        entities = section.get(self.table) if isinstance(section, dict) else None
         return [
-            (entity, values.get(field))
+            (entity, values.get(self.field))
             for entity, values in (entities.items() if isinstance(entities, dict) else ())
             if isinstance(entity, str) and isinstance(values, dict)
         ]
 
-    return read
+
+Reader = One | Rows | Each
+one, rows, each = One, Rows, Each
 
 
 PROBED: tuple[Probed, ...] = (

@@ -58,3 +58,18 @@ def test_a_host_inventing_names_is_exported_whole_and_keeps_a_bounded_memory() -
             f'osmon_host_filesystem_used_ratio{{host="web-01",mount="{m}"}}' for m in mounts
         }
     assert max(len(k) for k in starts.of("web-01").entities) == exposition.MAX_KEPT
+
+
+def test_a_snapshot_scraped_again_says_the_same_and_a_new_one_its_own_numbers() -> None:
+    starts = exposition.LineStarts()
+    first = [state("web-01", 1, mounts={"/": 50.0}), state("db-01", 1, mounts={"/": 20.0})]
+    assert (
+        exposition.hosts_text(first, starts)
+        == exposition.hosts_text(first, starts)
+        == exposition.hosts_text(first)
+    )
+    # web-01 sends a new snapshot; db-01's is the same one, stored anew (equal bytes, another object).
+    second = [state("web-01", 2, mounts={"/": 60.0}), state("db-01", 1, mounts={"/": 20.0})]
+    found = samples(exposition.hosts_text(second, starts))
+    assert found['osmon_host_filesystem_used_ratio{host="web-01",mount="/"}'] == 0.6
+    assert found['osmon_host_filesystem_used_ratio{host="db-01",mount="/"}'] == 0.2
