@@ -4,12 +4,15 @@ Host-day (target, issue 7: <= 2 MB per host-day at a 10 s interval, all tiers
 included): a day of snapshots of --hostday-hosts hosts, interleaved in batches as
 the collector commits them, through the real store into a fresh database; the
 bytes each table holds (SQLite's dbstat), divided by the hosts. On PostgreSQL
-(--postgresql) the day is a whole UTC day two days back, measured twice: as it
-stands while it is the current day (raw and minute rows, one row each), then
-as a deployment holds it from the next day on, once the upkeep has packed it
-(collector.store.pg_packed: `pack` run until done, as the collector's
-housekeeping does an hour after the day ends); every table is counted with its
-TOAST data and indexes, after a plain VACUUM as autovacuum runs. Two shapes: a
+(--postgresql) the day is a whole UTC day two days back, with the packer's
+passes (collector.store.pg_packed: `pack` run until done) about once a
+simulated minute on the simulated clock, as the collector's upkeep runs them
+while the day is current: each hour packed PACK_AFTER past its end. Measured
+twice: at its fullest while it is the current day (the largest of the sizes
+taken as each hour comes due, before its pass, and at 23:59:50; the tables as
+they stand, dead rows included), then as a deployment holds it from the next
+day on, every hour packed and the day's partition dropped, after a plain VACUUM
+as autovacuum runs. Every table is counted with its TOAST data and indexes. Two shapes: a
 server of 8 cores, 4 filesystems, 1 disk, 1 interface (30 numbers per snapshot),
 and one of 16 cores, 6 filesystems, 2 disks, 2 interfaces (44 numbers).
 
@@ -41,6 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import zmq
 from dashboard import probes as server_probes  # beside this script: what an 8-core server sends
@@ -49,6 +53,7 @@ from ingest import SimulatedAgents, collector_cpu, free_port
 from agent.daemon import SEND_BATCH
 from collector.samples import extract
 from collector.store import Received, open_store
+from collector.store.pg_packed import PACK_AFTER
 from osmon import wire
 from osmon.configfile import parse_size
 
@@ -150,7 +155,13 @@ def shaped_probes(rng: random.Random, t: float, base: float, shape: tuple[int, i
     return p
 
 
-def host_day(workdir: Path, hosts: int, shape: tuple[int, int, int, int], server=None) -> dict[str, float]:
+class HostDay(NamedTuple):
+    tables: dict[str, float]  # bytes per host by table, the day closed (on PostgreSQL: packed)
+    current: dict[str, float]  # PostgreSQL: bytes per host by table at the fullest while the day is current
+    fullest: str  # PostgreSQL: when that was, "HH:MM" UTC
+
+
+def host_day(workdir: Path, hosts: int, shape: tuple[int, int, int, int], server=None) -> HostDay:
     """Bytes per host-day by table, after a day of `hosts` hosts every INTERVAL seconds."""
     database = server.database() if server is not None else workdir / f"hostday-{shape}.db"
     store = open_store(database)
@@ -160,6 +171,8 @@ def host_day(workdir: Path, hosts: int, shape: tuple[int, int, int, int], server
     rngs = [random.Random(h) for h in range(hosts)]
     bases = [rng.uniform(5, 60) for rng in rngs]
     per_batch = 5  # snapshots of each host per commit: the collector commits every ~0.5 s at 1,000 hosts
+    fullest: tuple[float, dict[str, float]] = (0.0, {})  # (time, bytes by table) at the current day's peak
+    packed_to = 0  # the hour the upkeep's passes have packed up to, on the simulated clock
     for first in range(0, per_host, per_batch):
         batch = []
         for h, rng in enumerate(rngs):
@@ -170,15 +183,25 @@ def host_day(workdir: Path, hosts: int, shape: tuple[int, int, int, int], server
                 )
                 batch.append(Received(extract(wire.decode_snapshot(raw)), raw, INTERVAL, ts))
         store.ingest(batch)
-        if server is not None and first % AUTOVACUUM_EVERY == 0:
+        if server is None:
+            continue
+        if first % AUTOVACUUM_EVERY == 0:
             vacuum(str(database), "latest", "hosts", "gaps")
+        # The packer's pass, about once a simulated minute (its period), on the simulated clock.
+        now = start + (first + per_batch) * INTERVAL
+        if (closing := int((now - PACK_AFTER) // 3600 * 3600)) > packed_to:
+            # An hour is due: the day holds most rows now, the closed hour's still raw.
+            fullest = max(fullest, (now, pg_sizes(str(database), hosts, vacuum=False)), key=peak)
+            packed_to = closing
+        while store.pack(now, 1000):
+            pass
     if server is not None:
-        current = pg_sizes(str(database), hosts)
+        fullest = max(fullest, (now, pg_sizes(str(database), hosts, vacuum=False)), key=peak)  # 23:59:50
         while store.pack(time.time(), 1000):
             pass
         store.close()
         packed = pg_sizes(str(database), hosts)
-        return {**{f"current {k}": v for k, v in current.items()}, **packed}
+        return HostDay(packed, fullest[1], time.strftime("%H:%M", time.gmtime(fullest[0])))
     store.close()
     db = sqlite3.connect(database)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -186,7 +209,7 @@ def host_day(workdir: Path, hosts: int, shape: tuple[int, int, int, int], server
         name: size / hosts for name, size in db.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
     }
     db.close()
-    return tables
+    return HostDay(tables, {}, "")
 
 
 # Snapshots of each host between two vacuums of the tables rewritten at every batch (a simulated
@@ -209,14 +232,19 @@ PG_TABLES = {  # label -> the tables it counts (with their partitions, TOAST dat
 }
 
 
-def pg_sizes(url: str, hosts: int) -> dict[str, float]:
+def peak(point: tuple[float, dict[str, float]]) -> float:
+    return sum(point[1].values())
+
+
+def pg_sizes(url: str, hosts: int, vacuum: bool = True) -> dict[str, float]:
     """Bytes per host of each table on PostgreSQL (partitions and TOAST data summed, raw samples' indexes
-    apart), after a plain VACUUM as autovacuum runs."""
+    apart), after a plain VACUUM as autovacuum runs (else as they stand: during the simulated day)."""
     import psycopg
 
     parts = "SELECT inhrelid FROM pg_inherits WHERE inhparent = ANY(%s::regclass[]) UNION SELECT unnest(%s::regclass[])"
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
+        if vacuum:
+            conn.execute("VACUUM ANALYZE")
         sizes: dict[str, float] = {}
         for label, tables in PG_TABLES.items():
             size = "pg_table_size" if label == "samples" else "pg_total_relation_size"
@@ -241,19 +269,16 @@ def report_host_day(workdir: Path, hosts: int, server=None) -> None:
     for name, shape in SHAPES.items():
         measured = host_day(workdir, hosts, shape, server)
         if server is not None:
-            current = {k.removeprefix("current "): v for k, v in measured.items() if k.startswith("current ")}
-            tables = {k: v for k, v in measured.items() if not k.startswith("current ")}
             print(
-                f"storage: {_parts(current)} MB while the day is current (raw and minute rows; "
-                f"{name} per snapshot, {hosts} hosts, PostgreSQL)"
+                f"storage: {_parts(measured.current)} MB at the fullest while the day is current "
+                f"({measured.fullest} UTC: the hours closed {PACK_AFTER // 60} min before packed, the rest "
+                f"raw; {name} per snapshot, {hosts} hosts, PostgreSQL)"
             )
-        else:
-            tables = measured
-        total = sum(tables.values())
+        total = sum(measured.tables.values())
         verdict = "meets" if total <= 2e6 else "MISSES"
         held = ", packed once closed" if server is not None else ""
         print(
-            f"storage: {_parts(tables)} MB per host-day at a {INTERVAL:.0f} s interval, all tiers "
+            f"storage: {_parts(measured.tables)} MB per host-day at a {INTERVAL:.0f} s interval, all tiers "
             f"({name} per snapshot, {hosts} hosts, {'PostgreSQL' if server else 'SQLite'}{held}; "
             f"{verdict} target <= 2 MB)"
         )

@@ -1,7 +1,7 @@
-"""The thread that packs closed days of samples (PostgreSQL: collector.store.pg_packed), off the ingest path.
+"""The thread that packs closed hours of samples (PostgreSQL: collector.store.pg_packed), off the ingest path.
 
-Packing a day is tens of thousands of small moves for a large fleet, and its last step
-vacuums and drops the emptied partition (gigabytes read for a thousand hosts): done by
+Packing an hour is a thousand small moves for a thousand hosts, followed by a vacuum of
+the day's partition, and the day's last step vacuums and drops it: done by
 ingest's housekeeping it would hold up acks. Here it runs on a connection of its own,
 only while retention is this collector's duty (one collector of a cluster packs). On
 SQLite there is nothing to pack and a round costs nothing.
@@ -43,9 +43,9 @@ class Packer(Worker):
                 moved += done
         except StoreError as e:
             if str(e) != self._last_error:
-                log.error("packing closed days: %s", e)
+                log.error("packing closed hours: %s", e)
             self._last_error = str(e)
             return
         self._last_error = None
         if moved:
-            log.info("packed %d host-hours of closed days", moved)
+            log.info("packed %d closed host-hours", moved)

@@ -239,6 +239,53 @@ def test_the_packer_packs_closed_days_under_the_duty_and_every_tier_reads_the_sa
     store.close()
 
 
+def test_each_hour_of_the_current_day_is_packed_once_closed_and_a_restart_replans_nothing(
+    pg_url: str,
+) -> None:
+    H = 3600.0
+    rng = random.Random(5)
+    store = open_store(pg_url)
+    store.ingest([snapshot("a", i + 1, T0 + i * 10.0, rng) for i in range(3 * 360)])  # 16:00 to 19:00
+    end = T0 + 3 * H
+
+    def seen() -> list:
+        return [store.samples("a", 0, end)] + [
+            (
+                store.web_series("a", ["cpu"], T0, end, w),
+                store.web_series_details("a", ["net.io"], T0, end, w),
+            )
+            for w in (10, 60, 900)
+        ]
+
+    def rows() -> dict[str, list]:
+        with psycopg.connect(pg_url) as db:
+            return {
+                table: db.execute(f"SELECT {query} FROM {table} {rest}").fetchall()
+                for table, query, rest in (
+                    ("samples", "min(ts), count(*)", ""),
+                    ("rollup_minute", "min(t), count(*)", ""),
+                    ("samples_packed", "hour, cardinality(seq)", "ORDER BY hour"),
+                    ("rollup_minute_packed", "hour, cardinality(t)", "ORDER BY hour"),
+                )
+            }
+
+    before = seen()
+    assert store.pack(T0 + H + 60) == 0  # 16:00-17:00 is over, but resends may still come
+    while store.pack(T0 + 2 * H + 1800):  # 18:30: two hours closed, the third one open
+        pass
+    assert rows() == {
+        "samples": [(T0 + 2 * H, 360)],
+        "rollup_minute": [(T0 + 2 * H, 60)],
+        "samples_packed": [(T0, 360), (T0 + H, 360)],
+        "rollup_minute_packed": [(T0, 60), (T0 + H, 60)],
+    }
+    assert seen() == before
+    store.close()
+    store = open_store(pg_url)  # a restart: what is left is read from the rows, nothing done again
+    assert store.pack(T0 + 2 * H + 1800) == 0
+    store.close()
+
+
 def _config(tmp_path: Path, raw: str, minute: str, hour: str) -> collector_config.CollectorConfig:
     path = tmp_path / "collector.toml"
     path.write_text(

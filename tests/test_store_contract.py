@@ -254,6 +254,38 @@ def test_a_resend_of_a_packed_period_is_stored_once_and_counted_once(store: Stor
         assert store.ingest([received("a", 100)]).duplicates == 1
 
 
+def pack_until(store: Store, now: float) -> None:
+    """What the upkeep does at `now` (packing is on the upkeep's clock, not the samples')."""
+    while store.pack(now, 100):
+        pass
+
+
+def test_the_hours_of_the_current_day_read_back_the_same_as_each_is_packed_once_closed(store: Store) -> None:
+    # T0 is 16:00 UTC: three hours of a day that goes on, a gap in the second one.
+    batch = [
+        received("a", s, cpu=float(s % 97), mounts={"/": 60.0 + s % 7}) for s in range(1, 1080) if s != 500
+    ]
+    store.ingest(batch)
+    store.ingest([received("b", s) for s in range(1, 50)])
+    before = everything_read(store)
+    for now in (T0 + 3600, T0 + 3600 + 1800, T0 + 7200 + 1800):  # 17:00, then each hour closed
+        pack_until(store, now)
+        assert everything_read(store) == before
+    again = store.ingest(batch[:400])  # a resend of packed hours
+    assert again.fresh == [] and again.duplicates == 400
+    late = store.ingest([received("a", 500, cpu=50.0)])  # missing from the second hour, packed
+    assert [r.sample.seq for r in late.fresh] == [500]
+    for settled in (False, True):  # beside the packed rows, then packed with them at the next pass
+        if settled:
+            pack_until(store, T0 + 7200 + 1800)
+        assert store.seqs("a") == list(range(1, 1080))
+        assert [s.seq for s in store.samples("a", T0 + 4990, T0 + 5020)] == [499, 500, 501]
+        [minute] = store.web_series("a", ["cpu"], T0 + 4980, T0 + 5040, 60)
+        minute_cpu = [float(s % 97) for s in range(498, 504) if s != 500] + [50.0]
+        assert minute.stats[0] == (min(minute_cpu), pytest.approx(sum(minute_cpu) / 6), max(minute_cpu))
+        assert store.ingest([received("a", 500)]).duplicates == 1
+
+
 def test_retention_forgets_packed_days_as_it_forgets_live_ones(store: Store) -> None:
     store.ingest([received("a", s) for s in range(1, 721)])  # two hours
     pack_all(store)

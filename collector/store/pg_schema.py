@@ -39,7 +39,7 @@ def name_lock(name: str) -> int:
 
 DAY = 86400
 HOUR = 3600
-# table -> its partition key; the packed tables hold closed days (collector.store.pg_packed).
+# table -> its partition key; the packed tables hold closed hours (collector.store.pg_packed).
 PARTITIONED = {
     "samples": "ts",
     "rollup_minute": "t",

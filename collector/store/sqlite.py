@@ -232,7 +232,7 @@ class SQLiteStore(
 
     def pack(self, now: float, limit: int = 100) -> int:
         """Nothing to pack: SQLite stores a row's integers in 1 to 8 bytes each already (PostgreSQL packs
-        closed days, collector.store.pg_packed)."""
+        closed hours, collector.store.pg_packed)."""
         return 0
 
     def prune_rollups(self, tier: str, before: float, limit: int = 2000) -> int:
