@@ -371,7 +371,7 @@ def cmd_unsilence(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     config = collector_config.load(args.config)
-    store = open_store(config.database, readonly=True)
+    store = store_of(config, role="token")
     if args.token_command == "list":
         for t in store.tokens():
             print(f"{t.name}\tcreated {host_status.iso(t.created)}")
