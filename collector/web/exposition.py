@@ -13,21 +13,29 @@ firing for a host that is gone.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain, compress, repeat
+from operator import attrgetter, is_not, itemgetter, truediv
 from typing import Any, NamedTuple
 
 import msgspec
 
+from collector.web import typed
+from collector.web.exports import (
+    ENTITY,
+    HOST_FAMILIES,
+    METRIC_EXPORTS,
+    PROBE_READS,
+    PROBES_READ,
+    SERIES_EXPORTS,
+    WIDE,
+    Chunk,
+    Family,
+    Numbers,
+)
 from osmon import catalog
 
 Labels = dict[str, str]
-
-
-class Family(NamedTuple):
-    name: str
-    kind: str  # gauge | counter | histogram
-    help: str
-    unit: str  # Prometheus base unit, or ""
 
 
 def escape(value: str) -> str:
@@ -63,108 +71,6 @@ def family(f: Family, samples: Iterable[tuple[Labels, float]]) -> list[str]:
     return header(f) + [line(f.name, labels, value) for labels, value in samples]
 
 
-def _help(text: str, unit: catalog.Unit) -> str:
-    base = {"ratio": ", 0-1", "bytes": ", bytes", "seconds": ", Unix time in seconds"}.get(unit.base, "")
-    return f"{text[0].upper()}{text[1:]}{base}, latest snapshot."
-
-
-# What each host exports, from the catalog, in catalog order: host-wide numbers, then the
-# series, then the numbers of the probes. A scrape at 100 hosts renders ~7,000 lines, at a
-# few hundred nanoseconds each: so each kind has its table of what a line needs, precomputed
-# (family name, label name, bounds, divisor to the base unit), and each line is one f-string.
-
-
-class Bounds(NamedTuple):
-    """The plausible range of a value (catalog.Unit low, high) and what divides it into base units."""
-
-    low: float
-    high: float
-    divisor: float  # 1 / Unit.to_base: 70 % is 70 / 100 = 0.7 exactly, where 70 * 0.01 is 0.7000000000000001
-
-
-def _bounds(unit: catalog.Unit) -> Bounds:
-    return Bounds(unit.low, unit.high, 1 / unit.to_base)
-
-
-class MetricExport(NamedTuple):
-    at: int  # its family's position in HOST_FAMILIES
-    name: str
-    key: str  # in the snapshot's metrics
-    bounds: Bounds
-
-
-class SeriesExport(NamedTuple):
-    at: int
-    name: str
-    key: str  # in the snapshot's series
-    entity: str  # label name
-    bounds: Bounds
-
-
-class ProbedExport(NamedTuple):
-    at: int
-    name: str
-    probe: str
-    read: catalog.Reader
-    entity: str  # label name, or "" for a host-wide number
-    bounds: Bounds
-
-
-class ProbeField(NamedTuple):
-    """One exported field of a probe's entities: its family, line start parts and bounds."""
-
-    at: int
-    name: str
-    field: str
-    entity: str
-    low: float
-    high: float
-    divisor: float
-
-
-class ProbeRead(NamedTuple):
-    """The exported fields of one probe read the same way (catalog.One, Rows or Each of one key),
-    read in one pass over its entities instead of one pass per family."""
-
-    probe: str
-    kind: type  # catalog.One, Rows or Each
-    key: str  # Rows: the item's name key; Each: the table of entities; One: ""
-    fields: tuple[ProbeField, ...]
-
-
-def _probe_reads(exports: tuple[ProbedExport, ...]) -> tuple[ProbeRead, ...]:
-    groups: dict[tuple[str, type, str], list[ProbeField]] = {}
-    for e in exports:
-        r = e.read
-        key = r.name if isinstance(r, catalog.Rows) else r.table if isinstance(r, catalog.Each) else ""
-        groups.setdefault((e.probe, type(r), key), []).append(
-            ProbeField(e.at, e.name, r.field, e.entity, *e.bounds)
-        )
-    return tuple(ProbeRead(probe, kind, key, tuple(fields)) for (probe, kind, key), fields in groups.items())
-
-
-_EXPORTED_METRICS = [m for m in catalog.METRICS if m.export is not None]
-_EXPORTED_SERIES = [s for s in catalog.SERIES if s.export is not None]
-METRIC_EXPORTS = tuple(
-    MetricExport(i, str(m.export), m.name, _bounds(m.unit)) for i, m in enumerate(_EXPORTED_METRICS)
-)
-SERIES_EXPORTS = tuple(
-    SeriesExport(len(METRIC_EXPORTS) + i, str(s.export), s.name, s.entity, _bounds(s.unit))
-    for i, s in enumerate(_EXPORTED_SERIES)
-)
-PROBED_EXPORTS = tuple(
-    ProbedExport(
-        len(METRIC_EXPORTS) + len(SERIES_EXPORTS) + i, p.export, p.probe, p.read, p.entity, _bounds(p.unit)
-    )
-    for i, p in enumerate(catalog.PROBED)
-)
-PROBE_READS = _probe_reads(PROBED_EXPORTS)
-HOST_FAMILIES: tuple[Family, ...] = (
-    *(Family(str(m.export), "gauge", _help(m.help, m.unit), m.unit.base) for m in _EXPORTED_METRICS),
-    *(Family(str(s.export), "gauge", _help(s.help, s.unit), s.unit.base) for s in _EXPORTED_SERIES),
-    *(Family(p.export, p.kind, _help(p.help, p.unit), p.unit.base) for p in catalog.PROBED),
-)
-PROBES_READ = tuple(sorted({p.probe for p in catalog.PROBED}))
 UP = Family(
     "osmon_host_up",
     "gauge",
@@ -180,8 +86,9 @@ LAST_SEEN = Family(
 
 
 # What /metrics reads of a stored snapshot, decoded by msgspec in C: every other key, and every
-# probe but those exported (processes are most of the bytes), is skipped undecoded. The parts
-# are left untyped (Any): a value that is no plausible number is dropped when read, not the host.
+# probe but those exported (processes are most of the bytes), is skipped undecoded. The exact path,
+# for the snapshots collector.web.typed refuses: the parts are left untyped (Any), and a value that
+# is no plausible number is dropped when read (`checked`), not the host.
 class Stored(msgspec.Struct):
     metrics: Any = None
     series: Any = None
@@ -216,6 +123,70 @@ def _table(value: object) -> dict[Any, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def checked(d: Decoded) -> Numbers:
+    """The exported numbers of a decoded snapshot, each checked: a value is kept if it is a finite
+    plausible number (the unit's bounds: NaN fails both comparisons, infinities the range; hostile
+    data too), as a float (as msgspec gives them). collector.web.typed reads the same numbers of a
+    well-formed snapshot in C."""
+    metrics = d.metrics
+    wide: list[float | None] = []
+    for _, _, key, (low, high, _) in METRIC_EXPORTS:
+        v = metrics.get(key)
+        wide.append(float(v) if (type(v) is float or type(v) is int) and low <= v <= high else None)
+    chunks: list[Chunk] = []
+    for _, _, key, _, _, (low, high, _) in SERIES_EXPORTS:
+        found = d.series.get(key)
+        items: Iterable[tuple[object, object]] = (
+            enumerate(found) if isinstance(found, list) else found.items() if isinstance(found, dict) else ()
+        )
+        names: list[object] = []
+        values: list[float] = []
+        for entity, v in items:
+            if (type(v) is float or type(v) is int) and low <= v <= high and isinstance(entity, int | str):
+                names.append(entity)
+                values.append(float(v))
+        chunks.append((tuple(names), values))
+    for probe, kind, key, fields in PROBE_READS:
+        read = _entities(getattr(d.probes, probe), kind, key)
+        for _, _, field, _, low, high, _ in fields:
+            found = [(e, v) for e, r in read if (type(v := r.get(field)) is float or type(v) is int)]
+            kept = [(e, float(v)) for e, v in found if low <= v <= high]
+            if kind is catalog.One:
+                wide.append(kept[0][1] if kept else None)
+            else:
+                chunks.append((tuple(e for e, _ in kept), [v for _, v in kept]))
+    return Numbers(tuple(wide), tuple(chunks))
+
+
+def _entities(section: Any, kind: type, key: str) -> list[tuple[str, dict[Any, Any]]]:
+    """(entity, its map of fields) of a probe's results, read as catalog.One, Rows or Each read them."""
+    if kind is catalog.One:
+        return [("", section)] if isinstance(section, dict) else []
+    if kind is catalog.Rows:
+        if not isinstance(section, list):
+            return []
+        return [
+            (item[key], item) for item in section if isinstance(item, dict) and isinstance(item.get(key), str)
+        ]
+    table = section.get(key) if isinstance(section, dict) else None
+    if not isinstance(table, dict):
+        return []
+    return [(e, values) for e, values in table.items() if isinstance(e, str) and isinstance(values, dict)]
+
+
+def checked_numbers(snapshot: bytes) -> Numbers | None:
+    """The exported numbers of a stored snapshot, checked value by value (None if it does not decode)."""
+    decoded = decode(snapshot)
+    return None if decoded is None else checked(decoded)
+
+
+def host_numbers(snapshot: bytes) -> Numbers | None:
+    """The exported numbers of a stored snapshot: read in C if it is well formed, else value by
+    value (the same numbers, less the implausible ones); None if it does not decode at all."""
+    found = typed.numbers(snapshot)
+    return checked_numbers(snapshot) if found is None else found
+
+
 # Entities of one family of one host whose line starts are kept: beyond, a host inventing names
 # (a mount per snapshot) has its extra lines formatted in full at each scrape, and costs no memory.
 MAX_KEPT = 1024
@@ -227,8 +198,11 @@ class HostStarts(NamedTuple):
     host: str  # the host's label, `{host="web-01"`, for the starts not kept yet
     up: str
     seen: str
-    metrics: tuple[str, ...]  # in METRIC_EXPORTS order
-    entities: tuple[dict[object, str], ...]  # by family position: entity -> start, "" for a host-wide number
+    wide: tuple[str, ...]  # by WIDE position
+    entities: tuple[dict[object, str], ...]  # by ENTITY position: entity -> start
+    # [(the entities of each ENTITY family, their starts)] of the host's latest snapshot: the next
+    # one names the same cores, mounts and devices, and reuses them after one comparison.
+    last: list[tuple[tuple[Sequence[object], ...], tuple[list[str], ...]]]
 
 
 def host_starts(name: str) -> HostStarts:
@@ -237,9 +211,19 @@ def host_starts(name: str) -> HostStarts:
         h,
         f"{UP.name}{h}}} ",
         f"{LAST_SEEN.name}{h}}} ",
-        tuple(f"{m.name}{h}}} " for m in METRIC_EXPORTS),
-        tuple({} for _ in HOST_FAMILIES),
+        tuple(f"{w.name}{h}}} " for w in WIDE),
+        tuple({} for _ in ENTITY),
+        [((), ())],
     )
+
+
+class HostLines(NamedTuple):
+    """What one host that is up adds to each family: line starts, and numbers in catalog units."""
+
+    wide: tuple[float | None, ...]  # by WIDE position, None for no line
+    wide_starts: tuple[str, ...]
+    starts: tuple[list[str], ...]  # by ENTITY position
+    values: tuple[Sequence[float], ...]
 
 
 class LineStarts:
@@ -251,14 +235,16 @@ class LineStarts:
     every snapshot. Kept for the hosts of the latest scrape only. Safe across threads: each
     operation is one dict lookup or store, and two scrapes missing the same start both format it.
 
-    Each host's latest snapshot is kept decoded too, with its bytes: a scrape of the same snapshot
-    again (the second Prometheus of an HA pair, a scrape interval shorter than the agents') skips
-    decoding it, a third of what its lines cost. Compared by value, so only identical bytes match.
+    Each host's latest snapshot is kept read too, with its bytes and its lines' starts: a scrape of
+    the same snapshot again (the second Prometheus of an HA pair, a scrape interval shorter than the
+    agents') skips reading it. Compared by value, so only identical bytes match.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, read: Callable[[bytes], Numbers | None] | None = None) -> None:
+        """`read`: how a snapshot's numbers are read (host_numbers; the tests compare the two paths)."""
+        self._read_numbers = read or host_numbers
         self._hosts: dict[str, HostStarts] = {}
-        self._decoded: dict[str, tuple[bytes, Decoded | None]] = {}
+        self._read: dict[str, tuple[bytes, HostLines | None]] = {}
 
     def of(self, name: str) -> HostStarts:
         starts = self._hosts.get(name)
@@ -266,35 +252,52 @@ class LineStarts:
             starts = self._hosts[name] = host_starts(name)
         return starts
 
-    def decoded(self, name: str, snapshot: bytes | None) -> Decoded | None:
-        """decode(snapshot), from the previous scrape if the host's snapshot is the same bytes."""
+    def lines(self, name: str, snapshot: bytes | None) -> HostLines | None:
+        """What the host's snapshot adds to each family, from the previous scrape if it is the same bytes."""
         if snapshot is None:
             return None
-        kept = self._decoded.get(name)
+        kept = self._read.get(name)
         if kept is not None and kept[0] == snapshot:
             return kept[1]
-        decoded = decode(snapshot)
-        self._decoded[name] = (snapshot, decoded)
-        return decoded
+        found = self._read_numbers(snapshot)
+        lines = None if found is None else host_lines(self.of(name), found)
+        self._read[name] = (snapshot, lines)
+        return lines
 
     def keep(self, names: Iterable[str]) -> None:
         """Forget the hosts not in `names` (the hosts of the latest scrape)."""
         names = list(names)
         self._hosts = {n: s for n in names if (s := self._hosts.get(n)) is not None}
-        self._decoded = {n: d for n in names if (d := self._decoded.get(n)) is not None}
+        self._read = {n: d for n in names if (d := self._read.get(n)) is not None}
 
 
-def _start(kept: dict[object, str], entity: object, start: str) -> str:
-    if len(kept) < MAX_KEPT:
-        kept[entity] = start
-    return start
+def host_lines(s: HostStarts, found: Numbers) -> HostLines:
+    names = tuple(map(_FIRST, found.entities))
+    last_names, starts = s.last[0]
+    if names != last_names:
+        starts = tuple(entity_starts(s, at, of) for at, of in enumerate(names))
+        s.last[0] = (names, starts)  # one store: another thread sees the old pair or the new one
+    return HostLines(found.wide, s.wide, starts, tuple(map(_SECOND, found.entities)))
 
 
-class Pending(NamedTuple):
-    """The lines of one family being rendered: each one's start, and its number, all formatted at once."""
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
-    starts: list[str]
-    values: list[float]
+
+def entity_starts(s: HostStarts, at: int, names: Iterable[object]) -> list[str]:
+    """The line starts of the entities `names` of ENTITY[at] of a host, kept ones looked up in C."""
+    kept = s.entities[at]
+    starts = list(map(kept.get, names))
+    if None not in starts:
+        return starts  # type: ignore[return-value]
+    name, label = ENTITY[at].name, ENTITY[at].label
+    found = []
+    for entity, start in zip(names, starts, strict=True):
+        if start is None:
+            start = f'{name}{s.host},{label}="{escape(str(entity))}"}} '
+            if len(kept) < MAX_KEPT:
+                kept[entity] = start
+        found.append(start)
+    return found
 
 
 _json = msgspec.json.Encoder()
@@ -310,71 +313,21 @@ def numbers(values: list[float]) -> list[str]:
     return _json.encode(values).decode("ascii")[1:-1].split(",") if values else []
 
 
-def host_lines(s: HostStarts, d: Decoded, out: list[Pending]) -> None:
-    """Add the lines of one host that is up to `out`, the lines pending per HOST_FAMILIES entry.
+def _lines(f: Family, starts: Iterable[str], values: Sequence[float], divisor: float) -> list[str]:
+    """A family's header and its lines as one text (none if it has no values), in base units.
 
-    A value is exported if it is a finite plausible number (the unit's bounds: NaN fails both
-    comparisons, infinities the range; hostile data too), in base units.
+    The numbers are written by one call (`numbers`), each followed by a newline, and zipped with
+    the starts into one join: no Python step per line.
     """
-    metrics = d.metrics
-    for (at, _, key, (low, high, divisor)), start in zip(METRIC_EXPORTS, s.metrics, strict=True):
-        v = metrics.get(key)
-        if (type(v) is float or type(v) is int) and low <= v <= high:
-            starts, values = out[at]
-            starts.append(start)
-            values.append(v / divisor)
-    series = d.series
-    for at, name, key, label, (low, high, divisor) in SERIES_EXPORTS:
-        found = series.get(key)
-        if isinstance(found, list):
-            items: Iterable[tuple[object, object]] = enumerate(found)
-        elif isinstance(found, dict):
-            items = found.items()
-        else:
-            continue
-        (starts, values), kept = out[at], s.entities[at]
-        for entity, v in items:
-            if (type(v) is float or type(v) is int) and low <= v <= high and isinstance(entity, int | str):
-                starts.append(
-                    kept.get(entity)
-                    or _start(kept, entity, f'{name}{s.host},{label}="{escape(str(entity))}"}} ')
-                )
-                values.append(v / divisor)
-    probes = d.probes
-    for probe, kind, key, fields in PROBE_READS:
-        for entity, read in _entities(getattr(probes, probe), kind, key):
-            for at, name, field, label, low, high, divisor in fields:
-                v = read.get(field)
-                if (type(v) is float or type(v) is int) and low <= v <= high:
-                    starts, values = out[at]
-                    kept = s.entities[at]
-                    starts.append(
-                        kept.get(entity)
-                        or _start(
-                            kept,
-                            entity,
-                            f'{name}{s.host},{label}="{escape(entity)}"}} '
-                            if label
-                            else f"{name}{s.host}}} ",
-                        )
-                    )
-                    values.append(v / divisor)
+    if not values:
+        return []
+    if divisor != 1.0:  # the numbers are floats already: dividing by 1 changes none
+        values = list(map(truediv, values, repeat(divisor)))
+    texts = _json.encode(values)[1:-1].replace(b",", b"\n,").decode("ascii").split(",")
+    return [*header(f), "".join(chain.from_iterable(zip(starts, texts, strict=True)))]
 
 
-def _entities(section: Any, kind: type, key: str) -> Iterable[tuple[str, dict[Any, Any]]]:
-    """(entity, its map of fields) of a probe's results, read as catalog.One, Rows or Each read them."""
-    if kind is catalog.One:
-        return (("", section),) if isinstance(section, dict) else ()
-    if kind is catalog.Rows:
-        if not isinstance(section, list):
-            return ()
-        return [
-            (item[key], item) for item in section if isinstance(item, dict) and isinstance(item.get(key), str)
-        ]
-    table = section.get(key) if isinstance(section, dict) else None
-    if not isinstance(table, dict):
-        return ()
-    return [(e, values) for e, values in table.items() if isinstance(e, str) and isinstance(values, dict)]
+_WIDE, _WIDE_STARTS, _STARTS, _VALUES = (attrgetter(f) for f in HostLines._fields)
 
 
 class HostState(NamedTuple):
@@ -389,26 +342,43 @@ class HostState(NamedTuple):
 def hosts_text(hosts: Iterable[HostState], starts: LineStarts | None = None) -> list[str]:
     """The per-host families: up and last seen for every host, the numbers of hosts that are up.
 
-    `starts`: the line starts kept by the previous scrapes (and kept for the next), if any.
+    `starts`: the line starts kept by the previous scrapes (and kept for the next), if any. The
+    text of a family can hold several lines. Built a family at a time, over all hosts, with
+    operations that run in C (zip, compress, map, chain): a Python step per line cost a scrape
+    more than formatting its number.
     """
     if starts is None:
         starts = LineStarts()
     up: list[str] = []
     seen: list[str] = []
-    pending = [Pending([], []) for _ in HOST_FAMILIES]
     names = []
+    rows: list[HostLines] = []
     for h in hosts:
         s = starts.of(h.name)
         names.append(h.name)
         up.append(f"{s.up}{1.0 if h.up else 0.0}")
         seen.append(f"{s.seen}{sample(h.last_seen)}")
-        decoded = starts.decoded(h.name, h.snapshot) if h.up else None
-        if decoded is not None:
-            host_lines(s, decoded, pending)
+        found = starts.lines(h.name, h.snapshot) if h.up else None
+        if found is not None:
+            rows.append(found)
     starts.keep(names)
-    lines = header(UP) + up + header(LAST_SEEN) + seen
-    for f, (starts_of, values) in zip(HOST_FAMILIES, pending, strict=True):
-        if starts_of:
-            lines += header(f)
-            lines += map(str.__add__, starts_of, numbers(values))
-    return lines
+    by_family: list[list[str]] = [[] for _ in HOST_FAMILIES]
+    wide = zip(
+        WIDE, zip(*map(_WIDE, rows), strict=True), zip(*map(_WIDE_STARTS, rows), strict=True), strict=True
+    )
+    for w, values, line_starts in wide if rows else ():
+        if None in values:
+            present = list(map(is_not, values, repeat(None)))
+            values, line_starts = tuple(compress(values, present)), tuple(compress(line_starts, present))
+        by_family[w.at] = _lines(HOST_FAMILIES[w.at], line_starts, values, w.divisor)
+    entity = zip(
+        ENTITY, zip(*map(_STARTS, rows), strict=True), zip(*map(_VALUES, rows), strict=True), strict=True
+    )
+    for e, of_starts, of_values in entity if rows else ():
+        by_family[e.at] = _lines(
+            HOST_FAMILIES[e.at],
+            chain.from_iterable(of_starts),
+            list(chain.from_iterable(of_values)),
+            e.divisor,
+        )
+    return header(UP) + up + header(LAST_SEEN) + seen + list(chain.from_iterable(by_family))
