@@ -115,6 +115,7 @@ class Sampler:
         self._proc = getattr(ps, "PROCFS_PATH", "/proc")
         self._exclude, self._mount_wait = exclude, mounts.BoundedWait(mount_timeout)
         self._read_write = mounts.fstab_read_write(fstab)  # grows with every mount seen read-write
+        self._mount_table = mounts.MountTable(self._proc)
         # None: no systemd here (a container, a SysV host), and no unit probe.
         if systemctl is None and systemd.booted():
             systemctl = systemd.systemctl
@@ -244,7 +245,11 @@ class Sampler:
 
     def _filesystems(self) -> list[dict[str, Any]]:
         result = probes.filesystems(
-            self._ps, exclude=self._exclude, wait=self._mount_wait, read_write=self._read_write
+            self._ps,
+            exclude=self._exclude,
+            wait=self._mount_wait,
+            read_write=self._read_write,
+            table=self._mount_table,
         )
         self._read_write |= mounts.seen_read_write(result)
         return result
