@@ -276,6 +276,11 @@ class StatFiles:
         # said. Most processes sleep, and their stat line does not change between scans: a bytes
         # comparison, not a parse, and the same ProcStat object (which process_cpu counts as idle).
         self._known: dict[str, tuple[int | None, bytes, ProcStat]] = {}
+        # Pids whose ProcStat is not the previous scan's object (new, or a changed stat line):
+        # the only ones that can have used CPU since. None when the previous scan did not finish
+        # (it may have replaced objects without reporting them): then every pid must be compared.
+        self.changed: list[int] | None = None
+        self._finished = False
 
     def scan(self, proc: int) -> dict[int, ProcStat]:
         """Every process listed in the open /proc directory `proc`, from one read of its stat each.
@@ -286,6 +291,8 @@ class StatFiles:
         known, pread = self._known, os.pread
         seen: dict[str, tuple[int | None, bytes, ProcStat]] = {}
         table: dict[int, ProcStat] = {}
+        changed: list[int] = []
+        after_finished, self._finished, self.changed = self._finished, False, None
         try:
             for pid in os.listdir(proc):  # in pid order: ties rank stably
                 entry = known.pop(pid, None)
@@ -299,15 +306,18 @@ class StatFiles:
                         seen[pid] = entry
                         if data != entry[1]:
                             entry = seen[pid] = (entry[0], data, _parse_stat(int(pid), data))
+                            changed.append(entry[2].pid)
                         table[entry[2].pid] = entry[2]
                         continue
                 elif entry is None and not pid.isdigit():
                     continue
                 # Not seen before, not kept open, or its file went with its process: open it.
-                entry = self._first(proc, pid, entry)
+                before, entry = entry, self._first(proc, pid, entry)
                 if entry is not None:
                     seen[pid] = entry
                     table[entry[2].pid] = entry[2]
+                    if before is None or before[2] is not entry[2]:
+                        changed.append(entry[2].pid)
         except BaseException:
             known.update(seen)  # every open file stays known, for the next scan or close()
             raise
@@ -315,6 +325,8 @@ class StatFiles:
             if fd is not None:
                 self._close(fd)
         self._known = seen
+        self._finished = True
+        self.changed = changed if after_finished else None
         return table
 
     def _first(
@@ -377,12 +389,18 @@ def process_table(ps: Any = psutil, files: StatFiles | None = None) -> dict[int,
         os.close(proc)
 
 
-def process_cpu(table: dict[int, ProcStat], before: dict[int, ProcStat]) -> dict[int, float]:
-    """CPU seconds used between two tables, by each process that used any (most used none)."""
+def process_cpu(
+    table: dict[int, ProcStat], before: dict[int, ProcStat], changed: list[int] | None = None
+) -> dict[int, float]:
+    """CPU seconds used between two tables, by each process that used any (most used none).
+
+    `changed`: the pids of `table` whose entry is not `before`'s object (StatFiles.changed, when
+    `before` is the previous scan's table); the others used nothing, and are not looked at.
+    """
     result = {}
     get = before.get
-    for pid, now in table.items():
-        then = get(pid)
+    for pid in table if changed is None else changed:
+        now, then = table[pid], get(pid)
         if then is now:  # the same stat line as last time (StatFiles): nothing used
             continue
         # A process absent before (or a new one reusing the pid) used all its CPU time since then.
@@ -446,10 +464,14 @@ def processes(
     ps: Any = psutil,
     top_n: int = 5,
     names: Callable[[int], str] = user_name,
+    changed: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Process count, how many run, and the top N by CPU (100 % = one core, as in top) and by memory."""
+    """Process count, how many run, and the top N by CPU (100 % = one core, as in top) and by memory.
+
+    `changed`: see process_cpu.
+    """
     rated = before is not None and elapsed > 0
-    busy = process_cpu(table, before) if before is not None and rated else {}
+    busy = process_cpu(table, before, changed) if before is not None and rated else {}
     details: dict[int, dict[str, Any]] = {}
 
     def describe(p: ProcStat) -> dict[str, Any]:

@@ -273,4 +273,8 @@ class Sampler:
         before, self._procs_before = self._procs_before, (table, now)  # dead pids go with the old table
         if before is None:
             return probes.processes(table, None, 0.0, self._mem_total, self._ps, self._top_n)
-        return probes.processes(table, before[0], now - before[1], self._mem_total, self._ps, self._top_n)
+        # before is the previous scan's table: only the processes whose stat line changed are compared.
+        changed = self._stat_files.changed
+        return probes.processes(
+            table, before[0], now - before[1], self._mem_total, self._ps, self._top_n, changed=changed
+        )
