@@ -263,7 +263,7 @@ class ClockState(NamedTuple):
 
 
 @functools.lru_cache(maxsize=1)
-def _libc() -> Any:
+def libc() -> Any:
     # The running program's symbols include libc's; ctypes.util.find_library would run ldconfig.
     return ctypes.CDLL(None, use_errno=True)
 
@@ -275,7 +275,7 @@ def trim_heap() -> None:
     freed): half a megabyte of a fresh agent's resident memory. The daemon calls this once, after
     its first snapshot; on a C library without malloc_trim (musl) it does nothing.
     """
-    trim = getattr(_libc(), "malloc_trim", None)
+    trim = getattr(libc(), "malloc_trim", None)
     if trim is not None:
         trim(0)
 
@@ -283,7 +283,7 @@ def trim_heap() -> None:
 def adjtimex() -> ClockState | None:
     """The kernel clock's discipline state, queried without changing it; None without adjtimex."""
     try:
-        call = _libc().adjtimex
+        call = libc().adjtimex
     except AttributeError:  # not glibc or musl
         return None
     tx = Timex()

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import psutil
 
 from agent import mounts
+from agent.pids import PidLister
 from osmon.numbers import finite_or_none
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -264,7 +265,8 @@ STAT_FILES = 4096
 class StatFiles:
     """/proc/<pid>/stat files kept open between scans: re-reading one costs a third of reopening it."""
 
-    def __init__(self, limit: int | None = None) -> None:
+    def __init__(self, limit: int | None = None, pids: PidLister | None = None) -> None:
+        self._pids = pids if pids is not None else PidLister()
         if limit is None:
             soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
             soft = 4096 if soft == resource.RLIM_INFINITY else soft
@@ -283,10 +285,12 @@ class StatFiles:
         self._finished = False
 
     def scan(self, proc: int) -> dict[int, ProcStat]:
-        """Every process listed in the open /proc directory `proc`, from one read of its stat each.
+        """Every process of the open /proc directory `proc`, from one read of its stat each.
 
         One loop, no call per process. The floor is the kernel's: formatting a stat file costs it
         about 4 us when its caches are cold, as they are once per interval; the loop adds under 1.
+        /proc is listed in full only now and then (agent.pids): in between, the known processes
+        are re-read, in the order they were found, and those started since are added after them.
         """
         known, pread = self._known, os.pread
         seen: dict[str, tuple[int | None, bytes, ProcStat]] = {}
@@ -294,7 +298,8 @@ class StatFiles:
         changed: list[int] = []
         after_finished, self._finished, self.changed = self._finished, False, None
         try:
-            for pid in os.listdir(proc):  # in pid order: ties rank stably
+            # In pid order at a full listing, then in the order found: ties rank stably.
+            for pid in self._pids.names(proc, known, after_finished):
                 entry = known.pop(pid, None)
                 if entry is not None and entry[0] is not None:
                     try:
