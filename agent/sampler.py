@@ -10,7 +10,7 @@ from typing import Any
 
 import psutil
 
-from agent import kernel, mounts, nvml, probes, systemd
+from agent import kernel, mounts, nvml, probes, procfiles, systemd
 from osmon.numbers import is_finite
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,9 @@ class Sampler:
             systemctl = systemd.systemctl
         self._systemctl, self._ignore_units = systemctl, ignore_units
         self._kernel_log = kernel.KernelLog(kernel_log)
+        # The real host's /proc files several probes read, once per snapshot; a fake host's
+        # readings come from its own methods.
+        self._files = procfiles.SnapshotFiles(self._proc) if ps is psutil else None
         self._counters_before = self._baseline(lambda _ps: (clock(), kernel.counters(self._proc)), ps)
         self._disk_before: tuple[float, dict[str, Any]] | None = None
         self._net_before: tuple[float, int, int] | None = None
@@ -145,7 +148,7 @@ class Sampler:
             "cpu": self._cpu,
             "load": functools.partial(probes.load, ps),
             "memory": self._memory,
-            "swap": functools.partial(probes.swap, ps),
+            "swap": self._swap,
             "filesystems": self._filesystems,
             "disk_io": self._disk_io,
             "net_io": self._net_io,
@@ -182,6 +185,8 @@ class Sampler:
         """Run every probe: (results by probe name, "Type: message" by name of each probe that failed)."""
         results: dict[str, Any] = {}
         errors: dict[str, str] = {}
+        if self._files is not None:
+            self._files.clear()
         for name, probe in self._probes.items():
             try:
                 result = probe()
@@ -199,14 +204,23 @@ class Sampler:
         return results, errors
 
     def _cpu(self) -> dict[str, Any]:
-        after = probes.cpu_times(self._ps)
+        if self._files is not None:
+            after = procfiles.cpu_times(self._files.text("stat"))
+        else:
+            after = probes.cpu_times(self._ps)
         before, self._cpu_before = self._cpu_before, after
         return probes.cpu(before, after)
 
     def _memory(self) -> dict[str, Any]:
-        result = probes.memory(self._ps)
+        result = procfiles.memory(self._files.meminfo()) if self._files is not None else None
+        if result is None:
+            result = probes.memory(self._ps)
         self._mem_total = result["total"]  # processes' memory percentages reuse it
         return result
+
+    def _swap(self) -> dict[str, Any]:
+        result = procfiles.swap(self._files.meminfo()) if self._files is not None else None
+        return result if result is not None else probes.swap(self._ps)
 
     def _temperatures(self) -> dict[str, Any] | None:
         # Looking for sensors costs as much as three other probes; a host without any rarely grows one.
@@ -260,7 +274,8 @@ class Sampler:
         return systemd.failed_units(self._systemctl, self._ignore_units)
 
     def _activity(self) -> dict[str, Any]:
-        now, counters = self._clock(), kernel.counters(self._proc)
+        read = self._files.optional if self._files is not None else None
+        now, counters = self._clock(), kernel.counters(self._proc, read)
         before, self._counters_before = self._counters_before, (now, counters)
         victims = kernel.oom_victims(self._kernel_log.read())
         if before is None:
