@@ -102,8 +102,9 @@ class PidLister:
         self._usable = _getdents() is not None
         self.full_listings = 0  # how many scans listed all of /proc
 
-    def names(self, proc: int, known: Collection[str], complete: bool) -> list[str]:
-        """Pid names to read: every one /proc lists, or `known` followed by those started since.
+    def new_pids(self, proc: int, known: Collection[str], complete: bool) -> list[str] | None:
+        """The pids (names) started since the previous call and not in `known`; None when /proc
+        is to be listed in full (full_listing()).
 
         `complete`: `known` holds every process of the previous call's answer (its scan finished).
         """
@@ -115,12 +116,16 @@ class PidLister:
             self.full_listings += 1
             if cursor is not None and not _our_namespace(proc):
                 self._usable, self._cursor = False, None
-            os.lseek(proc, 0, os.SEEK_SET)  # os.listdir of a descriptor reads on from where it is
-            return os.listdir(proc)
-        names = list(known)
-        if cursor > before:
-            names += [name for name in listed_after(proc, before, cursor) if name not in known]
-        return names
+            return None
+        if cursor == before:
+            return []
+        return [name for name in listed_after(proc, before, cursor) if name not in known]
+
+
+def full_listing(proc: int) -> list[str]:
+    """Every name /proc lists, pids in increasing order after its own entries."""
+    os.lseek(proc, 0, os.SEEK_SET)  # os.listdir of a descriptor reads on from where it is
+    return os.listdir(proc)
 
 
 def _our_namespace(proc: int) -> bool:

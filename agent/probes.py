@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import psutil
 
 from agent import mounts
-from agent.pids import PidLister
+from agent.pids import PidLister, full_listing
 from osmon.numbers import finite_or_none
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -292,14 +292,21 @@ class StatFiles:
         /proc is listed in full only now and then (agent.pids): in between, the known processes
         are re-read, in the order they were found, and those started since are added after them.
         """
+        changed: list[int] = []
+        after_finished, self._finished, self.changed = self._finished, False, None
+        new = self._pids.new_pids(proc, self._known, after_finished)
+        table = self._list_all(proc, changed) if new is None else self._reread(proc, new, changed)
+        self._finished = True
+        self.changed = changed if after_finished else None
+        return table
+
+    def _list_all(self, proc: int, changed: list[int]) -> dict[int, ProcStat]:
+        """Every process /proc lists, the known ones re-read."""
         known, pread = self._known, os.pread
         seen: dict[str, tuple[int | None, bytes, ProcStat]] = {}
         table: dict[int, ProcStat] = {}
-        changed: list[int] = []
-        after_finished, self._finished, self.changed = self._finished, False, None
         try:
-            # In pid order at a full listing, then in the order found: ties rank stably.
-            for pid in self._pids.names(proc, known, after_finished):
+            for pid in full_listing(proc):  # in pid order: ties rank stably
                 entry = known.pop(pid, None)
                 if entry is not None and entry[0] is not None:
                     try:
@@ -330,9 +337,53 @@ class StatFiles:
             if fd is not None:
                 self._close(fd)
         self._known = seen
-        self._finished = True
-        self.changed = changed if after_finished else None
         return table
+
+    def _reread(self, proc: int, new: list[str], changed: list[int]) -> dict[int, ProcStat]:
+        """The known processes re-read in place, in their order, then the `new` pids opened.
+
+        No listing and no new dictionary of them: only a changed stat line is stored.
+        """
+        known, pread = self._known, os.pread
+        table: dict[int, ProcStat] = {}
+        again: list[tuple[str, tuple[int | None, bytes, ProcStat] | None]] = []
+        for pid, entry in known.items():
+            fd = entry[0]
+            if fd is None:  # not kept open: opened again below
+                again.append((pid, entry))
+                continue
+            try:
+                data = pread(fd, STAT_BYTES, 0)
+            except OSError:  # that process exited: the pid may already belong to a new one
+                again.append((pid, None))
+                continue
+            if data != entry[1]:  # a value replaced, not a key added: the loop goes on
+                entry = known[pid] = (fd, data, _parse_stat(int(pid), data))
+                changed.append(entry[2].pid)
+            table[entry[2].pid] = entry[2]
+        for pid, before in again:
+            gone = known.pop(pid)
+            if before is None and gone[0] is not None:
+                self._close(gone[0])
+            self._add(proc, pid, before, table, changed)
+        for pid in new:
+            self._add(proc, pid, None, table, changed)
+        return table
+
+    def _add(
+        self,
+        proc: int,
+        pid: str,
+        before: tuple[int | None, bytes, ProcStat] | None,
+        table: dict[int, ProcStat],
+        changed: list[int],
+    ) -> None:
+        entry = self._first(proc, pid, before)
+        if entry is not None:
+            self._known[pid] = entry
+            table[entry[2].pid] = entry[2]
+            if before is None or before[2] is not entry[2]:
+                changed.append(entry[2].pid)
 
     def _first(
         self, proc: int, pid: str, before: tuple[int | None, bytes, ProcStat] | None

@@ -133,3 +133,27 @@ def test_listed_after_gives_the_pids_above_a_number_up_to_a_limit():
         assert found == sorted(found)
     finally:
         os.close(proc)
+
+
+def test_between_full_listings_files_not_kept_open_are_opened_again_and_exited_ones_leave(fake_proc):
+    lister = pids.PidLister(clock=Clock())
+    # None kept open (a host past the limit): a deleted fake file stays readable through an open
+    # descriptor, where a real one fails once its process is gone (the test of this machine's).
+    files = probes.StatFiles(limit=0, pids=lister)
+    fds = len(os.listdir("/proc/self/fd"))
+    set_last_pid(fake_proc, 502)
+    for pid in (500, 501, 502):
+        write_stat(fake_proc, pid)
+    scan(files, fake_proc)
+    write_stat(fake_proc, 501, utime=7)
+    for pid in (500, 502):
+        for name in os.listdir(fake_proc / str(pid)):
+            os.unlink(fake_proc / str(pid) / name)
+        os.rmdir(fake_proc / str(pid))
+    table = scan(files, fake_proc)
+    assert sorted(table) == [501]
+    assert table[501].cpu == 7 / probes.CLOCK_TICKS
+    assert files.changed == [501]
+    assert lister.full_listings == 1
+    files.close()
+    assert len(os.listdir("/proc/self/fd")) == fds
