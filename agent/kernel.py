@@ -12,6 +12,7 @@ import errno
 import functools
 import os
 import re
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -62,11 +63,15 @@ def _line_value(text: str, name: str) -> int | None:
     return _int(text[start : end if end >= 0 else len(text)])
 
 
-def counters(proc: str = "/proc") -> Counters:
-    """Read /proc/vmstat (pswpin, pswpout, oom_kill) and /proc/stat (ctxt, intr, processes)."""
+def counters(proc: str = "/proc", read: Callable[[str], str | None] | None = None) -> Counters:
+    """Read /proc/vmstat (pswpin, pswpout, oom_kill) and /proc/stat (ctxt, intr, processes).
+
+    `read`: the text of a file of `proc` by name, or None (the snapshot's, read once for all).
+    """
+    read = read if read is not None else lambda name: _text(f"{proc}/{name}")
     # Three lines of each are wanted: /proc/vmstat has 180, /proc/stat an interrupt line of
     # thousands of numbers on a big machine. A search each, not a dictionary of every line.
-    vm, stat = "\n" + (_text(f"{proc}/vmstat") or ""), "\n" + (_text(f"{proc}/stat") or "")
+    vm, stat = "\n" + (read("vmstat") or ""), "\n" + (read("stat") or "")
     return Counters(
         _line_value(vm, "pswpin"),
         _line_value(vm, "pswpout"),
@@ -263,7 +268,7 @@ class ClockState(NamedTuple):
 
 
 @functools.lru_cache(maxsize=1)
-def _libc() -> Any:
+def libc() -> Any:
     # The running program's symbols include libc's; ctypes.util.find_library would run ldconfig.
     return ctypes.CDLL(None, use_errno=True)
 
@@ -275,7 +280,7 @@ def trim_heap() -> None:
     freed): half a megabyte of a fresh agent's resident memory. The daemon calls this once, after
     its first snapshot; on a C library without malloc_trim (musl) it does nothing.
     """
-    trim = getattr(_libc(), "malloc_trim", None)
+    trim = getattr(libc(), "malloc_trim", None)
     if trim is not None:
         trim(0)
 
@@ -283,7 +288,7 @@ def trim_heap() -> None:
 def adjtimex() -> ClockState | None:
     """The kernel clock's discipline state, queried without changing it; None without adjtimex."""
     try:
-        call = _libc().adjtimex
+        call = libc().adjtimex
     except AttributeError:  # not glibc or musl
         return None
     tx = Timex()

@@ -108,6 +108,33 @@ def real_partitions(ps: Any, exclude: Exclude = DEFAULT_EXCLUDE) -> list[Any]:
     return sorted(by_device.values(), key=lambda p: p.mountpoint)
 
 
+class MountTable:
+    """real_partitions(), worked out again only when the kernel's mount table reads differently.
+
+    The table rarely changes, and parsing it (psutil, then the filters) costs more than reading
+    it. Its text is the key, read-only flags included: a remount is seen at the next snapshot.
+    """
+
+    def __init__(self, proc: str = "/proc") -> None:
+        # The file psutil.disk_partitions reads.
+        mtab = proc == "/proc" and os.path.isfile("/etc/mtab")
+        self.path = "/etc/mtab" if mtab else f"{proc}/self/mounts"
+        self._text: bytes | None = None
+        self._parts: list[Any] = []
+
+    def partitions(self, ps: Any, exclude: Exclude = DEFAULT_EXCLUDE) -> list[Any]:
+        """real_partitions(ps, exclude), from the previous call while the table reads the same."""
+        try:
+            with open(self.path, "rb") as f:
+                text = f.read()
+        except OSError:  # no such file (a fake host): no key, work it out each time
+            return real_partitions(ps, exclude)
+        if text != self._text:
+            # psutil reads the table after us: a change in between is at worst seen again next time.
+            self._parts, self._text = real_partitions(ps, exclude), text
+        return self._parts
+
+
 class Measured(NamedTuple):
     usage: Any  # psutil's sdiskusage: total, used, free, percent
     inodes_percent: float | None
@@ -185,13 +212,14 @@ def filesystems(
     exclude: Exclude = DEFAULT_EXCLUDE,
     wait: BoundedWait | None = None,
     read_write: Iterable[str] = (),
+    table: MountTable | None = None,
 ) -> list[dict[str, Any]]:
     """Usage of every mounted filesystem worth reporting, one entry per device.
 
     `read_write` names mounts known to be meant read-write (fstab, or seen so): one found
     read-only is flagged `remounted_ro` (ext4's errors=remount-ro, a failing disk).
     """
-    parts = real_partitions(ps, exclude)
+    parts = table.partitions(ps, exclude) if table is not None else real_partitions(ps, exclude)
     wait = wait if wait is not None else BoundedWait()
     slow = {p.mountpoint: _call(ps, statvfs, p.mountpoint) for p in parts if is_network(p.fstype)}
     measured = wait.run(slow) if slow else {}

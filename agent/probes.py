@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import psutil
 
 from agent import mounts
+from agent.pids import PidLister, full_listing
 from osmon.numbers import finite_or_none
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -275,7 +276,8 @@ STAT_FILES = 4096
 class StatFiles:
     """/proc/<pid>/stat files kept open between scans: re-reading one costs a third of reopening it."""
 
-    def __init__(self, limit: int | None = None) -> None:
+    def __init__(self, limit: int | None = None, pids: PidLister | None = None) -> None:
+        self._pids = pids if pids is not None else PidLister()
         if limit is None:
             soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
             soft = 4096 if soft == resource.RLIM_INFINITY else soft
@@ -287,18 +289,35 @@ class StatFiles:
         # said. Most processes sleep, and their stat line does not change between scans: a bytes
         # comparison, not a parse, and the same ProcStat object (which process_cpu counts as idle).
         self._known: dict[str, tuple[int | None, bytes, ProcStat]] = {}
+        # Pids whose ProcStat is not the previous scan's object (new, or a changed stat line):
+        # the only ones that can have used CPU since. None when the previous scan did not finish
+        # (it may have replaced objects without reporting them): then every pid must be compared.
+        self.changed: list[int] | None = None
+        self._finished = False
 
     def scan(self, proc: int) -> dict[int, ProcStat]:
-        """Every process listed in the open /proc directory `proc`, from one read of its stat each.
+        """Every process of the open /proc directory `proc`, from one read of its stat each.
 
         One loop, no call per process. The floor is the kernel's: formatting a stat file costs it
         about 4 us when its caches are cold, as they are once per interval; the loop adds under 1.
+        /proc is listed in full only now and then (agent.pids): in between, the known processes
+        are re-read, in the order they were found, and those started since are added after them.
         """
+        changed: list[int] = []
+        after_finished, self._finished, self.changed = self._finished, False, None
+        new = self._pids.new_pids(proc, self._known, after_finished)
+        table = self._list_all(proc, changed) if new is None else self._reread(proc, new, changed)
+        self._finished = True
+        self.changed = changed if after_finished else None
+        return table
+
+    def _list_all(self, proc: int, changed: list[int]) -> dict[int, ProcStat]:
+        """Every process /proc lists, the known ones re-read."""
         known, pread = self._known, os.pread
         seen: dict[str, tuple[int | None, bytes, ProcStat]] = {}
         table: dict[int, ProcStat] = {}
         try:
-            for pid in os.listdir(proc):  # in pid order: ties rank stably
+            for pid in full_listing(proc):  # in pid order: ties rank stably
                 entry = known.pop(pid, None)
                 if entry is not None and entry[0] is not None:
                     try:
@@ -310,15 +329,18 @@ class StatFiles:
                         seen[pid] = entry
                         if data != entry[1]:
                             entry = seen[pid] = (entry[0], data, _parse_stat(int(pid), data))
+                            changed.append(entry[2].pid)
                         table[entry[2].pid] = entry[2]
                         continue
                 elif entry is None and not pid.isdigit():
                     continue
                 # Not seen before, not kept open, or its file went with its process: open it.
-                entry = self._first(proc, pid, entry)
+                before, entry = entry, self._first(proc, pid, entry)
                 if entry is not None:
                     seen[pid] = entry
                     table[entry[2].pid] = entry[2]
+                    if before is None or before[2] is not entry[2]:
+                        changed.append(entry[2].pid)
         except BaseException:
             known.update(seen)  # every open file stays known, for the next scan or close()
             raise
@@ -327,6 +349,52 @@ class StatFiles:
                 self._close(fd)
         self._known = seen
         return table
+
+    def _reread(self, proc: int, new: list[str], changed: list[int]) -> dict[int, ProcStat]:
+        """The known processes re-read in place, in their order, then the `new` pids opened.
+
+        No listing and no new dictionary of them: only a changed stat line is stored.
+        """
+        known, pread = self._known, os.pread
+        table: dict[int, ProcStat] = {}
+        again: list[tuple[str, tuple[int | None, bytes, ProcStat] | None]] = []
+        for pid, entry in known.items():
+            fd = entry[0]
+            if fd is None:  # not kept open: opened again below
+                again.append((pid, entry))
+                continue
+            try:
+                data = pread(fd, STAT_BYTES, 0)
+            except OSError:  # that process exited: the pid may already belong to a new one
+                again.append((pid, None))
+                continue
+            if data != entry[1]:  # a value replaced, not a key added: the loop goes on
+                entry = known[pid] = (fd, data, _parse_stat(int(pid), data))
+                changed.append(entry[2].pid)
+            table[entry[2].pid] = entry[2]
+        for pid, before in again:
+            gone = known.pop(pid)
+            if before is None and gone[0] is not None:
+                self._close(gone[0])
+            self._add(proc, pid, before, table, changed)
+        for pid in new:
+            self._add(proc, pid, None, table, changed)
+        return table
+
+    def _add(
+        self,
+        proc: int,
+        pid: str,
+        before: tuple[int | None, bytes, ProcStat] | None,
+        table: dict[int, ProcStat],
+        changed: list[int],
+    ) -> None:
+        entry = self._first(proc, pid, before)
+        if entry is not None:
+            self._known[pid] = entry
+            table[entry[2].pid] = entry[2]
+            if before is None or before[2] is not entry[2]:
+                changed.append(entry[2].pid)
 
     def _first(
         self, proc: int, pid: str, before: tuple[int | None, bytes, ProcStat] | None
@@ -388,12 +456,18 @@ def process_table(ps: Any = psutil, files: StatFiles | None = None) -> dict[int,
         os.close(proc)
 
 
-def process_cpu(table: dict[int, ProcStat], before: dict[int, ProcStat]) -> dict[int, float]:
-    """CPU seconds used between two tables, by each process that used any (most used none)."""
+def process_cpu(
+    table: dict[int, ProcStat], before: dict[int, ProcStat], changed: list[int] | None = None
+) -> dict[int, float]:
+    """CPU seconds used between two tables, by each process that used any (most used none).
+
+    `changed`: the pids of `table` whose entry is not `before`'s object (StatFiles.changed, when
+    `before` is the previous scan's table); the others used nothing, and are not looked at.
+    """
     result = {}
     get = before.get
-    for pid, now in table.items():
-        then = get(pid)
+    for pid in table if changed is None else changed:
+        now, then = table[pid], get(pid)
         if then is now:  # the same stat line as last time (StatFiles): nothing used
             continue
         # A process absent before (or a new one reusing the pid) used all its CPU time since then.
@@ -457,10 +531,14 @@ def processes(
     ps: Any = psutil,
     top_n: int = 5,
     names: Callable[[int], str] = user_name,
+    changed: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Process count, how many run, and the top N by CPU (100 % = one core, as in top) and by memory."""
+    """Process count, how many run, and the top N by CPU (100 % = one core, as in top) and by memory.
+
+    `changed`: see process_cpu.
+    """
     rated = before is not None and elapsed > 0
-    busy = process_cpu(table, before) if before is not None and rated else {}
+    busy = process_cpu(table, before, changed) if before is not None and rated else {}
     details: dict[int, dict[str, Any]] = {}
 
     def describe(p: ProcStat) -> dict[str, Any]:

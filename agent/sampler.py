@@ -10,7 +10,7 @@ from typing import Any
 
 import psutil
 
-from agent import kernel, mounts, nvml, probes, systemd
+from agent import kernel, mounts, nvml, probes, procfiles, systemd
 from osmon.numbers import is_finite
 
 log = logging.getLogger(__name__)
@@ -115,11 +115,15 @@ class Sampler:
         self._proc = getattr(ps, "PROCFS_PATH", "/proc")
         self._exclude, self._mount_wait = exclude, mounts.BoundedWait(mount_timeout)
         self._read_write = mounts.fstab_read_write(fstab)  # grows with every mount seen read-write
+        self._mount_table = mounts.MountTable(self._proc)
         # None: no systemd here (a container, a SysV host), and no unit probe.
         if systemctl is None and systemd.booted():
             systemctl = systemd.systemctl
         self._systemctl, self._ignore_units = systemctl, ignore_units
         self._kernel_log = kernel.KernelLog(kernel_log)
+        # The real host's /proc files several probes read, once per snapshot; a fake host's
+        # readings come from its own methods.
+        self._files = procfiles.SnapshotFiles(self._proc) if ps is psutil else None
         self._counters_before = self._baseline(lambda _ps: (clock(), kernel.counters(self._proc)), ps)
         self._disk_before: tuple[float, dict[str, Any]] | None = None
         self._net_before: tuple[float, int, int] | None = None
@@ -144,7 +148,7 @@ class Sampler:
             "cpu": self._cpu,
             "load": functools.partial(probes.load, ps),
             "memory": self._memory,
-            "swap": functools.partial(probes.swap, ps),
+            "swap": self._swap,
             "filesystems": self._filesystems,
             "disk_io": self._disk_io,
             "net_io": self._net_io,
@@ -181,6 +185,8 @@ class Sampler:
         """Run every probe: (results by probe name, "Type: message" by name of each probe that failed)."""
         results: dict[str, Any] = {}
         errors: dict[str, str] = {}
+        if self._files is not None:
+            self._files.clear()
         for name, probe in self._probes.items():
             try:
                 result = probe()
@@ -198,14 +204,23 @@ class Sampler:
         return results, errors
 
     def _cpu(self) -> dict[str, Any]:
-        after = probes.cpu_times(self._ps)
+        if self._files is not None:
+            after = procfiles.cpu_times(self._files.text("stat"))
+        else:
+            after = probes.cpu_times(self._ps)
         before, self._cpu_before = self._cpu_before, after
         return probes.cpu(before, after)
 
     def _memory(self) -> dict[str, Any]:
-        result = probes.memory(self._ps)
+        result = procfiles.memory(self._files.meminfo()) if self._files is not None else None
+        if result is None:
+            result = probes.memory(self._ps)
         self._mem_total = result["total"]  # processes' memory percentages reuse it
         return result
+
+    def _swap(self) -> dict[str, Any]:
+        result = procfiles.swap(self._files.meminfo()) if self._files is not None else None
+        return result if result is not None else probes.swap(self._ps)
 
     def _temperatures(self) -> dict[str, Any] | None:
         # Looking for sensors costs as much as three other probes; a host without any rarely grows one.
@@ -244,7 +259,11 @@ class Sampler:
 
     def _filesystems(self) -> list[dict[str, Any]]:
         result = probes.filesystems(
-            self._ps, exclude=self._exclude, wait=self._mount_wait, read_write=self._read_write
+            self._ps,
+            exclude=self._exclude,
+            wait=self._mount_wait,
+            read_write=self._read_write,
+            table=self._mount_table,
         )
         self._read_write |= mounts.seen_read_write(result)
         return result
@@ -255,7 +274,8 @@ class Sampler:
         return systemd.failed_units(self._systemctl, self._ignore_units)
 
     def _activity(self) -> dict[str, Any]:
-        now, counters = self._clock(), kernel.counters(self._proc)
+        read = self._files.optional if self._files is not None else None
+        now, counters = self._clock(), kernel.counters(self._proc, read)
         before, self._counters_before = self._counters_before, (now, counters)
         victims = kernel.oom_victims(self._kernel_log.read())
         if before is None:
@@ -268,4 +288,8 @@ class Sampler:
         before, self._procs_before = self._procs_before, (table, now)  # dead pids go with the old table
         if before is None:
             return probes.processes(table, None, 0.0, self._mem_total, self._ps, self._top_n)
-        return probes.processes(table, before[0], now - before[1], self._mem_total, self._ps, self._top_n)
+        # before is the previous scan's table: only the processes whose stat line changed are compared.
+        changed = self._stat_files.changed
+        return probes.processes(
+            table, before[0], now - before[1], self._mem_total, self._ps, self._top_n, changed=changed
+        )

@@ -136,3 +136,42 @@ def test_this_machines_tmpfs_mounts_are_reported_as_df_shows_them() -> None:
     for mount in wanted:
         # One entry per tmpfs: several tmpfs share the device name "tmpfs" and must not merge.
         assert mount in reported or mount.replace("\\040", " ") in reported, mount
+
+
+def test_the_mount_table_is_parsed_again_when_it_changes_and_a_remount_shows_at_once(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import psutil
+
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    table = proc / "self" / "mounts"
+    monkeypatch.setattr(psutil, "PROCFS_PATH", str(proc))  # psutil reads this table too
+    mount_table = mounts.MountTable(str(proc))
+
+    def reported() -> list[tuple[str, bool]]:
+        found = mounts.filesystems(
+            SimpleNamespace(disk_partitions=psutil.disk_partitions, disk_usage=usage),
+            statvfs=lambda p: StatVfs(200, 10),
+            read_write={"/data"},
+            table=mount_table,
+        )
+        return [(f["mount"], f["readonly"], f.get("remounted_ro", False)) for f in found]
+
+    table.write_text("/dev/sda1 / ext4 rw,relatime 0 0\nproc /proc proc rw 0 0\n")
+    assert reported() == [("/", False, False)]
+    assert reported() == [("/", False, False)]  # the same table: the same answer
+    table.write_text("/dev/sda1 / ext4 rw,relatime 0 0\n/dev/sdb1 /data xfs rw 0 0\n")
+    assert reported() == [("/", False, False), ("/data", False, False)]  # mounted since
+    table.write_text("/dev/sda1 / ext4 rw,relatime 0 0\n/dev/sdb1 /data xfs ro 0 0\n")
+    assert reported() == [("/", False, False), ("/data", True, True)]  # errors=remount-ro struck
+
+
+def test_without_a_readable_mount_table_the_partitions_are_listed_each_time(tmp_path: Path) -> None:
+    parts = [PARTITIONS[0]]
+    mount_table = mounts.MountTable(str(tmp_path))  # no self/mounts there
+    first = mounts.filesystems(fake_ps(parts), statvfs=lambda p: StatVfs(1, 0), table=mount_table)
+    parts.append(PARTITIONS[-1])
+    again = mounts.filesystems(fake_ps(parts), statvfs=lambda p: StatVfs(1, 0), table=mount_table)
+    assert [f["mount"] for f in first] == ["/"]
+    assert [f["mount"] for f in again] == ["/", "/data"]

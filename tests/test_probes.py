@@ -420,6 +420,42 @@ def test_kept_stat_files_stay_under_their_limit(fake_proc):
     files.close()
 
 
+def test_a_scan_names_the_processes_whose_stat_changed_and_only_those_are_rated(fake_proc):
+    ticks = probes.CLOCK_TICKS
+    files = probes.StatFiles(limit=2)  # pid 3 is read through a file opened again at each scan
+    for pid in (1, 2, 3):
+        add_process(fake_proc, pid, "sleep", utime=ticks)
+    before = probes.process_table(files=files)
+    assert files.changed is None  # no previous scan to compare with
+    add_process(fake_proc, 1, "busy", utime=3 * ticks)  # used 2 s
+    add_process(fake_proc, 4, "new", utime=ticks // 2)  # started since: all its 0.5 s count
+    table = probes.process_table(files=files)
+    assert sorted(files.changed) == [1, 4]  # 2 and 3 (one kept open, one reopened) did not change
+    everything = probes.processes(table, before, 10.0, 1000, top_n=4)
+    only_changed = probes.processes(table, before, 10.0, 1000, top_n=4, changed=files.changed)
+    assert only_changed == everything
+    assert [(p["pid"], p["cpu_percent"]) for p in everything["top_cpu"][:2]] == [(1, 20.0), (4, 5.0)]
+    files.close()
+
+
+def test_after_a_failed_scan_every_process_is_compared_again(fake_proc):
+    files = probes.StatFiles(limit=10)
+    add_process(fake_proc, 1, "sleep")
+    probes.process_table(files=files)
+    probes.process_table(files=files)
+    assert files.changed == []
+    (fake_proc / "5").mkdir()
+    (fake_proc / "5" / "stat").write_text("5 (x) S 1 2\n")
+    with pytest.raises(ValueError):
+        probes.process_table(files=files)
+    shutil.rmtree(fake_proc / "5")
+    probes.process_table(files=files)
+    assert files.changed is None  # the failed scan may have replaced entries it did not report
+    probes.process_table(files=files)
+    assert files.changed == []
+    files.close()
+
+
 def test_process_table_of_this_machine_sees_our_process_and_its_cpu_time():
     files = probes.StatFiles()
     before = probes.process_table(files=files)[os.getpid()]
