@@ -92,6 +92,9 @@ def memory(mems: dict[str, int]) -> dict[str, Any] | None:
         "available": available,
         "used": total - available,
         "percent": finite(_percent(total - available, total)),
+        # As psutil counts them on Linux: the page cache with the reclaimable slab, and buffers.
+        "cached": mems.get("Cached:", 0) + mems.get("SReclaimable:", 0),
+        "buffers": mems.get("Buffers:", 0),
     }
 
 

@@ -62,6 +62,8 @@ def test_memory_and_swap_are_psutils_from_one_read(fake_proc):
         "available": 5_120_000_000,
         "used": 3_072_000_000,
         "percent": 37.5,
+        "cached": 3_276_800_000,  # Cached + SReclaimable
+        "buffers": 204_800_000,
     }
     assert procfiles.swap(files.meminfo()) == probes.swap(psutil)
     assert procfiles.swap(files.meminfo())["percent"] == 25.0
