@@ -30,7 +30,8 @@ from agent.daemon import SEND_BATCH
 from collector import config as collector_config
 from collector import snapshots
 from collector.detection import Detector
-from collector.ingest import Ingest, tune_garbage_collector
+from collector.gctune import tune_garbage_collector
+from collector.ingest import Ingest
 from collector.store import open_store
 from collector.store.compact import COLUMNS
 from osmon import wire

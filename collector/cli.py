@@ -22,7 +22,8 @@ from collector import config as collector_config
 from collector import restore as restores
 from collector import status as host_status
 from collector import testmail as test_message
-from collector.ingest import Ingest, bind_socket, tune_garbage_collector
+from collector.gctune import tune_garbage_collector
+from collector.ingest import Ingest, bind_socket
 from collector.mail import MailError
 from collector.service import Services
 from collector.store import Store, StoreError, StoreUnreachable, check_connection, open_store

@@ -8,7 +8,6 @@ never stop the loop or delay other agents.
 
 from __future__ import annotations
 
-import gc
 import logging
 import resource
 import time
@@ -38,12 +37,6 @@ from osmon.shutdown import Shutdown
 
 log = logging.getLogger("osmon.ingest")
 
-# Container objects allocated (net of those freed) before Python's cyclic garbage collector runs.
-# A batch holds ~25 per snapshot until it is stored, then frees them by reference counting; at
-# the default (700) collections ran dozens of times per batch and took ~10 % of ingest's CPU
-# (benchmarks/ingest.py), finding nothing: ingest makes no reference cycles. Garbage in cycles
-# (from elsewhere in the process) still goes, after at most this many objects (a few MB).
-GC_THRESHOLD = 50_000
 HOUSEKEEPING_EVERY = 5.0  # seconds between counter flushes and retention passes
 PRUNE_BUDGET = 0.05  # seconds of pruning per housekeeping pass, so ingest never stalls
 TICK = 0.5  # seconds between host-down checks
@@ -336,13 +329,6 @@ class Ingest:
         if self.counts:
             self.store.add_counters(dict(self.counts))
             self.counts.clear()
-
-
-def tune_garbage_collector() -> None:
-    """For the `run` process, once started: what exists now lives as long as it (out of the
-    collector's sight), and collections wait for GC_THRESHOLD new objects instead of 700."""
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def frame_property(frame: zmq.Frame, name: str) -> str | None:

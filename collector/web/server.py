@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import waitress
 
 from collector.config import CollectorConfig
+from collector.gctune import tune_garbage_collector
 from collector.web import create_app
 from collector.web.secret import SecretKeyError
 from osmon.configfile import ConfigError
@@ -43,6 +44,7 @@ def serve(config: CollectorConfig) -> None:
             "no [web.users] and anonymous_read is off: nobody can use the dashboard (see hash-password)"
         )
     previous = signal.signal(signal.SIGTERM, _stop)
+    tune_garbage_collector()  # the app, its tables and the server built: they live as long as the process
     log.info("dashboard on http://%s (database %s)", config.web_bind, config.database_shown)
     try:
         server.run()
