@@ -99,21 +99,24 @@ _IFREQ_SIZE = 40
 _NO_SPEED = (errno.EOPNOTSUPP, errno.EINVAL)  # psutil counts 0 for these
 
 
-def ethtool_speed(name: str) -> int:
+def ethtool_speed(name: str, sock: socket.socket | None = None) -> int:
     """The speed psutil reads for `name` (ioctl SIOCETHTOOL, ETHTOOL_GSET), 0 when unknown.
 
+    `sock`: any AF_INET socket, kept by the caller (psutil opens one per call).
     OSError ENODEV when the interface is gone: psutil then leaves it out.
     """
+    if sock is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as own:
+            return ethtool_speed(name, own)
     cmd = ctypes.create_string_buffer(_ETHTOOL_CMD.size)
     struct.pack_into("=I", cmd, 0, ETHTOOL_GSET)
     request = _IFREQ.pack(name.encode()[:15], ctypes.addressof(cmd)).ljust(_IFREQ_SIZE, b"\0")
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            fcntl.ioctl(sock, SIOCETHTOOL, request)
-        except OSError as e:
-            if e.errno in _NO_SPEED:
-                return 0
-            raise
+    try:
+        fcntl.ioctl(sock, SIOCETHTOOL, request)
+    except OSError as e:
+        if e.errno in _NO_SPEED:
+            return 0
+        raise
     fields = _ETHTOOL_CMD.unpack(cmd.raw)
     speed = fields[3] | fields[12] << 16  # speed, speed_hi
     return 0 if speed > 0x7FFFFFFF else speed  # SPEED_UNKNOWN is 0xffffffff
@@ -123,15 +126,23 @@ def ethtool_speed(name: str) -> int:
 # psutil's isup is, is set for exactly these (netif_running and netif_oper_up). sysfs `flags`
 # never shows IFF_RUNNING: the kernel works it out for SIOCGIFFLAGS only.
 _RUNNING = (b"up\n", b"unknown\n")
+_GONE = (errno.ENODEV, errno.ENOENT)  # psutil leaves out an interface gone since /proc/net/dev
 
 
 class LinkFiles:
     """/sys/class/net/<name>/operstate and speed, kept open between snapshots and re-read."""
 
-    def __init__(self, sys_path: str = "/sys", speed: Callable[[str], int] = ethtool_speed) -> None:
+    def __init__(self, sys_path: str = "/sys", speed: Callable[[str], int] | None = None) -> None:
+        """`speed`: the speed of a link sysfs does not tell (by default the ethtool ioctl's)."""
         self._net = f"{sys_path}/class/net"
-        self._ethtool = speed
+        self._ethtool = speed if speed is not None else self._ioctl_speed
         self._files: dict[str, tuple[int, int]] = {}
+        self._socket: socket.socket | None = None  # opened for the first down link, then kept
+
+    def _ioctl_speed(self, name: str) -> int:
+        if self._socket is None:
+            self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        return ethtool_speed(name, self._socket)
 
     def stats(self, names: list[str]) -> dict[str, IfStats]:
         """Link state of each of `names` still there; the files of the others are closed."""
@@ -142,16 +153,28 @@ class LinkFiles:
             try:
                 found[name] = self._read(name)
             except OSError as e:
-                self._close(name)  # the interface went, or was made anew: open it again next time
-                if e.errno not in (errno.ENODEV, errno.ENOENT):
+                if e.errno not in _GONE:
                     raise
         return found
 
     def _read(self, name: str) -> IfStats:
         files = self._files.get(name)
-        if files is None:
-            files = self._files[name] = self._open(name)
-        state, speed = files
+        if files is not None:
+            try:
+                return self._stats(name, *files)
+            except OSError as e:
+                self._close(name)
+                if e.errno not in _GONE:
+                    raise
+                # The files of an interface gone, maybe made anew under the same name: open its own.
+        files = self._files[name] = self._open(name)
+        try:
+            return self._stats(name, *files)
+        except OSError:
+            self._close(name)
+            raise
+
+    def _stats(self, name: str, state: int, speed: int) -> IfStats:
         isup = os.pread(state, 64, 0) in _RUNNING
         try:
             mbits = max(0, int(os.pread(speed, 64, 0)))  # -1: the driver does not know
@@ -178,3 +201,6 @@ class LinkFiles:
         """Close every file."""
         for name in list(self._files):
             self._close(name)
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
