@@ -207,6 +207,14 @@ def disk_ops(result: dict[str, Any], before: dict[str, Any] | None, elapsed: flo
 def net_io(ps: Any = psutil, sys_path: str = "/sys") -> dict[str, Any]:
     """Bytes received and sent per interface since boot (no loopback); totals are what crossed a NIC."""
     counters = ps.net_io_counters(pernic=True, nowrap=True) or {}
+    read_stats = getattr(ps, "net_if_stats", None)
+    return net_io_of(counters, lambda _names: read_stats() if read_stats is not None else {}, sys_path)
+
+
+def net_io_of(
+    counters: dict[str, Any], link_stats: Callable[[list[str]], dict[str, Any]], sys_path: str = "/sys"
+) -> dict[str, Any]:
+    """net_io from psutil-shaped counters (snetio) and link stats (snicstats) of the names asked for."""
     interfaces = {
         name: {"rx_bytes": c.bytes_recv, "tx_bytes": c.bytes_sent}
         for name, c in counters.items()
@@ -214,7 +222,7 @@ def net_io(ps: Any = psutil, sys_path: str = "/sys") -> dict[str, Any]:
     }
     # Bridges, bonds, VLANs and tunnels carry traffic that also crosses a physical interface.
     physical = [n for n in interfaces if not _virtual(sys_path, "net", n)] or list(interfaces)
-    stats = ps.net_if_stats() if hasattr(ps, "net_if_stats") else {}
+    stats = link_stats(list(interfaces))
     for name, entry in interfaces.items():
         c = counters[name]
         entry["errors"] = getattr(c, "errin", 0) + getattr(c, "errout", 0)

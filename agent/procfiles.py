@@ -45,9 +45,20 @@ class SnapshotFiles:
         """The text of <proc>/<name> (OSError when it cannot be read)."""
         text = self._texts.get(name)
         if text is None:
-            with open(f"{self.proc}/{name}", encoding="ascii", errors="replace") as f:
-                text = self._texts[name] = f.read()
+            text = self._texts[name] = _read(f"{self.proc}/{name}").decode("ascii", "replace")
         return text
+
+
+def _read(path: str) -> bytes:
+    # os calls, not open(): a Python file object costs fstat, isatty (ioctl) and lseek on top.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 TICKS = os.sysconf("SC_CLK_TCK")

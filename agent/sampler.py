@@ -10,7 +10,7 @@ from typing import Any
 
 import psutil
 
-from agent import kernel, mounts, nvml, probes, procfiles, systemd
+from agent import kernel, mounts, netdev, nvml, probes, procfiles, systemd
 from osmon.numbers import is_finite
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,9 @@ class Sampler:
         # The real host's /proc files several probes read, once per snapshot; a fake host's
         # readings come from its own methods.
         self._files = procfiles.SnapshotFiles(self._proc) if ps is psutil else None
+        # The real host's links from sysfs, its counters from the snapshot's /proc/net/dev.
+        self._links = netdev.LinkFiles(sys_path) if ps is psutil else None
+        self._net_wraps = netdev.NoWrap()
         self._counters_before = self._baseline(lambda _ps: (clock(), kernel.counters(self._proc)), ps)
         self._disk_before: tuple[float, dict[str, Any]] | None = None
         self._net_before: tuple[float, int, int] | None = None
@@ -177,6 +180,8 @@ class Sampler:
         """Close the files kept open between samples and release NVML."""
         self._stat_files.close()
         self._kernel_log.close()
+        if self._links is not None:
+            self._links.close()
         if self._nvml is not None:
             self._nvml.close()
             self._nvml = None
@@ -246,7 +251,11 @@ class Sampler:
         return result
 
     def _net_io(self) -> dict[str, Any]:
-        result = probes.net_io(self._ps, self._sys)
+        if self._files is not None and self._links is not None:
+            counters = self._net_wraps.run(netdev.counters(self._files.text("net/dev")))
+            result = probes.net_io_of(counters, self._links.stats, self._sys)
+        else:
+            result = probes.net_io(self._ps, self._sys)
         now = self._clock()
         self._net.add(result, now)
         probes.link_changes(result, self._links_up)

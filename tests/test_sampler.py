@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import osmon
-from agent import systemd
+from agent import probes, systemd
 from agent.sampler import MAX_RATE, SENSOR_RECHECK, CounterRates, Sampler, clean
 from osmon import wire
 
@@ -407,3 +407,19 @@ def test_first_real_sample_already_has_cpu_figures():
             name = str(uid)
         assert listed["user"] == name
         assert abs(listed["rss"] - rss) < 4 * 1024 * 1024
+
+
+def test_real_network_figures_are_psutils_from_proc_net_dev_and_sysfs():
+    # The real host reads /proc/net/dev once and sysfs, not psutil's sockets: the same figures.
+    sampler = Sampler(nvml_library=None)
+    before = probes.net_io()
+    found = sampler.sample()[0]["net_io"]
+    after = probes.net_io()
+    sampler.close()
+    assert found["interfaces"].keys() == after["interfaces"].keys()
+    for name, entry in found["interfaces"].items():
+        assert {k: entry.get(k) for k in ("up", "speed")} == {
+            k: after["interfaces"][name].get(k) for k in ("up", "speed")
+        }
+        for counter in ("rx_bytes", "tx_bytes", "errors", "drops"):
+            assert before["interfaces"][name][counter] <= entry[counter] <= after["interfaces"][name][counter]
