@@ -34,8 +34,12 @@ def _number(name: str) -> Any:
     """A finite number within the bounds of `name`'s unit (never beyond what wire takes of an integer)."""
     low, high = wire.BOUNDS[name]
     # wire takes integers only within +-numbers.MAX_INT, floats up to the unit's bounds: msgspec
-    # reads both as float, so it stops at the narrower of the two and leaves the rest to wire.
-    return Annotated[float, msgspec.Meta(ge=max(low, -numbers.MAX_INT), le=min(high, numbers.MAX_INT))]
+    # reads both as float, so it stops short of the narrower of the two and leaves the rest to wire.
+    # Strictly short of MAX_INT: the integer 2**53 + 1 reads as the float 2**53, which wire takes
+    # as a float but refuses as the integer it was.
+    low_side = {"ge": low} if low > -numbers.MAX_INT else {"gt": -numbers.MAX_INT}
+    high_side = {"le": high} if high < numbers.MAX_INT else {"lt": numbers.MAX_INT}
+    return Annotated[float, msgspec.Meta(**low_side, **high_side)]
 
 
 def _series(declared: catalog.Series) -> Any:

@@ -128,6 +128,16 @@ def test_extreme_snapshots_of_the_fuzz_test_are_decoded_the_same() -> None:
         same(extreme_snapshot(rng, seq))
 
 
+def test_integers_at_the_edge_of_exact_floats_are_decoded_the_same() -> None:
+    """2**53 + 1 reads as the float 2**53 in a typed decoder: it must still be refused as wire refuses it."""
+    edges = [2**53 - 1, 2**53, 2**53 + 1, float(2**53), -(2**53), -(2**53) - 1, float(-(2**53))]
+    for name in sorted(wire.METRICS):
+        for value in edges:
+            same(wire.encode(message(metrics={name: value})))
+    for value in edges:
+        same(wire.encode(message(series={"cpu.core": [value], "disk.percent": {"sda": value}})))
+
+
 numbers = (
     st.floats()
     | st.integers(min_value=-(2**63), max_value=2**64 - 1)
